@@ -4,6 +4,8 @@
 
 #include <mpi.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -15,7 +17,7 @@ inline absl::Status MpiStatus(int code, const char* expr, const char* file, int 
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) len = 0;
-  return absl::InternalError(absl::StrCat("MPI error ", code, " (", std::string_view(text, len),
+  return absl::InternalError(absl::StrCat("MPI error ", code, " (", std::string(text, len),
                                           ") in ", expr, " at ", file, ":", line));
 }
 
