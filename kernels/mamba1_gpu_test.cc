@@ -1,0 +1,206 @@
+// Mamba-1 kernels on the GPU: CUDA prefill scan and decode update against the CPU
+// implementations (and the float64 oracle), every mode, fp32/bf16, the shape matrix; prefill /
+// decode parity and speculative decode on the GPU. Skips without a GPU.
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "core/device.h"
+#include "gtest/gtest.h"
+#include "kernels/mamba1_state_update.h"
+#include "kernels/selective_scan.h"
+#include "kernels/selective_scan_test_util.h"
+
+namespace mambaserve {
+namespace {
+
+using namespace scan_test;
+
+constexpr Discretization kModes[] = {Discretization::kDefault, Discretization::kZoh,
+                                     Discretization::kBilinear, Discretization::kDirac,
+                                     Discretization::kEventDriven};
+
+#define SKIP_WITHOUT_GPU()                                                             \
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (or a CPU-only build): the "  \
+                                        "Mamba-1 GPU tests run on the GPU machine"
+
+absl::StatusOr<Stream> GpuStream() { return Stream::Create(Device::Cuda(0)); }
+
+// CUDA vs CPU: the two use the same formulas in fp32 but a different order of the y reduction
+// and hardware exp, so they differ by fp32 rounding (~1e-6 relative); 16-bit outputs can land on
+// neighbouring 16-bit values, so those compare at 16-bit tolerance. Both are also checked
+// against the float64 oracle.
+double CrossTol(DType t) { return t == DType::kF32 ? 2e-5 : 1e-2; }
+
+struct Shape {
+  int64_t dim, d_state, n_groups;
+  std::vector<int32_t> lengths;
+};
+
+const Shape kShapes[] = {
+    {64, 16, 1, {1, 7, 300}},
+    {96, 16, 2, {129, 1, 64}},
+    {40, 64, 1, {33, 2}},
+    {24, 256, 3, {70}},
+    {20, 5, 1, {17, 1, 3}},   // odd N, dim not a multiple of the channel tile
+    {5120, 16, 1, {200}},     // the Mamba-2.8B width
+};
+
+class GpuPrefillTest
+    : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType, int>> {};
+
+TEST_P(GpuPrefillTest, MatchesCpuAndOracle) {
+  SKIP_WITHOUT_GPU();
+  const auto [mode, x_dtype, state_dtype, shape_index] = GetParam();
+  const Shape& sh = kShapes[shape_index];
+  ScanProblemOptions o;
+  o.mode = mode;
+  o.x_dtype = x_dtype;
+  o.bc_dtype = x_dtype;
+  o.state_dtype = state_dtype;
+  o.dim = sh.dim;
+  o.d_state = sh.d_state;
+  o.n_groups = sh.n_groups;
+  o.lengths = sh.lengths;
+  o.initial_state.assign(sh.lengths.size(), true);
+  o.initial_state[0] = false;
+  o.seed = 1000 + shape_index;
+  if (shape_index % 2 == 1) {
+    o.block_size = 32;
+    o.prefix_offset.assign(sh.lengths.size(), 0);
+    o.prefix_offset[0] = 9;
+  }
+  const auto p = MakeScanProblem(o);
+  Stream cpu;
+  auto want = RunPrefill(p, cpu);
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto gpu = GpuStream();
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  auto got = RunPrefill(p, *gpu);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const double e = RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T));
+  EXPECT_LT(e, CrossTol(x_dtype)) << "y, CUDA vs CPU";
+  std::vector<double> a(got->pool.begin(), got->pool.end()), b(want->pool.begin(), want->pool.end());
+  EXPECT_LT(RelErr(a, b), CrossTol(state_dtype)) << "state pool, CUDA vs CPU";
+  if (p.T * p.D * p.N < 20'000'000) ExpectPrefillMatchesOracle(p, *got, RunOracle(p), "CUDA");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Matrix, GpuPrefillTest,
+    ::testing::Combine(::testing::ValuesIn(kModes), ::testing::Values(DType::kF32, DType::kBF16),
+                       ::testing::Values(DType::kF32, DType::kBF16),
+                       ::testing::Range(0, static_cast<int>(std::size(kShapes)))),
+    [](const auto& info) {
+      return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
+                          DTypeName(std::get<1>(info.param)), "_state",
+                          DTypeName(std::get<2>(info.param)), "_shape", std::get<3>(info.param));
+    });
+
+TEST(GpuPrefill, F16AndMixedBCDtypes) {
+  SKIP_WITHOUT_GPU();
+  for (Discretization mode : kModes) {
+    ScanProblemOptions o;
+    o.mode = mode;
+    o.x_dtype = DType::kF16;
+    o.bc_dtype = DType::kF32;
+    o.dim = 48;
+    o.lengths = {50, 3};
+    o.with_z = (mode != Discretization::kDirac);
+    o.with_D = false;
+    o.final_in_place = true;
+    const auto p = MakeScanProblem(o);
+    auto gpu = GpuStream();
+    ASSERT_TRUE(gpu.ok());
+    auto got = RunPrefill(p, *gpu);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ExpectPrefillMatchesOracle(p, *got, RunOracle(p), DiscretizationName(mode));
+  }
+}
+
+class GpuDecodeTest
+    : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};
+
+TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
+  SKIP_WITHOUT_GPU();
+  const auto [mode, x_dtype, state_dtype] = GetParam();
+  for (const Shape& sh : kShapes) {
+    for (int64_t num_spec : {0, 2}) {
+      ScanProblemOptions o;
+      o.mode = mode;
+      o.x_dtype = x_dtype;
+      o.bc_dtype = x_dtype;
+      o.state_dtype = state_dtype;
+      o.dim = sh.dim;
+      o.d_state = sh.d_state;
+      o.n_groups = sh.n_groups;
+      o.lengths.assign(9, static_cast<int32_t>(1 + num_spec));
+      o.initial_state.assign(9, true);
+      o.initial_state[4] = false;
+      o.final_state = o.initial_state;
+      o.final_in_place = true;
+      const auto p = MakeScanProblem(o);
+      Stream cpu;
+      auto want = RunDecode(p, num_spec, num_spec > 0, nullptr, cpu);
+      ASSERT_TRUE(want.ok()) << want.status();
+      auto gpu = GpuStream();
+      ASSERT_TRUE(gpu.ok());
+      auto got = RunDecode(p, num_spec, num_spec > 0, nullptr, *gpu);
+      ASSERT_TRUE(got.ok()) << got.status();
+      const std::string what = absl::StrCat("dim ", sh.dim, " N ", sh.d_state, " spec ", num_spec);
+      EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)),
+                CrossTol(x_dtype))
+          << what;
+      std::vector<double> a(got->pool.begin(), got->pool.end()),
+          b(want->pool.begin(), want->pool.end());
+      EXPECT_LT(RelErr(a, b), CrossTol(state_dtype)) << what;
+      if (num_spec == 0) ExpectPrefillMatchesOracle(p, *got, RunOracle(p), what.c_str());
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Matrix, GpuDecodeTest,
+    ::testing::Combine(::testing::ValuesIn(kModes), ::testing::Values(DType::kF32, DType::kBF16),
+                       ::testing::Values(DType::kF32, DType::kBF16)),
+    [](const auto& info) {
+      return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
+                          DTypeName(std::get<1>(info.param)), "_state",
+                          DTypeName(std::get<2>(info.param)));
+    });
+
+// On the GPU the prefill and decode kernels share the device-side discretisation, so a prefill
+// of n then m decodes equals a prefill of n + m up to fp32 reassociation.
+TEST(GpuParity, PrefillThenDecodeEqualsLongerPrefillEveryMode) {
+  SKIP_WITHOUT_GPU();
+  auto gpu = GpuStream();
+  ASSERT_TRUE(gpu.ok());
+  for (Discretization mode : kModes) {
+    for (int64_t d_state : {16, 128}) {
+      ScanProblemOptions o;
+      o.mode = mode;
+      o.dim = 64;
+      o.d_state = d_state;
+      auto err = PrefillThenDecodeParity(o, {1, 5, 100}, 5, *gpu);
+      ASSERT_TRUE(err.ok()) << err.status();
+      EXPECT_LT(err->y, 1e-5) << DiscretizationName(mode) << " N " << d_state;
+      EXPECT_LT(err->state, 1e-5) << DiscretizationName(mode) << " N " << d_state;
+    }
+  }
+}
+
+TEST(GpuParity, SpeculativeEqualsSequentialDecodes) {
+  SKIP_WITHOUT_GPU();
+  auto gpu = GpuStream();
+  ASSERT_TRUE(gpu.ok());
+  for (Discretization mode : kModes) {
+    ScanProblemOptions o;
+    o.mode = mode;
+    o.dim = 64;
+    auto err = SpeculativeParity(o, 5, 3, *gpu);
+    ASSERT_TRUE(err.ok()) << err.status();
+    EXPECT_LT(err->y, 1e-5) << DiscretizationName(mode);
+    EXPECT_LT(err->state, 1e-5) << DiscretizationName(mode);
+  }
+}
+
+}  // namespace
+}  // namespace mambaserve

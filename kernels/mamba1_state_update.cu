@@ -1,0 +1,268 @@
+// CUDA Mamba-1 decode update. Memory bound on the state: one thread owns kNPT consecutive state
+// elements of one channel (a vector load and store of the state row), tpc threads share a
+// channel and reduce y with shuffles. Block = (sequence, tile of channels). The per-element
+// arithmetic is the prefill kernel's (selective_scan_cuda_common.cuh).
+#include <algorithm>
+#include <type_traits>
+
+#include "absl/strings/str_cat.h"
+#include "core/cuda_status.h"
+#include "core/status_macros.h"
+#include "kernels/mamba1_state_update.h"
+#include "kernels/selective_scan_cuda_common.cuh"
+
+namespace mambaserve {
+namespace {
+
+using namespace scan_cuda;
+
+struct DecodeArgs {
+  int64_t D, N, dpg, tokens;
+  int x_dt, bc_dt;
+  const void* u;
+  int64_t u_rs;
+  const void* delta;
+  int64_t delta_rs;
+  const float* delta_bias;
+  bool softplus;
+  const float* A;
+  const void* B;
+  int64_t B_rs, B_gs;
+  const void* C;
+  int64_t C_rs, C_gs;
+  const float* Dv;
+  const void* z;
+  int64_t z_rs;
+  void* y;
+  int64_t y_rs;
+  const float* tau;
+  const float* bias_A;
+  void* pool;
+  int64_t block_stride;
+  const int32_t* blk_in;
+  const int32_t* blk_out;
+  int tpc_log2;
+  bool vec_state;  // state rows of this lane are whole, aligned vectors
+};
+
+// kNPT = 4 or 8 states per lane, loaded as float4 (fp32) or uint2 (16-bit) pieces.
+
+template <typename StateT, int kNPT>
+__device__ __forceinline__ void LoadStates(const StateT* p, int count, bool vec, float* h) {
+  if (vec && count == kNPT) {
+    if constexpr (std::is_same_v<StateT, float>) {
+#pragma unroll
+      for (int j = 0; j < kNPT; j += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(p + j);
+        h[j] = v.x, h[j + 1] = v.y, h[j + 2] = v.z, h[j + 3] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kNPT; j += 4) {
+        const uint2 v = *reinterpret_cast<const uint2*>(p + j);
+        const StateT* e = reinterpret_cast<const StateT*>(&v);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) h[j + k] = static_cast<float>(e[k]);
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) h[j] = j < count ? static_cast<float>(p[j]) : 0.0f;
+}
+
+template <typename StateT>
+__device__ __forceinline__ StateT FromF(float v) {
+  if constexpr (std::is_same_v<StateT, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<StateT, __nv_bfloat16>) {
+    return __float2bfloat16_rn(v);
+  } else {
+    return __float2half_rn(v);
+  }
+}
+
+template <typename StateT, int kNPT>
+__device__ __forceinline__ void StoreStates(StateT* p, int count, bool vec, const float* h) {
+  if (vec && count == kNPT) {
+    if constexpr (std::is_same_v<StateT, float>) {
+#pragma unroll
+      for (int j = 0; j < kNPT; j += 4) {
+        *reinterpret_cast<float4*>(p + j) = make_float4(h[j], h[j + 1], h[j + 2], h[j + 3]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kNPT; j += 4) {
+        uint2 v;
+        StateT* e = reinterpret_cast<StateT*>(&v);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) e[k] = FromF<StateT>(h[j + k]);
+        *reinterpret_cast<uint2*>(p + j) = v;
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j)
+    if (j < count) p[j] = FromF<StateT>(h[j]);
+}
+
+template <Discretization kMode, int kNPT, typename StateT>
+__global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
+  const int64_t b = blockIdx.y;
+  const int tpc = 1 << a.tpc_log2;
+  const int cpb = blockDim.x >> a.tpc_log2;
+  const int slot = threadIdx.x >> a.tpc_log2;
+  const int sub = threadIdx.x & (tpc - 1);
+  const int64_t d = static_cast<int64_t>(blockIdx.x) * cpb + slot;
+  const bool ch_valid = d < a.D;
+  const int64_t dc = ch_valid ? d : a.D - 1;  // clamped for reads; lanes past D store nothing
+  const int64_t N = a.N;
+  const int64_t n0 = sub * kNPT;
+  const int count = static_cast<int>(max<int64_t>(0, min<int64_t>(kNPT, N - n0)));
+  const int64_t g = dc / a.dpg;
+  StateT* pool = static_cast<StateT*>(a.pool);
+
+  float h[kNPT], Ar[kNPT];
+  const int64_t in_blk = a.blk_in[b];
+  if (in_blk != 0 && count > 0) {
+    LoadStates<StateT, kNPT>(pool + in_blk * a.block_stride + dc * N + n0, count, a.vec_state, h);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) h[j] = 0.0f;
+  }
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) Ar[j] = j < count ? PrepareA<kMode>(a.A[dc * N + n0 + j]) : 0.0f;
+  const float bias = a.delta_bias ? a.delta_bias[dc] : 0.0f;
+  const float spb = kMode == Discretization::kEventDriven ? Softplus(a.bias_A[dc]) : 0.0f;
+  const float Dd = a.Dv ? a.Dv[dc] : 0.0f;
+  const unsigned full = 0xffffffffu;
+
+  for (int64_t t = 0; t < a.tokens; ++t) {
+    const int64_t r = b * a.tokens + t;
+    const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + dc);
+    const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + dc);
+    const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
+    const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+    float yp = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      if (j < count) {
+        const float Bv = LoadElem(a.B, a.bc_dt, r * a.B_rs + g * a.B_gs + n0 + j);
+        const float Cv = LoadElem(a.C, a.bc_dt, r * a.C_rs + g * a.C_gs + n0 + j);
+        h[j] = StepState<kMode>(h[j], Ar[j], Bv, ts);
+        yp = fmaf(Cv, h[j], yp);
+      }
+    }
+    for (int off = tpc >> 1; off > 0; off >>= 1) yp += __shfl_xor_sync(full, yp, off);
+    if (sub == 0 && ch_valid) {
+      float yv = yp + Dd * u;
+      if (a.z) yv *= Silu(LoadElem(a.z, a.x_dt, r * a.z_rs + dc));
+      StoreElem(a.y, a.x_dt, r * a.y_rs + dc, yv);
+    }
+    if (a.blk_out) {
+      const int64_t ob = a.blk_out[r];
+      if (ob != 0 && ch_valid && count > 0) {
+        StoreStates<StateT, kNPT>(pool + ob * a.block_stride + dc * N + n0, count, a.vec_state, h);
+      }
+    }
+  }
+  if (!a.blk_out && in_blk != 0 && ch_valid && count > 0) {
+    StoreStates<StateT, kNPT>(pool + in_blk * a.block_stride + dc * N + n0, count, a.vec_state, h);
+  }
+}
+
+template <Discretization kMode, int kNPT, typename StateT>
+absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st) {
+  Mamba1DecodeKernel<kMode, kNPT, StateT><<<grid, threads, 0, st>>>(a);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+template <int kNPT, typename StateT>
+absl::Status LaunchMode(Discretization mode, const DecodeArgs& a, dim3 grid, int threads,
+                        cudaStream_t st) {
+  switch (mode) {
+    case Discretization::kDefault:
+      return Launch<Discretization::kDefault, kNPT, StateT>(a, grid, threads, st);
+    case Discretization::kZoh:
+      return Launch<Discretization::kZoh, kNPT, StateT>(a, grid, threads, st);
+    case Discretization::kBilinear:
+      return Launch<Discretization::kBilinear, kNPT, StateT>(a, grid, threads, st);
+    case Discretization::kDirac:
+      return Launch<Discretization::kDirac, kNPT, StateT>(a, grid, threads, st);
+    case Discretization::kEventDriven:
+      return Launch<Discretization::kEventDriven, kNPT, StateT>(a, grid, threads, st);
+  }
+  return absl::InvalidArgumentError("mamba1_state_update: unknown discretization");
+}
+
+template <int kNPT>
+absl::Status LaunchState(DType state_dtype, Discretization mode, const DecodeArgs& a, dim3 grid,
+                         int threads, cudaStream_t st) {
+  switch (state_dtype) {
+    case DType::kF32:
+      return LaunchMode<kNPT, float>(mode, a, grid, threads, st);
+    case DType::kBF16:
+      return LaunchMode<kNPT, __nv_bfloat16>(mode, a, grid, threads, st);
+    case DType::kF16:
+      return LaunchMode<kNPT, __half>(mode, a, grid, threads, st);
+  }
+  return absl::InvalidArgumentError("mamba1_state_update: bad state dtype");
+}
+
+}  // namespace
+
+absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const Stream& stream) {
+  MS_CHECK_ARG(p.batch <= 65535, "mamba1_state_update (CUDA): at most 65535 sequences per call");
+  cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
+  DecodeArgs a{};
+  a.D = p.dim;
+  a.N = p.d_state;
+  a.dpg = p.dim / p.n_groups;
+  a.tokens = 1 + p.num_spec;
+  a.x_dt = static_cast<int>(p.x_dtype);
+  a.bc_dt = static_cast<int>(p.bc_dtype);
+  a.u = p.u;
+  a.u_rs = p.u_row_stride;
+  a.delta = p.delta;
+  a.delta_rs = p.delta_row_stride;
+  a.delta_bias = p.delta_bias;
+  a.softplus = p.delta_softplus;
+  a.A = p.A;
+  a.B = p.B;
+  a.B_rs = p.B_row_stride;
+  a.B_gs = p.B_group_stride;
+  a.C = p.C;
+  a.C_rs = p.C_row_stride;
+  a.C_gs = p.C_group_stride;
+  a.Dv = p.D;
+  a.z = p.z;
+  a.z_rs = p.z_row_stride;
+  a.y = p.y;
+  a.y_rs = p.y_row_stride;
+  a.tau = p.tau;
+  a.bias_A = p.bias_A;
+  a.pool = p.state_pool;
+  a.block_stride = p.state_block_stride > 0 ? p.state_block_stride : p.dim * p.d_state;
+  a.blk_in = p.state_block_in;
+  a.blk_out = p.state_block_out;
+  const int npt = p.d_state <= 128 ? 4 : 8;
+  int tpc = 1;
+  while (tpc * npt < p.d_state) tpc *= 2;
+  int log2 = 0;
+  while ((1 << log2) < tpc) ++log2;
+  a.tpc_log2 = log2;
+  const int64_t es = DTypeSize(p.state_dtype);
+  const int64_t vec_bytes = npt * es;  // 16/32 bytes (fp32) or 8/16 (16-bit)
+  const int64_t align = std::min<int64_t>(vec_bytes, 16);
+  a.vec_state = p.d_state % npt == 0 && (a.block_stride * es) % align == 0 &&
+                reinterpret_cast<uintptr_t>(p.state_pool) % align == 0;
+  const int threads = 256;
+  const int cpb = threads / tpc;
+  dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.batch));
+  if (npt == 4) return LaunchState<4>(p.state_dtype, p.mode, a, grid, threads, st);
+  return LaunchState<8>(p.state_dtype, p.mode, a, grid, threads, st);
+}
+
+}  // namespace mambaserve

@@ -1,0 +1,420 @@
+// CUDA Mamba-1 selective scan (prefill).
+//
+// Design: one thread block per (sequence, channel tile). A channel's N states are spread over a
+// group of `tpc` lanes (kNPT states each, in registers); a warp holds 32 / tpc channels and a
+// block 1 or 4 warps. The block walks its sequence in chunks of K tokens: the raw rows of u,
+// delta, z, B and C for chunk c + 1 are copied into shared memory with cp.async while chunk c is
+// computed (double buffering), then converted once per (token, channel) into fp32 scalars (dt,
+// dt_decay, dt * u, u) and once per (token, n) into fp32 B and C shared by every channel of the
+// tile. The recurrence runs sequentially over the chunk's tokens; each lane updates its kNPT
+// states (one ex2 each for the exponential-decay modes), y is reduced across the lane group with
+// shuffles, and the epilogue adds D u, applies the silu(z) gate and stores y coalesced.
+// Boundary states (prefix caching) are stored from registers at the tokens that complete a
+// block; the final state at the end.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/cuda_status.h"
+#include "core/status_macros.h"
+#include "kernels/selective_scan.h"
+#include "kernels/selective_scan_cuda_common.cuh"
+
+namespace mambaserve {
+namespace {
+
+using namespace scan_cuda;
+
+struct ScanArgs {
+  int64_t D, N, dpg;
+  const int32_t* cu;
+  int x_dt, bc_dt, st_dt, esx, esbc;
+  const char* u;
+  int64_t u_rs;
+  const char* delta;
+  int64_t delta_rs;
+  const float* delta_bias;
+  bool softplus;
+  const float* A;
+  const char* B;
+  int64_t B_rs, B_gs;
+  const char* C;
+  int64_t C_rs, C_gs;
+  const float* Dv;
+  const char* z;
+  int64_t z_rs;
+  char* y;
+  int64_t y_rs;
+  const float* tau;
+  const float* bias_A;
+  void* pool;
+  int64_t block_stride;
+  const int32_t* init_blk;
+  const int32_t* final_blk;
+  int64_t block_size;
+  const int64_t* prefix;
+  const int32_t* bnd;
+  int64_t bnd_stride;
+  // Geometry.
+  int tpc_log2, cpw, warps, K, npad;
+  int vec_u, vec_delta, vec_z, vec_B, vec_C;
+  int seg_x, seg_bc;  // bytes of one raw row in shared memory (multiples of 16)
+  int raw_stage_bytes, off_par, off_B, off_C, off_y, off_spb;
+};
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsync8(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsync4(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void CpAsyncWait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+// Copies `rows` rows of `row_bytes` bytes (src rows `src_rs` bytes apart, dst rows `dst_rs`
+// apart) in units of `vec` bytes: 16/8/4 asynchronously, 2 synchronously.
+__device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src, int64_t src_rs,
+                                         int rows, int row_bytes, int vec, int tid,
+                                         int nthreads) {
+  const int upr = row_bytes / vec;
+  const int total = rows * upr;
+  for (int i = tid; i < total; i += nthreads) {
+    const int r = i / upr, k = i - r * upr;
+    const char* s = src + r * src_rs + k * vec;
+    char* d = dst + r * dst_rs + k * vec;
+    if (vec == 16) {
+      CpAsync16(d, s);
+    } else if (vec == 8) {
+      CpAsync8(d, s);
+    } else if (vec == 4) {
+      CpAsync4(d, s);
+    } else {
+      *reinterpret_cast<uint16_t*>(d) = *reinterpret_cast<const uint16_t*>(s);
+    }
+  }
+}
+
+template <Discretization kMode, int kNPT>
+__global__ void __launch_bounds__(128) SelectiveScanKernel(const ScanArgs a) {
+  extern __shared__ __align__(16) char smem[];
+  const int seq = blockIdx.y;
+  const int64_t t0 = a.cu[seq];
+  const int64_t len = a.cu[seq + 1] - t0;
+  const int cpb = a.cpw * a.warps;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * cpb;
+  if (c0 >= a.D) return;
+  const int valid_ch = static_cast<int>(min(static_cast<int64_t>(cpb), a.D - c0));
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const int warp = tid >> 5, lane = tid & 31;
+  const int tpc = 1 << a.tpc_log2;
+  const int slot = lane >> a.tpc_log2;  // channel slot within the warp
+  const int sub = lane & (tpc - 1);
+  const int cl = warp * a.cpw + min(slot, a.cpw - 1);  // local channel (clamped for reads)
+  const int64_t d = c0 + cl;
+  const bool ch_valid = slot < a.cpw && cl < valid_ch;
+  const int64_t g = c0 / a.dpg;
+  const int64_t N = a.N;
+
+  // Registers: this lane's states and A coefficients (n = sub * kNPT + j).
+  float h[kNPT], Ar[kNPT];
+  const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) {
+    const int64_t n = sub * kNPT + j;
+    const bool valid = ch_valid && n < N;
+    Ar[j] = valid ? PrepareA<kMode>(a.A[d * N + n]) : 0.0f;
+    h[j] = (valid && in_blk != 0) ? LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + d * N + n)
+                                  : 0.0f;
+  }
+
+  float4* s_par = reinterpret_cast<float4*>(smem + a.off_par);
+  float* s_B = reinterpret_cast<float*>(smem + a.off_B);
+  float* s_C = reinterpret_cast<float*>(smem + a.off_C);
+  float* s_y = reinterpret_cast<float*>(smem + a.off_y);
+  float* s_spb = reinterpret_cast<float*>(smem + a.off_spb);
+  if (kMode == Discretization::kEventDriven) {
+    for (int i = tid; i < cpb; i += nthreads) s_spb[i] = i < valid_ch ? Softplus(a.bias_A[c0 + i]) : 0.0f;
+  }
+  const int K = a.K;
+  auto raw_u = [&](int stage) { return smem + stage * a.raw_stage_bytes; };
+  auto raw_delta = [&](int stage) { return raw_u(stage) + K * a.seg_x; };
+  auto raw_z = [&](int stage) { return raw_u(stage) + 2 * K * a.seg_x; };
+  auto raw_B = [&](int stage) { return raw_u(stage) + 3 * K * a.seg_x; };
+  auto raw_C = [&](int stage) { return raw_B(stage) + K * a.seg_bc; };
+
+  auto issue = [&](int64_t cs, int stage) {
+    const int rows = static_cast<int>(min(static_cast<int64_t>(K), len - cs));
+    const int64_t row0 = t0 + cs;
+    CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx, rows,
+             valid_ch * a.esx, a.vec_u, tid, nthreads);
+    CopyRows(raw_delta(stage), a.seg_x, a.delta + (row0 * a.delta_rs + c0) * a.esx,
+             a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, tid, nthreads);
+    if (a.z) {
+      CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx, rows,
+               valid_ch * a.esx, a.vec_z, tid, nthreads);
+    }
+    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc,
+             a.B_rs * a.esbc, rows, static_cast<int>(N) * a.esbc, a.vec_B, tid, nthreads);
+    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc,
+             a.C_rs * a.esbc, rows, static_cast<int>(N) * a.esbc, a.vec_C, tid, nthreads);
+  };
+
+  // Next boundary (local token index) and its destination column.
+  int64_t next_b = -1, bj = 0;
+  if (a.block_size > 0) {
+    const int64_t pre = a.prefix[seq];
+    next_b = a.block_size - pre % a.block_size - 1;
+  }
+
+  const int64_t num_chunks = (len + K - 1) / K;
+  const int x_row = a.seg_x / a.esx, bc_row = a.seg_bc / a.esbc;
+  const unsigned full = 0xffffffffu;
+  if (num_chunks > 0) issue(0, 0);
+  CpAsyncCommit();
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    const int64_t cs = c * K;
+    const int rows = static_cast<int>(min(static_cast<int64_t>(K), len - cs));
+    const int stage = static_cast<int>(c & 1);
+    if (c + 1 < num_chunks) issue(cs + K, stage ^ 1);
+    CpAsyncCommit();
+    CpAsyncWait1();
+    __syncthreads();
+    // Convert: per-(token, channel) scalars, per-(token, n) B and C.
+    {
+      const char* ru = raw_u(stage);
+      const char* rd = raw_delta(stage);
+      for (int i = tid; i < rows * cpb; i += nthreads) {
+        const int t = i / cpb, cc = i - t * cpb;
+        if (cc >= valid_ch) continue;
+        const float u = LoadElem(ru, a.x_dt, t * x_row + cc);
+        const float dl = LoadElem(rd, a.x_dt, t * x_row + cc);
+        const float bias = a.delta_bias ? a.delta_bias[c0 + cc] : 0.0f;
+        const float ev = kMode == Discretization::kEventDriven ? a.tau[t0 + cs + t] * s_spb[cc]
+                                                               : 0.0f;
+        const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+        s_par[i] = make_float4(ts.dt_in, ts.dt_decay, ts.xin, ts.u);
+      }
+      const char* rb = raw_B(stage);
+      const char* rc = raw_C(stage);
+      for (int i = tid; i < rows * a.npad; i += nthreads) {
+        const int t = i / a.npad, n = i - t * a.npad;
+        s_B[i] = n < N ? LoadElem(rb, a.bc_dt, t * bc_row + n) : 0.0f;
+        s_C[i] = n < N ? LoadElem(rc, a.bc_dt, t * bc_row + n) : 0.0f;
+      }
+    }
+    __syncthreads();
+    // The recurrence over the chunk's tokens.
+#pragma unroll 2
+    for (int t = 0; t < rows; ++t) {
+      const float4 p = s_par[t * cpb + cl];
+      const TokenScalars ts{p.x, p.y, p.z, p.w};
+      float Bv[kNPT], Cv[kNPT];
+#pragma unroll
+      for (int j = 0; j < kNPT; j += 4) {
+        const float4 b4 = *reinterpret_cast<const float4*>(s_B + t * a.npad + sub * kNPT + j);
+        const float4 c4 = *reinterpret_cast<const float4*>(s_C + t * a.npad + sub * kNPT + j);
+        Bv[j] = b4.x, Bv[j + 1] = b4.y, Bv[j + 2] = b4.z, Bv[j + 3] = b4.w;
+        Cv[j] = c4.x, Cv[j + 1] = c4.y, Cv[j + 2] = c4.z, Cv[j + 3] = c4.w;
+      }
+      float yp = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kNPT; ++j) {
+        h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
+        yp = fmaf(Cv[j], h[j], yp);
+      }
+      for (int off = tpc >> 1; off > 0; off >>= 1) yp += __shfl_xor_sync(full, yp, off);
+      if (sub == 0 && ch_valid) s_y[t * cpb + cl] = yp;
+      if (cs + t == next_b) {
+        const int64_t dst = a.bnd[seq * a.bnd_stride + bj];
+        if (dst != 0 && ch_valid) {
+#pragma unroll
+          for (int j = 0; j < kNPT; ++j) {
+            const int64_t n = sub * kNPT + j;
+            if (n < N) StoreElem(a.pool, a.st_dt, dst * a.block_stride + d * N + n, h[j]);
+          }
+        }
+        ++bj;
+        next_b += a.block_size;
+      }
+    }
+    __syncthreads();
+    // Epilogue: + D u, gate, store.
+    {
+      const char* rz = raw_z(stage);
+      for (int i = tid; i < rows * cpb; i += nthreads) {
+        const int t = i / cpb, cc = i - t * cpb;
+        if (cc >= valid_ch) continue;
+        float yv = s_y[i];
+        if (a.Dv) yv += a.Dv[c0 + cc] * s_par[i].w;
+        if (a.z) yv *= Silu(LoadElem(rz, a.x_dt, t * x_row + cc));
+        StoreElem(a.y, a.x_dt, (t0 + cs + t) * a.y_rs + c0 + cc, yv);
+      }
+    }
+    __syncthreads();
+  }
+  const int64_t out_blk = a.final_blk ? a.final_blk[seq] : 0;
+  if (out_blk != 0 && ch_valid) {
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      const int64_t n = sub * kNPT + j;
+      if (n < N) StoreElem(a.pool, a.st_dt, out_blk * a.block_stride + d * N + n, h[j]);
+    }
+  }
+}
+
+int PickVec(uintptr_t base, std::initializer_list<int64_t> byte_quantities) {
+  for (int v : {16, 8, 4}) {
+    bool ok = base % v == 0;
+    for (int64_t q : byte_quantities) ok = ok && (q % v == 0);
+    if (ok) return v;
+  }
+  return 2;
+}
+
+int RoundUp16(int64_t x) { return static_cast<int>((x + 15) / 16 * 16); }
+
+template <Discretization kMode, int kNPT>
+absl::Status Launch(const ScanArgs& a, dim3 grid, int smem_bytes, cudaStream_t st) {
+  auto kernel = SelectiveScanKernel<kMode, kNPT>;
+  CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  kernel<<<grid, a.warps * 32, smem_bytes, st>>>(a);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+template <int kNPT>
+absl::Status LaunchMode(Discretization mode, const ScanArgs& a, dim3 grid, int smem,
+                        cudaStream_t st) {
+  switch (mode) {
+    case Discretization::kDefault:
+      return Launch<Discretization::kDefault, kNPT>(a, grid, smem, st);
+    case Discretization::kZoh:
+      return Launch<Discretization::kZoh, kNPT>(a, grid, smem, st);
+    case Discretization::kBilinear:
+      return Launch<Discretization::kBilinear, kNPT>(a, grid, smem, st);
+    case Discretization::kDirac:
+      return Launch<Discretization::kDirac, kNPT>(a, grid, smem, st);
+    case Discretization::kEventDriven:
+      return Launch<Discretization::kEventDriven, kNPT>(a, grid, smem, st);
+  }
+  return absl::InvalidArgumentError("selective_scan: unknown discretization");
+}
+
+}  // namespace
+
+absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& stream) {
+  if (p.num_seqs == 0) return absl::OkStatus();
+  MS_CHECK_ARG(p.num_seqs <= 65535, "selective_scan (CUDA): at most 65535 sequences per call");
+  MS_CHECK_ARG(p.state_dtype == DType::kF32 || p.state_dtype == DType::kBF16 ||
+                   p.state_dtype == DType::kF16,
+               "selective_scan: bad state dtype");
+  cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
+  ScanArgs a{};
+  a.D = p.dim;
+  a.N = p.d_state;
+  a.dpg = p.dim / p.n_groups;
+  a.cu = p.cu_seqlens;
+  a.x_dt = static_cast<int>(p.x_dtype);
+  a.bc_dt = static_cast<int>(p.bc_dtype);
+  a.st_dt = static_cast<int>(p.state_dtype);
+  a.esx = static_cast<int>(DTypeSize(p.x_dtype));
+  a.esbc = static_cast<int>(DTypeSize(p.bc_dtype));
+  a.u = static_cast<const char*>(p.u);
+  a.u_rs = p.u_row_stride;
+  a.delta = static_cast<const char*>(p.delta);
+  a.delta_rs = p.delta_row_stride;
+  a.delta_bias = p.delta_bias;
+  a.softplus = p.delta_softplus;
+  a.A = p.A;
+  a.B = static_cast<const char*>(p.B);
+  a.B_rs = p.B_row_stride;
+  a.B_gs = p.B_group_stride;
+  a.C = static_cast<const char*>(p.C);
+  a.C_rs = p.C_row_stride;
+  a.C_gs = p.C_group_stride;
+  a.Dv = p.D;
+  a.z = static_cast<const char*>(p.z);
+  a.z_rs = p.z_row_stride;
+  a.y = static_cast<char*>(p.y);
+  a.y_rs = p.y_row_stride;
+  a.tau = p.tau;
+  a.bias_A = p.bias_A;
+  a.pool = p.state_pool;
+  a.block_stride = p.state_block_stride > 0 ? p.state_block_stride : p.dim * p.d_state;
+  a.init_blk = p.initial_state_block;
+  a.final_blk = p.final_state_block;
+  a.block_size = p.block_size;
+  a.prefix = p.prefix_offset;
+  a.bnd = p.boundary_state_blocks;
+  a.bnd_stride = p.boundary_blocks_stride;
+
+  // Geometry: kNPT states per lane, tpc lanes per channel (a power of two), cpw channels per
+  // warp; a block's channels must share one B/C group.
+  const int npt = p.d_state <= 128 ? 4 : 8;
+  int tpc = 1;
+  while (tpc * npt < p.d_state) tpc *= 2;
+  int log2 = 0;
+  while ((1 << log2) < tpc) ++log2;
+  a.tpc_log2 = log2;
+  a.npad = tpc * npt;
+  int cpw = 32 / tpc;
+  if (p.n_groups > 1) {
+    while (cpw > 1 && a.dpg % cpw != 0) cpw /= 2;
+  }
+  a.cpw = cpw;
+  int sms = 132;
+  {
+    int dev = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  const int64_t warps_needed = p.num_seqs * ((p.dim + cpw - 1) / cpw);
+  int warps = warps_needed >= 16LL * sms ? 4 : 1;
+  if (p.n_groups > 1) {
+    while (warps > 1 && a.dpg % (warps * cpw) != 0) warps /= 2;
+  }
+  a.warps = warps;
+  const int cpb = cpw * warps;
+  int K = std::clamp(2048 / a.npad, 8, 64);
+  if (warps > 1) K = std::max(8, K / 2);
+  a.K = K;
+  a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
+  a.seg_bc = RoundUp16(p.d_state * a.esbc);
+  const int64_t tail_x = (p.dim % cpb) * a.esx;
+  a.vec_u = PickVec(reinterpret_cast<uintptr_t>(p.u), {p.u_row_stride * a.esx, cpb * a.esx, tail_x});
+  a.vec_delta = PickVec(reinterpret_cast<uintptr_t>(p.delta),
+                        {p.delta_row_stride * a.esx, cpb * a.esx, tail_x});
+  a.vec_z = p.z ? PickVec(reinterpret_cast<uintptr_t>(p.z), {p.z_row_stride * a.esx, cpb * a.esx, tail_x})
+                : 16;
+  a.vec_B = PickVec(reinterpret_cast<uintptr_t>(p.B),
+                    {p.B_row_stride * a.esbc, p.B_group_stride * a.esbc, p.d_state * a.esbc});
+  a.vec_C = PickVec(reinterpret_cast<uintptr_t>(p.C),
+                    {p.C_row_stride * a.esbc, p.C_group_stride * a.esbc, p.d_state * a.esbc});
+  if (a.esx == 4) {  // fp32 rows are always 4-byte aligned
+    a.vec_u = std::max(a.vec_u, 4);
+    a.vec_delta = std::max(a.vec_delta, 4);
+    a.vec_z = std::max(a.vec_z, 4);
+  }
+  if (a.esbc == 4) {
+    a.vec_B = std::max(a.vec_B, 4);
+    a.vec_C = std::max(a.vec_C, 4);
+  }
+  a.raw_stage_bytes = 3 * K * a.seg_x + 2 * K * a.seg_bc;
+  a.off_par = 2 * a.raw_stage_bytes;
+  a.off_B = a.off_par + K * cpb * 16;
+  a.off_C = a.off_B + K * a.npad * 4;
+  a.off_y = a.off_C + K * a.npad * 4;
+  a.off_spb = a.off_y + K * cpb * 4;
+  const int smem = a.off_spb + cpb * 4;
+  dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.num_seqs));
+  if (npt == 4) return LaunchMode<4>(p.mode, a, grid, smem, st);
+  return LaunchMode<8>(p.mode, a, grid, smem, st);
+}
+
+}  // namespace mambaserve
