@@ -1,0 +1,107 @@
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "core/cuda_status.h"
+#include "core/status_macros.h"
+#include "kernels/model_ops.h"
+
+namespace mambaserve {
+namespace {
+
+__device__ __forceinline__ float Load(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::kF16:
+      return __half2float(static_cast<const __half*>(p)[i]);
+    default:
+      return static_cast<const float*>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void Store(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::kBF16:
+      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16(v);
+      break;
+    case DType::kF16:
+      static_cast<__half*>(p)[i] = __float2half(v);
+      break;
+    default:
+      static_cast<float*>(p)[i] = v;
+  }
+}
+
+constexpr int kThreads = 256;
+
+// One block per token row; the row is walked twice (residual add + sum of squares, then scale).
+__global__ void AddRmsNormKernel(AddRmsNormParams p) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * p.dim;
+  float sumsq = 0.f;
+  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) {
+    float v = Load(p.x, p.x_dtype, row + c);
+    if (p.add_residual) v += Load(p.residual, p.residual_dtype, row + c);
+    Store(p.residual, p.residual_dtype, row + c, v);
+    v = Load(p.residual, p.residual_dtype, row + c);
+    sumsq += v * v;
+  }
+  __shared__ float warp_sums[kThreads / 32];
+  for (int o = 16; o > 0; o /= 2) sumsq += __shfl_xor_sync(0xffffffffu, sumsq, o);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sumsq;
+  __syncthreads();
+  __shared__ float inv;
+  if (threadIdx.x == 0) {
+    float s = 0.f;
+    for (int w = 0; w < kThreads / 32; ++w) s += warp_sums[w];
+    inv = rsqrtf(s / static_cast<float>(p.dim) + p.eps);
+  }
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) {
+    const float v = Load(p.residual, p.residual_dtype, row + c);
+    Store(p.out, p.out_dtype, row + c, v * inv * Load(p.weight, p.weight_dtype, c));
+  }
+}
+
+__global__ void EmbeddingKernel(EmbeddingParams p) {
+  const int64_t t = blockIdx.x;
+  const int64_t local = static_cast<int64_t>(p.ids[t]) - p.row_begin;
+  const bool mine = local >= 0 && local < p.num_rows;
+  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) {
+    const float v = mine ? Load(p.table, p.table_dtype, local * p.dim + c) : 0.f;
+    Store(p.out, p.out_dtype, t * p.dim + c, v);
+  }
+}
+
+__global__ void CopyRowsKernel(CopyRowsParams p) {
+  const int64_t i = blockIdx.x;
+  const int64_t s = p.row_index ? p.row_index[i] : i;
+  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+    Store(p.dst, p.dst_dtype, i * p.dst_row_stride + c,
+          Load(p.src, p.src_dtype, s * p.src_row_stride + c));
+  }
+}
+
+}  // namespace
+
+absl::Status RunAddRmsNormCuda(const AddRmsNormParams& p, const Stream& stream) {
+  AddRmsNormKernel<<<static_cast<unsigned>(p.num_tokens), kThreads, 0,
+                     static_cast<cudaStream_t>(stream.handle())>>>(p);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status RunEmbeddingCuda(const EmbeddingParams& p, const Stream& stream) {
+  EmbeddingKernel<<<static_cast<unsigned>(p.num_tokens), kThreads, 0,
+                    static_cast<cudaStream_t>(stream.handle())>>>(p);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::Status RunCopyRowsCuda(const CopyRowsParams& p, const Stream& stream) {
+  CopyRowsKernel<<<static_cast<unsigned>(p.num_rows), kThreads, 0,
+                   static_cast<cudaStream_t>(stream.handle())>>>(p);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+}  // namespace mambaserve

@@ -1,0 +1,84 @@
+// A Mamba-1 or Mamba-2 language model, this rank's shard of it: embedding (vocab-parallel),
+// per layer fused residual add + RMSNorm and the mixer, final norm, LM head (vocab-parallel,
+// gathered). One Forward runs a packed batch of decodes and prefills, reading and writing every
+// sequence's recurrent state by block index in a StatePool.
+#ifndef MAMBASERVE_LAYERS_MAMBA_MODEL_H_
+#define MAMBASERVE_LAYERS_MAMBA_MODEL_H_
+
+#include <memory>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "configs/mambaserve_config.pb.h"
+#include "core/stream.h"
+#include "layers/linear.h"
+#include "layers/mamba1_mixer.h"
+#include "layers/mamba2_mixer.h"
+#include "layers/step_context.h"
+#include "layers/weight_source.h"
+#include "parallel/communicator.h"
+#include "state_manager/state_pool.h"
+#include "state_manager/state_shapes.h"
+
+namespace mambaserve {
+
+// One step's batch on the host. Sequences 0..num_decode-1 are decodes (one token each, state
+// updated in place in initial_blocks[s]); the rest are prefill chunks that start from
+// initial_blocks[s] (0 = zero state) and leave their state in final_blocks[s].
+struct ForwardInput {
+  std::vector<int32_t> token_ids;  // packed in sequence order
+  std::vector<int32_t> seq_lens;
+  int64_t num_decode = 0;
+  std::vector<int32_t> initial_blocks;
+  std::vector<int32_t> final_blocks;
+  bool all_logits = false;  // logits of every token, else of each sequence's last token
+};
+
+class MambaModel {
+ public:
+  // `comm` may be null (tp = 1); it must outlive the model. Runs on `device` in `dtype`
+  // (the CPU backend computes in f32 only).
+  static absl::StatusOr<std::unique_ptr<MambaModel>> Load(const config::ModelConfig& m,
+                                                          const WeightSource& src, Device device,
+                                                          DType dtype, Communicator* comm);
+
+  const config::ModelConfig& config() const { return config_; }
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+  int tp() const { return comm_ == nullptr ? 1 : comm_->size(); }
+  int rank() const { return comm_ == nullptr ? 0 : comm_->rank(); }
+
+  // The pool layout this rank's layers need (shapes from state_manager/state_shapes.h).
+  absl::StatusOr<StatePoolConfig> PoolConfig(StateDTypes dtypes) const;
+
+  // Runs one step. On return `logits` holds (rows, vocab_size) fp32 on the host of every rank,
+  // rows = tokens (all_logits) or sequences. Refuses bad input (ids outside the vocabulary,
+  // empty sequences, block indices outside the pool) before any state is touched.
+  absl::Status Forward(const ForwardInput& in, StatePool& pool, std::vector<float>* logits);
+
+ private:
+  MambaModel() = default;
+  absl::Status Validate(const ForwardInput& in, const StatePool& pool) const;
+
+  config::ModelConfig config_;
+  Device device_;
+  DType dtype_ = DType::kF32;
+  DType residual_dtype_ = DType::kF32;
+  Communicator* comm_ = nullptr;
+  Stream stream_;
+  BlasHandle blas_;
+  std::unique_ptr<Workspace> workspace_;
+  int64_t vocab_local_rows_ = 0;   // padded rows of this rank
+  int64_t vocab_row_begin_ = 0;
+  int64_t vocab_valid_rows_ = 0;
+  Buffer embedding_;
+  std::vector<Buffer> layer_norms_;
+  Buffer final_norm_;
+  std::vector<std::variant<Mamba1Mixer, Mamba2Mixer>> mixers_;
+  Linear lm_head_;
+};
+
+}  // namespace mambaserve
+
+#endif  // MAMBASERVE_LAYERS_MAMBA_MODEL_H_

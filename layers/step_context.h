@@ -1,0 +1,65 @@
+// What every layer needs for one forward step: the stream, the cuBLAS handle, the tensor-parallel
+// communicator, scratch memory, and the step's batch layout (decodes first, then prefills).
+#ifndef MAMBASERVE_LAYERS_STEP_CONTEXT_H_
+#define MAMBASERVE_LAYERS_STEP_CONTEXT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/buffer.h"
+#include "core/stream.h"
+#include "layers/linear.h"
+#include "parallel/communicator.h"
+
+namespace mambaserve {
+
+// Grow-only scratch buffers, one per slot, reused from step to step (no allocation once warm).
+class Workspace {
+ public:
+  explicit Workspace(Device device) : device_(device) {}
+  absl::StatusOr<void*> Get(int slot, int64_t bytes);
+  Device device() const { return device_; }
+
+ private:
+  Device device_;
+  std::vector<Buffer> slots_;
+};
+
+// Scratch slots; a layer may use any slot from kLayerScratch on.
+enum WorkspaceSlot : int {
+  kSlotIndices = 0,
+  kSlotHidden,
+  kSlotResidual,
+  kSlotNormed,
+  kSlotSelected,
+  kSlotLogits,
+  kSlotGathered,
+  kLayerScratch,
+};
+
+// The batch of one step, as the kernels see it. Decode sequences (one token each) come first,
+// then prefill sequences. Index arrays live where the kernels run (device memory on GPU).
+struct StepBatch {
+  int64_t num_tokens = 0;
+  int64_t num_decode = 0;   // sequences 0..num_decode-1, token rows 0..num_decode-1
+  int64_t num_prefill = 0;  // sequences after them, token rows num_decode..num_tokens-1
+  const int32_t* token_ids = nullptr;        // (num_tokens)
+  const int32_t* decode_blocks = nullptr;    // (num_decode): state read and updated in place
+  const int32_t* prefill_cu_seqlens = nullptr;  // (num_prefill + 1), relative to row num_decode
+  const int32_t* prefill_initial_blocks = nullptr;  // (num_prefill), 0 = zero state
+  const int32_t* prefill_final_blocks = nullptr;    // (num_prefill)
+};
+
+struct StepContext {
+  const Stream* stream = nullptr;
+  const BlasHandle* blas = nullptr;
+  Communicator* comm = nullptr;  // null or size 1: no tensor parallelism
+  Workspace* workspace = nullptr;
+  StepBatch batch;
+  int tp() const { return comm == nullptr ? 1 : comm->size(); }
+};
+
+}  // namespace mambaserve
+
+#endif  // MAMBASERVE_LAYERS_STEP_CONTEXT_H_
