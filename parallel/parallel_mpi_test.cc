@@ -66,11 +66,13 @@ class DeviceArray {
   }
   void* data() const { return buf_.data(); }
   void Upload(const void* src, int64_t bytes) {
-    ASSERT_TRUE(CopyBytes(buf_.data(), device_, src, Device::Cpu(), bytes).ok());
+    ASSERT_TRUE(CopyBytes(buf_.data(), device_, src, Device::Cpu(), bytes, &S()).ok());
+    ASSERT_TRUE(S().Synchronize().ok());
   }
   void Download(void* dst, int64_t bytes) {
     ASSERT_TRUE(S().Synchronize().ok());
-    ASSERT_TRUE(CopyBytes(dst, Device::Cpu(), buf_.data(), device_, bytes).ok());
+    ASSERT_TRUE(CopyBytes(dst, Device::Cpu(), buf_.data(), device_, bytes, &S()).ok());
+    ASSERT_TRUE(S().Synchronize().ok());
   }
 
  private:
