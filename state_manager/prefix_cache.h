@@ -132,6 +132,7 @@ class PrefixCache {
   PrefixCacheConfig config_;
   absl::flat_hash_map<PrefixHash, Entry, PrefixHashHasher> entries_;
   std::list<PrefixHash> lru_;
+  std::vector<PrefixHash> pending_;  // inserted since the last BeginStep()
   PrefixCacheStats counters_;
 };
 

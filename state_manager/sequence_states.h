@@ -21,8 +21,10 @@
 // so the same rule copies it into the sequence's own block. A chunk may span several blocks;
 // in kAlign mode only a chunk end on a boundary is cacheable, so schedulers should cut prefill
 // chunks at block boundaries (AlignedChunk helps). kAll mode additionally gets every interior
-// boundary state from the kernels. Sources of this step's copies are released only at
-// EndStep(), so a block read by a copy is never reallocated within the same step.
+// boundary state from the kernels (they must align their scan chunks to absolute positions, i.e.
+// cut a sequence's first chunk at the next multiple of chunk_size, so that every block boundary,
+// a multiple of B and hence of chunk_size, is a chunk end). Sources of this step's copies are
+// released only at EndStep(), so a block read by a copy is never reallocated within the step.
 #ifndef MAMBASERVE_STATE_MANAGER_SEQUENCE_STATES_H_
 #define MAMBASERVE_STATE_MANAGER_SEQUENCE_STATES_H_
 
@@ -126,11 +128,11 @@ class SequenceStates {
     bool scheduled = false;          // in this step
     int64_t step_tokens = 0;
   };
-  struct PendingInsert {
-    int64_t seq_id;
-    int64_t block_index;  // chain index i: prefix [0, (i+1)*B)
-    BlockId block;
-    bool owned;           // this manager holds a reference to drop after the insert
+  struct PendingInsert {  // kAll mode: a boundary block to register at EndStep()
+    PrefixHash hash;
+    PrefixHash parent;
+    std::vector<TokenId> tokens;  // the block's tokens
+    BlockId block;                // this manager holds one reference, dropped after the insert
   };
   SequenceStates() = default;
   absl::StatusOr<BlockId> NewBlock();

@@ -2,7 +2,8 @@
 // that layer (conv, ssm, ... from state_manager/state_shapes.h, the only source of shapes), one
 // contiguous tensor of shape (num_blocks, *dims) in CPU or CUDA memory. Block 0 is the null
 // block: it is never handed to a sequence and is kept zero (kernels skip index 0 for loads and
-// stores). Each (layer, tensor) region starts 256-byte aligned inside one allocation.
+// stores). All regions live in one allocation, each at a 256-byte aligned offset from its start
+// (cudaMalloc memory is 256-byte aligned, CPU memory 64-byte aligned).
 #ifndef MAMBASERVE_STATE_MANAGER_STATE_POOL_H_
 #define MAMBASERVE_STATE_MANAGER_STATE_POOL_H_
 
