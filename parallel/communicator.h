@@ -3,10 +3,12 @@
 // Two implementations behind one interface:
 //  - MpiCommunicator (CPU): host buffers, CPU stream. Every collective is an MPI nonblocking
 //    collective polled with MPI_Test against the watchdog deadline. The all-reduce is
-//    deterministic: every rank receives the slices of the other ranks (MPI_Ialltoallv), sums them
-//    in rank order 0..n-1 in fp32 (bf16/f16 are widened to fp32 and rounded once at the end, MPI
-//    has no bf16 type), then the summed slices are all-gathered. The result is bitwise identical
-//    on every rank and independent of MPI's internal algorithm choice.
+//    deterministic: every rank gathers all ranks' inputs (one MPI_Iallgather per segment of at
+//    most 32 MB per rank) and sums them in rank order 0..n-1 in fp32 (bf16/f16 are widened to fp32
+//    and rounded once at the end; MPI has no bf16 type). The result is bitwise identical on every
+//    rank and independent of MPI's algorithm choice. Each rank receives n-1 times the buffer
+//    (a ring receives 2(n-1)/n times it): the same at tp=2 and fine for the CPU backend's small
+//    tp, and one collective per segment keeps the timeout semantics below simple.
 //  - NcclCommunicator (CUDA, built only with MAMBASERVE_HAS_CUDA): device buffers on the
 //    communicator's GPU, work enqueued on the given CUDA stream (asynchronous, as NCCL is). The
 //    NCCL communicator is nonblocking (ncclConfig_t.blocking = 0); a watchdog thread records an
@@ -18,12 +20,15 @@
 // Timeouts (the watchdog): a collective that is not complete within timeout() of being entered
 // (MPI) or enqueued (NCCL) fails with DeadlineExceeded, and the communicator is broken from then
 // on (every later call returns FailedPrecondition carrying the first error). What is guaranteed:
-//  - MPI: the call returns DeadlineExceeded at most timeout + ~1 ms after it was entered. MPI
-//    cannot cancel a collective, so the request stays pending inside the communicator (with its
-//    own scratch copy of the data: the caller's buffer is never touched after the call returns).
-//    If the late ranks do join later the request completes and the communicator's destructor
-//    frees everything; if they never join, the request and the MPI communicator are leaked and
-//    the job should end with AbortAll(status) (MPI_Abort on every rank).
+//  - MPI: the call returns DeadlineExceeded one poll interval (20 us plus scheduling delay) after
+//    the deadline. MPI cannot cancel a collective, so the request stays pending inside the
+//    communicator (with its own scratch copy of the data: the caller's buffer is never touched
+//    after the call returns). If the late ranks do call the same collective later, the pending
+//    request completes and the communicator's destructor frees everything (for a message of more
+//    than one 32 MB segment only the first segment can complete that way: the late ranks then
+//    time out on the next one). If they never join, the request and the MPI communicator are
+//    leaked, and the job should end with AbortAll(status) (MPI_Abort on every rank): that is the
+//    only guarantee that no rank hangs.
 //  - NCCL: the stuck kernels are aborted (ncclCommAbort), so the stream drains; the error is
 //    returned by the next call on the communicator or by CheckHealth().
 // Default timeout: env MAMBASERVE_COLLECTIVE_TIMEOUT_S (seconds, fractional allowed; <= 0 means

@@ -163,6 +163,7 @@ absl::Status MpiCommunicator::Wait(MPI_Request* req, absl::Time deadline,
 absl::Status MpiCommunicator::AllReduceSum(void* buf, int64_t count, DType dtype,
                                            const Stream& stream) {
   RETURN_IF_ERROR(Precheck("AllReduceSum", buf, count, dtype, stream));
+  if (size_ == 1) return absl::OkStatus();  // the sum over one rank is the input
   const absl::Time deadline = Deadline();
   const int64_t esize = DTypeSize(dtype);
   // Per segment: gather every rank's slice (one MPI_Iallgather, in place into scratch), then sum
@@ -200,8 +201,12 @@ absl::Status MpiCommunicator::AllGather(const void* send, void* recv, int64_t co
                                         const Stream& stream) {
   RETURN_IF_ERROR(Precheck("AllGather", send, count, dtype, stream));
   MS_CHECK_ARG(count == 0 || recv != nullptr, "AllGather: null recv buffer");
-  const absl::Time deadline = Deadline();
   const int64_t esize = DTypeSize(dtype);
+  if (size_ == 1) {
+    if (count > 0) std::memmove(recv, send, count * esize);
+    return absl::OkStatus();
+  }
+  const absl::Time deadline = Deadline();
   const int64_t seg_elems = std::max<int64_t>(
       1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
   const char* src = static_cast<const char*>(send);

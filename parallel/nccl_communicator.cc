@@ -281,6 +281,7 @@ absl::Status NcclCommunicator::Enqueue(const std::string& what, const Stream& st
 absl::Status NcclCommunicator::AllReduceSum(void* buf, int64_t count, DType dtype,
                                             const Stream& stream) {
   RETURN_IF_ERROR(Precheck("AllReduceSum", buf, count, stream));
+  if (count == 0) return CheckHealth();
   ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));
   cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
   return Enqueue(absl::StrCat("AllReduceSum(count=", count, ", ", DTypeName(dtype), ")"), stream,
@@ -294,6 +295,7 @@ absl::Status NcclCommunicator::AllGather(const void* send, void* recv, int64_t c
                                          DType dtype, const Stream& stream) {
   RETURN_IF_ERROR(Precheck("AllGather", send, count, stream));
   MS_CHECK_ARG(count == 0 || recv != nullptr, "AllGather: null recv buffer");
+  if (count == 0) return CheckHealth();
   ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));
   cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
   return Enqueue(absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")"), stream,
@@ -306,6 +308,7 @@ absl::Status NcclCommunicator::Broadcast(void* buf, int64_t count, DType dtype, 
                                          const Stream& stream) {
   RETURN_IF_ERROR(Precheck("Broadcast", buf, count, stream));
   MS_CHECK_ARG(root >= 0 && root < size_, "Broadcast: root ", root, " outside [0, ", size_, ")");
+  if (count == 0) return CheckHealth();
   ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));
   cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
   return Enqueue(
