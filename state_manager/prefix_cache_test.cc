@@ -247,6 +247,13 @@ TEST(SequenceStates, AllModeBoundaryBlocks) {
   auto e2 = *states.Schedule(2, 6);  // 8 -> 14: the same boundary (both get a block; the
   ASSERT_EQ(e2.boundary_blocks.size(), 1u);  // second insert at EndStep is dropped and freed)
   EXPECT_NE(e2.boundary_blocks[0], kNullBlock);
+  const KernelBlockArrays k = ToKernelArrays(states.plan());
+  EXPECT_EQ(k.state_blocks, (std::vector<int32_t>{e1.state_block, e2.state_block}));
+  EXPECT_EQ(k.has_initial_state, (std::vector<uint8_t>{1, 1}));
+  EXPECT_EQ(k.prefix_offsets, (std::vector<int64_t>{11, 8}));
+  EXPECT_EQ(k.boundary_offsets, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(k.boundary_blocks,
+            (std::vector<int32_t>{e1.boundary_blocks[0], e2.boundary_blocks[0]}));
   const int64_t free_before = alloc.num_free();
   ASSERT_TRUE(states.EndStep().ok());
   EXPECT_EQ(alloc.num_free(), free_before + 1);  // the duplicate boundary block
@@ -258,6 +265,56 @@ TEST(SequenceStates, AllModeBoundaryBlocks) {
   for (int64_t id : {1, 2, 3}) ASSERT_TRUE(states.FreeSequence(id).ok());
   ASSERT_TRUE(cache.Clear().ok());
   EXPECT_EQ(alloc.num_free(), 15);
+}
+
+TEST(SequenceStates, ExhaustionChangesNothing) {
+  auto alloc = *BlockAllocator::Create(3);  // two usable blocks
+  auto cache = *PrefixCache::Create(&alloc, {4, 2});
+  auto states = *SequenceStates::Create(&alloc, &cache, {PrefixCachingMode::kAll, 4});
+  ASSERT_TRUE(states.AddSequence(1, Iota(12)).ok());
+  states.BeginStep();
+  // Running block + boundary blocks at 4 and 8 = 3 blocks > 2.
+  auto e = states.Schedule(1, 10);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(alloc.num_free(), 2);
+  EXPECT_TRUE(states.plan().entries.empty());
+  EXPECT_TRUE(states.plan().zero_blocks.empty());
+  // A smaller chunk fits, and the sequence can be scheduled after the failure.
+  auto ok = states.Schedule(1, 6);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->boundary_blocks.size(), 1u);
+  ASSERT_TRUE(states.EndStep().ok());
+  EXPECT_EQ(*states.NumConsumed(1), 6);
+  // Bad calls.
+  EXPECT_FALSE(states.Schedule(1, 1).ok());  // outside a step
+  states.BeginStep();
+  EXPECT_FALSE(states.Schedule(1, 7).ok());  // beyond the known tokens
+  EXPECT_FALSE(states.Schedule(2, 1).ok());  // unknown sequence
+  EXPECT_FALSE(states.AddSequence(1, Iota(3)).ok());  // duplicate id
+  EXPECT_FALSE(states.AddSequence(5, {}).ok());       // empty prompt
+  ASSERT_TRUE(states.EndStep().ok());
+  ASSERT_TRUE(states.FreeSequence(1).ok());
+  ASSERT_TRUE(cache.Clear().ok());
+  EXPECT_EQ(alloc.num_free(), 2);
+}
+
+TEST(SequenceStates, NoCacheMode) {
+  auto alloc = *BlockAllocator::Create(4);
+  auto states = *SequenceStates::Create(&alloc, nullptr, {PrefixCachingMode::kNone, 0});
+  EXPECT_EQ(*states.AddSequence(1, Iota(9)), 0);
+  EXPECT_EQ(*states.AddSequence(2, Iota(9)), 0);
+  for (int step = 0; step < 3; ++step) {
+    states.BeginStep();
+    EXPECT_EQ(*states.AlignedChunk(1, 4), step < 2 ? 4 : 1);
+    auto e = *states.Schedule(1, *states.AlignedChunk(1, 4));
+    EXPECT_TRUE(e.boundary_blocks.empty());
+    ASSERT_TRUE(states.EndStep().ok());
+  }
+  EXPECT_EQ(alloc.num_free(), 2);  // one running block, no copies
+  ASSERT_TRUE(states.FreeSequence(1).ok());
+  ASSERT_TRUE(states.FreeSequence(2).ok());
+  EXPECT_EQ(alloc.num_free(), 3);
+  EXPECT_FALSE(SequenceStates::Create(&alloc, nullptr, {PrefixCachingMode::kAlign, 4}).ok());
 }
 
 }  // namespace

@@ -27,6 +27,20 @@ std::vector<BoundaryWrite> SequenceStepEntry::BoundaryWrites(int64_t block_size)
   return out;
 }
 
+KernelBlockArrays ToKernelArrays(const StepPlan& plan) {
+  KernelBlockArrays k;
+  k.boundary_offsets.push_back(0);
+  for (const SequenceStepEntry& e : plan.entries) {
+    k.state_blocks.push_back(e.state_block);
+    k.has_initial_state.push_back(e.has_initial_state ? 1 : 0);
+    k.prefix_offsets.push_back(e.prefix_offset);
+    k.boundary_blocks.insert(k.boundary_blocks.end(), e.boundary_blocks.begin(),
+                             e.boundary_blocks.end());
+    k.boundary_offsets.push_back(static_cast<int64_t>(k.boundary_blocks.size()));
+  }
+  return k;
+}
+
 absl::StatusOr<SequenceStates> SequenceStates::Create(BlockAllocator* allocator,
                                                       PrefixCache* cache,
                                                       const SequenceStatesConfig& config) {

@@ -78,6 +78,17 @@ struct StepPlan {
   std::vector<BlockId> zero_blocks;        // zero before the step's kernels
 };
 
+// A step's per-sequence block indices flattened for the kernels (entries in plan order, which
+// is the order of the packed batch when the scheduler packs in Schedule() order).
+struct KernelBlockArrays {
+  std::vector<int32_t> state_blocks;       // initial/final state block per sequence
+  std::vector<uint8_t> has_initial_state;  // 0: start from zero
+  std::vector<int64_t> prefix_offsets;     // absolute position of each sequence's first token
+  std::vector<int64_t> boundary_offsets;   // entries + 1: sequence i's kAll destination blocks
+  std::vector<int32_t> boundary_blocks;    // are boundary_blocks[off[i], off[i+1]) (0 = skip)
+};
+KernelBlockArrays ToKernelArrays(const StepPlan& plan);
+
 // kAll mode: the block boundaries strictly inside (prefix_offset, prefix_offset + num_tokens).
 std::vector<int64_t> InteriorBoundaries(int64_t prefix_offset, int64_t num_tokens,
                                         int64_t block_size);
