@@ -92,6 +92,7 @@ class NcclCommunicator final : public Communicator {
   struct Pending {
     cudaEvent_t event;
     absl::Time deadline;
+    absl::Duration timeout;  // copied: the watchdog thread must not read timeout_
     std::string what;
   };
 
@@ -202,7 +203,7 @@ void NcclCommunicator::WatchdogLoop() {
         if (now > it->deadline) {
           AbortLocked(absl::DeadlineExceededError(absl::StrCat(
               it->what, " on rank ", rank_, " of ", size_, " did not complete within ",
-              absl::FormatDuration(timeout_),
+              absl::FormatDuration(it->timeout),
               ": a peer rank did not join it or is stuck. The NCCL communicator was aborted; "
               "call AbortAll() to stop every rank")));
           break;
@@ -272,7 +273,7 @@ absl::Status NcclCommunicator::Enqueue(const std::string& what, const Stream& st
     free_events_.push_back(ev);
     return CudaStatus(e, "cudaEventRecord", __FILE__, __LINE__);
   }
-  pending_.push_back(Pending{ev, deadline, what});
+  pending_.push_back(Pending{ev, deadline, timeout_, what});
   lk.unlock();
   cv_.notify_all();
   return absl::OkStatus();

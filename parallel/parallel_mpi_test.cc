@@ -7,8 +7,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -315,6 +317,15 @@ TEST(Watchdog, StuckCollectiveBecomesDeadlineExceeded) {
   // The shared communicator is unaffected.
   EXPECT_TRUE(Comm().CheckHealth().ok());
   CheckAllReduceExact<float>(17);
+}
+
+// Run by ctest a second time with MAMBASERVE_COLLECTIVE_TIMEOUT_S=3.5 (parallel_mpi_test_env).
+TEST(Watchdog, TimeoutFromEnvironment) {
+  const char* env = std::getenv("MAMBASERVE_COLLECTIVE_TIMEOUT_S");
+  if (env == nullptr) GTEST_SKIP() << "MAMBASERVE_COLLECTIVE_TIMEOUT_S is not set";
+  EXPECT_EQ(std::string(env), "3.5");
+  EXPECT_EQ(DefaultCollectiveTimeout(), absl::Milliseconds(3500));
+  EXPECT_EQ(Comm().timeout(), absl::Milliseconds(3500));
 }
 
 TEST(Watchdog, DefaultTimeoutSetter) {
