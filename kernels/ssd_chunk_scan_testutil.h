@@ -35,6 +35,7 @@ struct Case {
   int64_t first_head = 0, first_group = 0, heads_per_group = 0;
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
   int64_t lead_tokens = 0;  // rows before the first sequence (cu_seqlens[0] > 0)
+  bool aligned = false;     // strides multiples of 8 elements (vectorised GPU loads)
   uint64_t seed = 1;
 };
 
@@ -89,18 +90,20 @@ inline Problem MakeProblem(const Case& c) {
   p.heads_per_group = c.heads_per_group;
   p.dtype = c.dtype;
   p.dt_dtype = c.dtype;
-  // Padded strides: x and z are column slices of a wider row, heads padded.
-  p.x_head_stride = P + 3;
-  p.x_token_stride = H * p.x_head_stride + 5;
-  p.z_head_stride = P + 1;
-  p.z_token_stride = H * p.z_head_stride + 2;
-  p.y_head_stride = P + 2;
-  p.y_token_stride = H * p.y_head_stride + 1;
+  // Padded strides: x and z are column slices of a wider row, heads padded. With `aligned`
+  // every stride is rounded up to a multiple of 8 elements.
+  auto al = [&](int64_t v) { return c.aligned ? (v + 7) / 8 * 8 : v; };
+  p.x_head_stride = al(P + 3);
+  p.x_token_stride = al(H * p.x_head_stride + 5);
+  p.z_head_stride = al(P + 1);
+  p.z_token_stride = al(H * p.z_head_stride + 2);
+  p.y_head_stride = al(P + 2);
+  p.y_token_stride = al(H * p.y_head_stride + 1);
   p.dt_token_stride = H + 3;
-  p.B_group_stride = N + 1;
-  p.B_token_stride = G * p.B_group_stride + 4;
-  p.C_group_stride = N + 2;
-  p.C_token_stride = G * p.C_group_stride + 1;
+  p.B_group_stride = al(N + 1);
+  p.B_token_stride = al(G * p.B_group_stride + 4);
+  p.C_group_stride = al(N + 2);
+  p.C_token_stride = al(G * p.C_group_stride + 1);
   FillRandom(pr.x, c.dtype, T * p.x_token_stride, rng, -1.0f, 1.0f);
   FillRandom(pr.dt, c.dtype, T * p.dt_token_stride, rng, -4.0f, 0.5f);
   FillRandom(pr.Bm, c.dtype, T * p.B_token_stride, rng, -1.0f, 1.0f);
@@ -402,6 +405,45 @@ inline std::vector<Case> StandardCases() {
     c.has_z = true;
     c.D_per_channel = true;
     c.seed = 7;
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "bf16_aligned_p96_q32_straddle";
+    c.seqlens = {500, 31, 64, 129, 2};
+    c.H = 6, c.P = 96, c.G = 2, c.N = 128, c.Q = 32;
+    c.first_head = 6, c.first_group = 1, c.heads_per_group = 4;
+    c.dtype = DType::kBF16;
+    c.block_size = 64;
+    c.prefix_offsets = true;
+    c.has_z = true;
+    c.aligned = true;
+    c.lead_tokens = 8;
+    c.seed = 9;
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "bf16_aligned_mamba2_like";
+    c.seqlens = {1100, 256, 700, 5};
+    c.H = 4, c.P = 64, c.G = 1, c.N = 128, c.Q = 256;
+    c.dtype = DType::kBF16;
+    c.block_size = 512;
+    c.aligned = true;
+    c.seed = 10;
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "bf16_aligned_n64_bf16_state_q16";
+    c.seqlens = {77, 300};
+    c.H = 4, c.P = 32, c.G = 4, c.N = 64, c.Q = 16;
+    c.dtype = DType::kBF16;
+    c.state_dtype = DType::kBF16;
+    c.block_size = 48;
+    c.prefix_offsets = true;
+    c.aligned = true;
+    c.seed = 11;
     cs.push_back(c);
   }
   {

@@ -1,0 +1,246 @@
+// Benchmark of the fused SSD chunked scan (prefill) on a Mamba2-2.7B layer: H=80, P=64, G=1,
+// N=128, Q=256, bf16 inputs, fp32 state pool (final states written), dt_softplus, D per head,
+// no z. Shapes: b=1 L=4096, 16384, 65536 and b=8 L=4096 (packed varlen).
+//   bench_ssd_prefill [--anchor_run=ms1,ms2,ms3,ms4] [--iters=N] [--impl=tc|seq]
+// --anchor_run: mamba_ssm Triton times measured in the same run (bench/mamba_ssm_anchor.py),
+// printed next to the DESIGN.md anchor numbers.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/stream.h"
+#include "kernels/ssd_chunk_scan.h"
+
+namespace {
+
+#define CK(expr)                                                                         \
+  do {                                                                                   \
+    cudaError_t e_ = (expr);                                                             \
+    if (e_ != cudaSuccess) {                                                             \
+      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_),     \
+                   __FILE__, __LINE__);                                                  \
+      std::exit(1);                                                                      \
+    }                                                                                    \
+  } while (0)
+
+__device__ __forceinline__ float HashUniform(uint64_t i, uint32_t seed) {
+  uint64_t z = i * 0x9E3779B97F4A7C15ull + seed * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+}
+
+__global__ void FillBf16(__nv_bfloat16* p, int64_t n, float lo, float hi, uint32_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p[i] = __float2bfloat16_rn(lo + (hi - lo) * HashUniform(i, seed));
+  }
+}
+
+struct Shape {
+  const char* label;
+  int b;
+  int64_t L;
+  double anchor_ms;  // DESIGN.md
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mambaserve;
+  std::vector<double> anchor_run;
+  int iters = 20;
+  SsdCudaImpl impl = SsdCudaImpl::kTensorCore;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--anchor_run=", 0) == 0) {
+      std::string v = a.substr(13);
+      size_t pos = 0;
+      while (pos < v.size()) {
+        size_t c = v.find(',', pos);
+        if (c == std::string::npos) c = v.size();
+        anchor_run.push_back(std::atof(v.substr(pos, c - pos).c_str()));
+        pos = c + 1;
+      }
+    } else if (a.rfind("--iters=", 0) == 0) {
+      iters = std::atoi(a.c_str() + 8);
+    } else if (a == "--impl=seq") {
+      impl = SsdCudaImpl::kSequential;
+    }
+  }
+  const int64_t H = 80, P = 64, G = 1, N = 128, Q = 256;
+  const Shape shapes[] = {{"b=1 L=4096", 1, 4096, 0.22},
+                          {"b=1 L=16384", 1, 16384, 0.85},
+                          {"b=1 L=65536", 1, 65536, 4.10},
+                          {"b=8 L=4096", 8, 4096, 1.98}};
+  const int64_t Tmax = 65536;
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  auto stream_or = Stream::Create(Device::Cuda(0));
+  if (!stream_or.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(stream_or.status().message()).c_str());
+    return 1;
+  }
+  const Stream& stream = *stream_or;
+  cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
+
+  // Copy bandwidth: D2D cudaMemcpy of 1 GiB (read + write counted).
+  double copy_gbs = 0;
+  {
+    const size_t n = size_t{1} << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, n));
+    CK(cudaMalloc(&b, n));
+    CK(cudaMemset(a, 1, n));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<float> ts;
+    for (int i = 0; i < 12; ++i) {
+      CK(cudaEventRecord(e0, st));
+      CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, st));
+      CK(cudaEventRecord(e1, st));
+      CK(cudaEventSynchronize(e1));
+      float ms;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      if (i >= 2) ts.push_back(ms);
+    }
+    std::sort(ts.begin(), ts.end());
+    copy_gbs = 2.0 * n / (ts[ts.size() / 2] * 1e-3) / 1e9;
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+  }
+
+  // Inputs for the largest shape; smaller shapes use a prefix.
+  __nv_bfloat16 *x, *dt, *Bm, *Cm, *y;
+  CK(cudaMalloc(&x, Tmax * H * P * 2));
+  CK(cudaMalloc(&y, Tmax * H * P * 2));
+  CK(cudaMalloc(&dt, Tmax * H * 2));
+  CK(cudaMalloc(&Bm, Tmax * G * N * 2));
+  CK(cudaMalloc(&Cm, Tmax * G * N * 2));
+  FillBf16<<<1024, 256, 0, st>>>(x, Tmax * H * P, -1.0f, 1.0f, 1);
+  FillBf16<<<1024, 256, 0, st>>>(dt, Tmax * H, -4.0f, -1.0f, 2);
+  FillBf16<<<1024, 256, 0, st>>>(Bm, Tmax * G * N, -1.0f, 1.0f, 3);
+  FillBf16<<<1024, 256, 0, st>>>(Cm, Tmax * G * N, -1.0f, 1.0f, 4);
+  CK(cudaGetLastError());
+  std::vector<float> hA(H), hD(H), hbias(H);
+  for (int h = 0; h < H; ++h) {
+    hA[h] = -(0.05f + 0.9f * h / H);
+    hD[h] = 0.5f + 0.01f * h;
+    hbias[h] = -0.5f + 1.0f * h / H;
+  }
+  float *A, *D, *bias;
+  CK(cudaMalloc(&A, H * 4));
+  CK(cudaMalloc(&D, H * 4));
+  CK(cudaMalloc(&bias, H * 4));
+  CK(cudaMemcpy(A, hA.data(), H * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(D, hD.data(), H * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(bias, hbias.data(), H * 4, cudaMemcpyHostToDevice));
+  const int64_t block_elems = H * P * N;
+  const int max_seqs = 8;
+  float* pool;
+  CK(cudaMalloc(&pool, (max_seqs + 1) * block_elems * 4));
+  int32_t *cu, *fin;
+  CK(cudaMalloc(&cu, (max_seqs + 1) * 4));
+  CK(cudaMalloc(&fin, max_seqs * 4));
+
+  std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+  std::printf("D2D copy bandwidth (1 GiB cudaMemcpy, read+write): %.1f GB/s\n", copy_gbs);
+  std::printf("impl: %s, iters %d (median), warmup 3\n",
+              impl == SsdCudaImpl::kTensorCore ? "tensor-core fused" : "sequential", iters);
+  std::printf(
+      "| shape | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours |%s\n",
+      anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
+  std::printf("|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
+  int si = 0;
+  for (const Shape& sh : shapes) {
+    const int64_t T = sh.b * sh.L;
+    std::vector<int32_t> hcu(sh.b + 1), hfin(sh.b);
+    for (int s = 0; s <= sh.b; ++s) hcu[s] = static_cast<int32_t>(s * sh.L);
+    for (int s = 0; s < sh.b; ++s) hfin[s] = s + 1;
+    CK(cudaMemcpy(cu, hcu.data(), hcu.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(fin, hfin.data(), hfin.size() * 4, cudaMemcpyHostToDevice));
+    SsdChunkScanParams p;
+    p.num_tokens = T;
+    p.num_seqs = sh.b;
+    p.num_heads = H;
+    p.head_dim = P;
+    p.num_groups = G;
+    p.d_state = N;
+    p.chunk_size = Q;
+    p.dtype = DType::kBF16;
+    p.x = x;
+    p.x_token_stride = H * P;
+    p.x_head_stride = P;
+    p.dt = dt;
+    p.dt_token_stride = H;
+    p.dt_dtype = DType::kBF16;
+    p.dt_bias = bias;
+    p.A = A;
+    p.B = Bm;
+    p.B_token_stride = G * N;
+    p.B_group_stride = N;
+    p.C = Cm;
+    p.C_token_stride = G * N;
+    p.C_group_stride = N;
+    p.D = D;
+    p.y = y;
+    p.y_token_stride = H * P;
+    p.y_head_stride = P;
+    p.cu_seqlens = cu;
+    p.state = pool;
+    p.state_dtype = DType::kF32;
+    p.num_blocks = max_seqs + 1;
+    p.state_block_stride = block_elems;
+    p.final_state_block = fin;
+    p.cuda_impl = impl;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<float> ts;
+    bool failed = false;
+    for (int i = 0; i < iters + 3; ++i) {
+      CK(cudaEventRecord(e0, st));
+      absl::Status s = RunSsdChunkScan(p, stream);
+      CK(cudaEventRecord(e1, st));
+      CK(cudaEventSynchronize(e1));
+      if (!s.ok()) {
+        std::fprintf(stderr, "RunSsdChunkScan: %s\n", std::string(s.message()).c_str());
+        failed = true;
+        break;
+      }
+      float ms;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      if (i >= 3) ts.push_back(ms);
+    }
+    if (failed) return 1;
+    std::sort(ts.begin(), ts.end());
+    const double ms = ts[ts.size() / 2];
+    // Bytes: read x, dt, B, C; write y and the final states (fp32).
+    const double bytes = T * (H * P * 2.0 * 2 + H * 2.0 + 2.0 * G * N * 2) +
+                         sh.b * block_elems * 4.0;
+    // FLOPs of the chunked SSD algorithm at chunk Q (dense chunk products, as the anchor's
+    // kernels count them): per head and chunk 2 Q^2 N (C B^T) + 2 Q^2 P ((CB o L) X)
+    // + 2 Q N P (chunk state) + 2 Q N P (incoming state).
+    const double flops = static_cast<double>(T) / Q * H *
+                         (2.0 * Q * Q * N + 2.0 * Q * Q * P + 4.0 * Q * N * P);
+    const double gbs = bytes / (ms * 1e-3) / 1e9;
+    std::printf("| %s | %.4f | %.0f | %.1f%% | %.1f | %.2f | %.2fx |", sh.label, ms, gbs,
+                100.0 * gbs / copy_gbs, flops / (ms * 1e-3) / 1e12, sh.anchor_ms,
+                sh.anchor_ms / ms);
+    if (!anchor_run.empty()) {
+      const double a = si < static_cast<int>(anchor_run.size()) ? anchor_run[si] : 0.0;
+      std::printf(" %.4f | %.2fx |", a, a / ms);
+    }
+    std::printf("\n");
+    ++si;
+  }
+  return 0;
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Times mamba_ssm's Triton `mamba_chunk_scan_combined` (the anchor of bench_ssd_prefill) on the
+Mamba2-2.7B layer shapes: H=80, P=64, G=1, N=128, Q=256, bf16 inputs, dt_softplus, D per head.
+
+The Triton files are NOT part of this repository: fetch state-spaces/mamba and extract only
+mamba_ssm/ops/triton/*.py into .fetched/mamba_ssm_triton/ (git-ignored), then
+    python3 bench/mamba_ssm_anchor.py [--root .fetched/mamba_ssm_triton] [--out anchor.txt]
+The few helpers those files import from elsewhere in mamba_ssm (utils.determinism, utils.torch)
+and einops (if it is not installed) are replaced here by minimal stand-ins that cover the
+forward path only. Prints one line per shape: "anchor <label> <median ms>".
+"""
+import argparse
+import os
+import statistics
+import sys
+import types
+
+
+def install_shims():
+    # mamba_ssm package skeleton (empty __init__s; the real ones import CUDA extensions).
+    for name in ("mamba_ssm", "mamba_ssm.ops", "mamba_ssm.utils"):
+        if name not in sys.modules:
+            mod = types.ModuleType(name)
+            mod.__path__ = []
+            sys.modules[name] = mod
+    det = types.ModuleType("mamba_ssm.utils.determinism")
+    det.use_deterministic_mode = lambda: False
+    det.autotune_configs = lambda configs: configs
+
+    def _bwd_only(*args, **kwargs):
+        raise NotImplementedError("backward helpers are not shimmed")
+
+    det.alloc_tile_workspace = _bwd_only
+    det.finalize_tile_workspace = _bwd_only
+    sys.modules[det.__name__] = det
+    tu = types.ModuleType("mamba_ssm.utils.torch")
+
+    def _passthrough(fn=None, **kwargs):
+        return fn if fn is not None else (lambda f: f)
+
+    tu.custom_fwd = _passthrough
+    tu.custom_bwd = _passthrough
+    sys.modules[tu.__name__] = tu
+    try:
+        import einops  # noqa: F401
+    except ImportError:
+        ein = types.ModuleType("einops")
+
+        def rearrange(t, pattern, **sizes):
+            lhs, rhs = [s.strip() for s in pattern.split("->")]
+            if lhs == "... p n" and rhs == "... (p n)":
+                return t.reshape(*t.shape[:-2], t.shape[-2] * t.shape[-1])
+            if lhs == "... (p n)" and rhs == "... p n":
+                n = sizes["n"]
+                return t.reshape(*t.shape[:-1], t.shape[-1] // n, n)
+            raise NotImplementedError("einops stand-in: pattern " + pattern)
+
+        def repeat(*args, **kwargs):
+            raise NotImplementedError("einops stand-in: repeat")
+
+        ein.rearrange = rearrange
+        ein.repeat = repeat
+        sys.modules["einops"] = ein
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=os.path.join(os.path.dirname(__file__), "..", ".fetched",
+                                                    "mamba_ssm_triton"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--iters", type=int, default=20)
+    args = ap.parse_args()
+    import torch
+
+    install_shims()
+    root = os.path.abspath(args.root)
+    sys.path.insert(0, root)
+    ops = sys.modules["mamba_ssm.ops"]
+    ops.__path__ = [os.path.join(root, "mamba_ssm", "ops")]
+    sys.modules["mamba_ssm"].__path__ = [os.path.join(root, "mamba_ssm")]
+    import triton
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+
+    print(f"torch {torch.__version__} triton {triton.__version__} "
+          f"device {torch.cuda.get_device_name(0)}", flush=True)
+    H, P, G, N, Q = 80, 64, 1, 128, 256
+    dev = "cuda"
+    lines = []
+    for label, b, L in (("b1_L4096", 1, 4096), ("b1_L16384", 1, 16384), ("b1_L65536", 1, 65536),
+                        ("b8_L4096", 8, 4096)):
+        g = torch.Generator(device=dev).manual_seed(0)
+        x = torch.rand(b, L, H, P, device=dev, generator=g).mul_(2).sub_(1).to(torch.bfloat16)
+        dt = torch.rand(b, L, H, device=dev, generator=g).mul_(3).sub_(4).to(torch.bfloat16)
+        Bm = torch.rand(b, L, G, N, device=dev, generator=g).mul_(2).sub_(1).to(torch.bfloat16)
+        Cm = torch.rand(b, L, G, N, device=dev, generator=g).mul_(2).sub_(1).to(torch.bfloat16)
+        A = -torch.rand(H, device=dev, generator=g).add_(0.05)
+        D = torch.rand(H, device=dev, generator=g)
+        dt_bias = torch.rand(H, device=dev, generator=g).sub_(0.5)
+
+        def run():
+            return mamba_chunk_scan_combined(x, dt, A, Bm, Cm, Q, D=D, z=None, dt_bias=dt_bias,
+                                             dt_softplus=True, return_final_states=True)
+
+        with torch.inference_mode():
+            for _ in range(3):  # warmup (includes Triton autotuning)
+                run()
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(args.iters):
+                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                s.record()
+                run()
+                e.record()
+                e.synchronize()
+                times.append(s.elapsed_time(e))
+        ms = statistics.median(times)
+        line = f"anchor {label} {ms:.4f}"
+        print(line, flush=True)
+        lines.append(line)
+        del x, dt, Bm, Cm
+        torch.cuda.empty_cache()
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
