@@ -48,6 +48,8 @@ class MambaModel {
   DType dtype() const { return dtype_; }
   int tp() const { return comm_ == nullptr ? 1 : comm_->size(); }
   int rank() const { return comm_ == nullptr ? 0 : comm_->rank(); }
+  // The stream every kernel of this model runs on (state copies must go on it too).
+  const Stream& stream() const { return stream_; }
 
   // The pool layout this rank's layers need (shapes from state_manager/state_shapes.h).
   absl::StatusOr<StatePoolConfig> PoolConfig(StateDTypes dtypes) const;
