@@ -82,7 +82,7 @@ absl::StatusOr<Mamba2ShardPlan> MakeMamba2ShardPlan(const Mamba2Dims& d, int64_t
   p.local_in_proj_rows =
       2 * p.local_d_mlp + 2 * p.local_d_inner + 2 * p.local_groups * N + p.local_heads;
   p.local_out_proj_cols = p.local_d_mlp + p.local_d_inner;
-  p.virtual_groups = G + ExtraGroupsForHeadShards(G, tp);
+  p.virtual_groups = G % tp == 0 ? G : (tp % G == 0 ? G + ExtraGroupsForHeadShards(G, tp) : 0);
 
   p.heads = {p.groups.first_head, p.local_heads};
   p.inner = {p.groups.first_head * P, p.local_d_inner};

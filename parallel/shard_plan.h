@@ -102,8 +102,10 @@ struct Mamba2ShardPlan {
   int64_t local_conv_dim = 0;      // local_d_inner + 2 * local_groups * N
   int64_t local_in_proj_rows = 0;  // 2*local_d_mlp + 2*local_d_inner + 2*local_groups*N + local_heads
   int64_t local_out_proj_cols = 0;  // local_d_mlp + local_d_inner
-  // Virtual group count of the replication rule, G + ExtraGroupsForHeadShards(G, tp) (equals G
-  // when G % tp == 0). For information; state shapes come from state_manager.
+  // Virtual group count: G when G % tp == 0; G + (tp - G) = tp under the replication rule
+  // (tp % G == 0); 0 when heads straddle groups, where there is no uniform virtual layout (the
+  // number of local groups, hence local_conv_dim, can differ between ranks, e.g. H=12, G=3,
+  // tp=4 gives 1, 2, 2, 1). For information; state shapes come from state_manager.
   int64_t virtual_groups = 0;
 
   IndexRange heads;  // A_log, D (per head), dt_bias, dt rows of this rank

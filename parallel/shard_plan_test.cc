@@ -62,6 +62,7 @@ TEST(Mamba2ShardPlan, GroupsDivisibleByTp) {
        {{24, 8}, {41, 3}, {53, 3}}, {8}, false},
   };
   for (const Expect2& e : table) CheckRow(d, e);
+  EXPECT_EQ(Plan2(d, 2, 0).virtual_groups, 4);
 }
 
 // G=1: every rank holds a copy of group 0 (B rows [64,67), C rows [67,70), dt from 70).
@@ -120,6 +121,9 @@ TEST(Mamba2ShardPlan, HeadsStraddlingGroups) {
        {{18, 6}, {28, 2}, {34, 2}}, {6}, true},
   };
   for (const Expect2& e : table) CheckRow(d, e);
+  EXPECT_EQ(Plan2(d, 2, 0).virtual_groups, 0);  // no uniform virtual layout
+  EXPECT_EQ(Plan2(d, 4, 0).local_groups, 1);     // local group counts differ by rank
+  EXPECT_EQ(Plan2(d, 4, 1).local_groups, 2);
   // Local head -> local group at tp=2, rank 1: heads 6,7 read group 1, heads 8..11 group 2.
   const Mamba2ShardPlan p = Plan2(d, 2, 1);
   const std::vector<int64_t> want = {0, 0, 1, 1, 1, 1};
