@@ -191,6 +191,52 @@ TEST(CopySpec, BatchRule) {
   EXPECT_FALSE(ValidateCopyBatch(std::span<const CopySpec>(&bad, 1)).ok());
 }
 
+// Other layer kinds: KDA has three conv windows and a recurrent state; every "conv*" tensor
+// gets the conv rule, the rest the whole-state rule.
+TEST(CopySpec, KdaLayerAllTensors) {
+  for (ConvLayout layout : {ConvLayout::kSD, ConvLayout::kDS}) {
+    auto shapes = KdaStateShapes(2, 4, 4, 1, layout, StateDTypes{DType::kBF16, DType::kF32});
+    ASSERT_TRUE(shapes.ok()) << shapes.status();
+    ASSERT_EQ(shapes->size(), 4u);
+    StatePoolConfig c{2, *shapes, layout, Device::Cpu()};
+    auto pool = *StatePool::Create(c, 6);
+    Rng rng(17);
+    for (int64_t b = 1; b < 6; ++b) {
+      for (int64_t l = 0; l < 2; ++l) {
+        BlockState::LayerValues v;
+        for (const auto& t : *shapes) v.push_back(rng.UniformVector(t.numel(), -1, 1));
+        ASSERT_TRUE(pool.WriteBlock(l, b, v).ok());
+      }
+    }
+    const int64_t k = 2;
+    BlockCopy copy{{1, 2}, 0, k, 5};
+    auto specs = BuildStepCopySpecs(pool, std::span<const BlockCopy>(&copy, 1));
+    ASSERT_TRUE(specs.ok()) << specs.status();
+    ASSERT_EQ(specs->size(), 8u);
+    ASSERT_TRUE(ExecuteCopySpecsCpu(*specs).ok());
+    for (int64_t l = 0; l < 2; ++l) {
+      BlockState::LayerValues a, b, got;
+      ASSERT_TRUE(pool.ReadBlock(l, 1, &a).ok());
+      ASSERT_TRUE(pool.ReadBlock(l, 2, &b).ok());
+      ASSERT_TRUE(pool.ReadBlock(l, 5, &got).ok());
+      for (int t = 0; t < 3; ++t) {
+        const bool sd = layout == ConvLayout::kSD;
+        const int64_t len = sd ? (*shapes)[t].dims[0] : (*shapes)[t].dims[1];
+        const int64_t dim = sd ? (*shapes)[t].dims[1] : (*shapes)[t].dims[0];
+        ASSERT_EQ(len, 3);
+        for (int64_t w = 0; w + k - 1 < len; ++w) {
+          for (int64_t ch = 0; ch < dim; ++ch) {
+            const int64_t at = sd ? w * dim + ch : ch * len + w;
+            const int64_t from = sd ? (w + k - 1) * dim + ch : ch * len + w + k - 1;
+            EXPECT_EQ(got[t][at], a[t][from]) << (*shapes)[t].name;
+          }
+        }
+      }
+      EXPECT_EQ(got[3], b[3]);  // recurrent state from block_ids[cur + k - 1]
+    }
+  }
+}
+
 TEST(CopySpec, RawStridedCpuCopy) {
   std::vector<float> src(64), dst(64, -1.0f);
   for (int i = 0; i < 64; ++i) src[i] = static_cast<float>(i) + 0.5f;
