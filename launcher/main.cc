@@ -93,7 +93,15 @@ absl::Status Serve(int argc, char** argv) {
                << (pool.nbytes() >> 20) << " MiB)";
   MPI_RETURN_IF_ERROR(MPI_Barrier(MPI_COMM_WORLD));
 
-  if (mpi->world_rank != 0) return RunWorker(*model, pool);
+  // Draining is rank 0's decision; it tells the workers to stop. mpirun forwards SIGUSR1 to
+  // every rank (it turns a SIGTERM of its own into killing the job), so SIGUSR1 to mpirun, or
+  // SIGTERM/SIGINT to rank 0 itself, drains; workers ignore all three.
+  if (mpi->world_rank != 0) {
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGUSR1, SIG_IGN);
+    return RunWorker(*model, pool);
+  }
 
   EngineOptions eo;
   eo.max_batch_size = cfg.server().max_batch_size();
@@ -133,6 +141,7 @@ absl::Status Serve(int argc, char** argv) {
                << ", " << DTypeName(dtype) << ")";
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
+  std::signal(SIGUSR1, OnSignal);
   std::thread watcher([&] {
     while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     MS_LOG(INFO) << "signal received: finishing in-flight requests";
