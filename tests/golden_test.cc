@@ -176,7 +176,8 @@ TEST_P(GoldenTest, BadInputIsRefusedAndStateUntouched) {
   EXPECT_FALSE(model_->Forward(in, *pool_, &logits).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest, ::testing::Values("m1_tiny", "m2_g1"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest, ::testing::Values("m1_tiny", "m2_g1", "m1_w3_bias_untied", "m2_g2_w3_untied",
+                                           "m2_g4_dtlimit"));
 
 }  // namespace
 }  // namespace mambaserve
