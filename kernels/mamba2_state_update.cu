@@ -1,9 +1,335 @@
-// CUDA implementation (work in progress).
+// CUDA Mamba-2 state update (decode). Memory-bound: every state element is read once and written
+// once per call (per token written in speculative mode), so the kernel streams the state with
+// 16-byte loads/stores while B and C of the (sequence, token, group) sit in shared memory.
+//
+// Work split: one thread block (128 threads) per (sequence, head, tile of P rows). Inside the
+// block, "row groups" of LANES threads each own ROWS consecutive rows p; lane l of a group holds
+// the vectors l, l + LANES, ... (CHUNKS of them, VEC elements each) of every one of its rows in
+// registers for all tokens of the call. y[p] = <C, s[p]> is a shuffle reduction over the group.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/cuda_status.h"
+#include "core/status_macros.h"
 #include "kernels/mamba2_state_update.h"
+#include "kernels/mamba_math.h"
 
 namespace mambaserve {
+namespace {
+
+constexpr int kThreads = 128;
+
+__device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kF32:
+      return static_cast<const float*>(p)[i];
+    case DType::kBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    default:
+      return __half2float(static_cast<const __half*>(p)[i]);
+  }
+}
+
+__device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::kF32:
+      static_cast<float*>(p)[i] = v;
+      return;
+    case DType::kBF16:
+      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+      return;
+    default:
+      static_cast<__half*>(p)[i] = __float2half_rn(v);
+      return;
+  }
+}
+
+__device__ __forceinline__ float Bf16BitsToFloat(uint32_t bits16) { return __uint_as_float(bits16 << 16); }
+__device__ __forceinline__ uint32_t FloatToBf16Bits(float v) {
+  return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v)));
+}
+
+// Streaming (evict-first) vector I/O of VEC state elements, converted to/from float.
+template <typename StT, int VEC>
+struct StateIO;
+
+template <>
+struct StateIO<float, 4> {
+  static __device__ __forceinline__ void Load(const float* p, float (&v)[4]) {
+    const float4 q = __ldcs(reinterpret_cast<const float4*>(p));
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+  }
+  static __device__ __forceinline__ void Store(float* p, const float (&v)[4]) {
+    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
+  }
+};
+template <>
+struct StateIO<float, 1> {
+  static __device__ __forceinline__ void Load(const float* p, float (&v)[1]) { v[0] = __ldcs(p); }
+  static __device__ __forceinline__ void Store(float* p, const float (&v)[1]) { __stcs(p, v[0]); }
+};
+template <>
+struct StateIO<uint16_t, 8> {  // bf16 bits
+  static __device__ __forceinline__ void Load(const uint16_t* p, float (&v)[8]) {
+    const uint4 q = __ldcs(reinterpret_cast<const uint4*>(p));
+    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[2 * i] = Bf16BitsToFloat(w[i] & 0xffffu);
+      v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+  static __device__ __forceinline__ void Store(uint16_t* p, const float (&v)[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = FloatToBf16Bits(v[2 * i]) | (FloatToBf16Bits(v[2 * i + 1]) << 16);
+    __stcs(reinterpret_cast<uint4*>(p), make_uint4(w[0], w[1], w[2], w[3]));
+  }
+};
+template <>
+struct StateIO<uint16_t, 1> {
+  static __device__ __forceinline__ void Load(const uint16_t* p, float (&v)[1]) {
+    v[0] = Bf16BitsToFloat(__ldcs(reinterpret_cast<const unsigned short*>(p)));
+  }
+  static __device__ __forceinline__ void Store(uint16_t* p, const float (&v)[1]) {
+    __stcs(reinterpret_cast<unsigned short*>(p), static_cast<unsigned short>(FloatToBf16Bits(v[0])));
+  }
+};
+
+struct KernelArgs {
+  Mamba2StateUpdateParams p;
+  int64_t hpg;         // heads per group
+  int64_t out_stride;  // state_block_out row stride
+  int64_t ptiles;      // tiles of P per head
+  int64_t segs;        // vectors per state row (N / VEC)
+};
+
+// Rows per row group: 8 x 16 bytes in flight per thread for the common N = 128 fp32 state.
+template <int VALS>
+constexpr int RowsFor() {
+  return VALS <= 4 ? 8 : (VALS <= 8 ? 4 : (VALS <= 16 ? 2 : 1));
+}
+// Resident blocks per SM asked of the register allocator: 5 x 128 threads (<= 102 registers)
+// when a thread's state fits, fewer for the rare wide-state configurations.
+template <int STATE_FLOATS>
+constexpr int MinBlocksFor() {
+  return STATE_FLOATS <= 32 ? 5 : 2;
+}
+
+template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
+__global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>()) Mamba2StateUpdateKernel(const KernelArgs a) {
+  extern __shared__ float smem[];  // B[N], C[N] of the current token
+  const Mamba2StateUpdateParams& p = a.p;
+  constexpr int kGroups = kThreads / LANES;
+  int64_t bid = blockIdx.x;
+  const int64_t tile = bid % a.ptiles;
+  bid /= a.ptiles;
+  const int64_t h = bid % p.num_heads;
+  const int64_t b = bid / p.num_heads;
+  const int64_t kin = p.state_block_in[b];
+  if (kin == 0) return;  // uniform over the block
+
+  const int lane = threadIdx.x % LANES;
+  const int grp = threadIdx.x / LANES;
+  const int64_t P = p.head_dim, N = p.d_state;
+  const int64_t row0 = (tile * kGroups + grp) * ROWS;
+  const int64_t g = (p.first_head + h) / a.hpg - p.first_group;
+  const float A = p.A[h];
+  StT* const state = static_cast<StT*>(p.state);
+  const int64_t head_off = h * p.state_head_stride;
+
+  // Token 0's small inputs (this thread's entry of B, C and of the block's x rows) are
+  // requested before the state, so their (L2) latency overlaps the state loads.
+  constexpr int kRowsPerBlock = kGroups * ROWS;
+  const int64_t block_row0 = tile * kRowsPerBlock;
+  const int64_t bo0 = b * p.B_batch_stride + g * p.B_group_stride;
+  const int64_t co0 = b * p.C_batch_stride + g * p.C_group_stride;
+  const int64_t xo0 = b * p.x_batch_stride + h * p.x_head_stride;
+  const int tid = threadIdx.x;
+  const float b_pre = tid < N ? LoadF(p.B, p.dtype, bo0 + tid) : 0.0f;
+  const float c_pre = tid < N ? LoadF(p.C, p.dtype, co0 + tid) : 0.0f;
+  const float x_pre =
+      tid < kRowsPerBlock && block_row0 + tid < P ? LoadF(p.x, p.dtype, xo0 + block_row0 + tid) : 0.0f;
+  const float dt_pre = LoadF(p.dt, p.dt_dtype, b * p.dt_batch_stride + h * p.dt_head_stride);
+
+  float s[ROWS][CHUNKS][VEC];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const int64_t row = row0 + r;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+      const int64_t seg = static_cast<int64_t>(c) * LANES + lane;
+      if (row < P && seg < a.segs) {
+        StateIO<StT, VEC>::Load(state + kin * p.state_block_stride + head_off +
+                                    row * p.state_p_stride + seg * VEC,
+                                s[r][c]);
+      } else {
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) s[r][c][v] = 0.0f;
+      }
+    }
+  }
+
+  float* const Bs = smem;
+  float* const Cs = smem + N;
+  float* const Xs = smem + 2 * N;  // x of the block's rows for the current token
+  for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
+    if (t > 0) __syncthreads();  // everyone is done with the previous token's B, C, x
+    const int64_t bo = b * p.B_batch_stride + t * p.B_token_stride + g * p.B_group_stride;
+    const int64_t co = b * p.C_batch_stride + t * p.C_token_stride + g * p.C_group_stride;
+    const int64_t xo = b * p.x_batch_stride + t * p.x_token_stride + h * p.x_head_stride;
+    for (int64_t i = tid; i < N; i += kThreads) {
+      Bs[i] = (t == 0 && i == tid) ? b_pre : LoadF(p.B, p.dtype, bo + i);
+      Cs[i] = (t == 0 && i == tid) ? c_pre : LoadF(p.C, p.dtype, co + i);
+    }
+    for (int64_t i = tid; i < kRowsPerBlock; i += kThreads) {
+      Xs[i] = (t == 0 && i == tid) ? x_pre
+                                   : (block_row0 + i < P ? LoadF(p.x, p.dtype, xo + block_row0 + i) : 0.0f);
+    }
+    __syncthreads();
+
+    float dt = t == 0 ? dt_pre
+                      : LoadF(p.dt, p.dt_dtype,
+                              b * p.dt_batch_stride + t * p.dt_token_stride + h * p.dt_head_stride);
+    if (p.dt_bias != nullptr) dt += p.dt_bias[h];
+    if (p.dt_softplus) dt = Softplus(dt);
+    dt = ClampDt(dt, p.dt_min, p.dt_max);
+    const float dA = expf(dt * A);
+
+    int64_t kout = -1;
+    if (p.state_block_out != nullptr) {
+      kout = p.state_block_out[b * a.out_stride + t];
+    } else if (t == p.tokens_per_seq - 1) {
+      kout = kin;
+    }
+
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const int64_t row = row0 + r;
+      const bool row_ok = row < P;
+      const float x = Xs[grp * ROWS + r];
+      const float dtx = dt * x;
+      float acc = 0.0f;
+#pragma unroll
+      for (int c = 0; c < CHUNKS; ++c) {
+        const int64_t seg = static_cast<int64_t>(c) * LANES + lane;
+        if (seg < a.segs) {
+#pragma unroll
+          for (int v = 0; v < VEC; ++v) {
+            const int64_t n = seg * VEC + v;
+            s[r][c][v] = dA * s[r][c][v] + dtx * Bs[n];
+            acc += Cs[n] * s[r][c][v];
+          }
+        }
+      }
+#pragma unroll
+      for (int off = LANES / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off, LANES);
+      if (row_ok && lane == 0) {
+        float y = acc;
+        if (p.D != nullptr) y += (p.d_per_channel ? p.D[h * P + row] : p.D[h]) * x;
+        if (p.z != nullptr) {
+          y *= Silu(LoadF(p.z, p.dtype,
+                          b * p.z_batch_stride + t * p.z_token_stride + h * p.z_head_stride + row));
+        }
+        StoreF(p.y, p.dtype, b * p.y_batch_stride + t * p.y_token_stride + h * p.y_head_stride + row,
+               y);
+      }
+      if (row_ok && kout > 0) {
+#pragma unroll
+        for (int c = 0; c < CHUNKS; ++c) {
+          const int64_t seg = static_cast<int64_t>(c) * LANES + lane;
+          if (seg < a.segs) {
+            StateIO<StT, VEC>::Store(state + kout * p.state_block_stride + head_off +
+                                         row * p.state_p_stride + seg * VEC,
+                                     s[r][c]);
+          }
+        }
+      }
+      if constexpr (sizeof(StT) == 2) {
+        // The carried state is rounded like a stored one, so T_s tokens equal T_s calls.
+#pragma unroll
+        for (int c = 0; c < CHUNKS; ++c)
+#pragma unroll
+          for (int v = 0; v < VEC; ++v)
+            s[r][c][v] = __bfloat162float(__float2bfloat16_rn(s[r][c][v]));
+      }
+    }
+  }
+}
+
+template <typename StT, int VEC, int LANES, int CHUNKS>
+absl::Status Launch(const KernelArgs& a0, cudaStream_t stream) {
+  constexpr int kVals = CHUNKS * VEC;
+  constexpr int ROWS = RowsFor<kVals>();
+  constexpr int kRowsPerBlock = (kThreads / LANES) * ROWS;
+  KernelArgs a = a0;
+  a.ptiles = (a.p.head_dim + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t blocks = a.p.batch * a.p.num_heads * a.ptiles;
+  if (blocks > 0x7fffffffLL) return absl::InvalidArgumentError("mamba2_state_update: grid too large");
+  const size_t smem = (2 * static_cast<size_t>(a.p.d_state) + kRowsPerBlock) * sizeof(float);
+  if (smem > 48 * 1024) {
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(smem)));
+  }
+  Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>
+      <<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+// Picks (LANES, CHUNKS) for `segs` vectors per row: LANES lanes cover min(segs, 32) (rounded
+// up to a power of two >= 4), CHUNKS = ceil(segs / 32) rounded up to a power of two <= 16.
+template <typename StT, int VEC>
+absl::Status LaunchForSegs(const KernelArgs& a, cudaStream_t stream) {
+  const int64_t segs = a.segs;
+  if (segs <= 4) return Launch<StT, VEC, 4, 1>(a, stream);
+  if (segs <= 8) return Launch<StT, VEC, 8, 1>(a, stream);
+  if (segs <= 16) return Launch<StT, VEC, 16, 1>(a, stream);
+  if (segs <= 32) return Launch<StT, VEC, 32, 1>(a, stream);
+  if (segs <= 64) return Launch<StT, VEC, 32, 2>(a, stream);
+  if (segs <= 128) return Launch<StT, VEC, 32, 4>(a, stream);
+  if (segs <= 256) return Launch<StT, VEC, 32, 8>(a, stream);
+  if (segs <= 512) return Launch<StT, VEC, 32, 16>(a, stream);
+  return absl::UnimplementedError(
+      absl::StrCat("mamba2_state_update: d_state ", a.p.d_state, " too large for the CUDA kernel"));
+}
+
+template <typename StT, int VEC>
+bool CanVectorize(const Mamba2StateUpdateParams& p) {
+  return p.d_state % VEC == 0 && p.state_block_stride % VEC == 0 &&
+         p.state_head_stride % VEC == 0 && p.state_p_stride % VEC == 0 &&
+         reinterpret_cast<uintptr_t>(p.state) % 16 == 0;
+}
+
+}  // namespace
 
 absl::Status RunMamba2StateUpdateCuda(const Mamba2StateUpdateParams& p, const Stream& stream) {
-  return absl::UnimplementedError("RunMamba2StateUpdateCuda: CUDA kernel not yet implemented");
+  KernelArgs a;
+  a.p = p;
+  a.hpg = p.heads_per_group > 0 ? p.heads_per_group : p.num_heads / p.num_groups;
+  a.out_stride = p.state_block_out_stride > 0 ? p.state_block_out_stride : p.tokens_per_seq;
+  a.ptiles = 0;
+  auto s = static_cast<cudaStream_t>(stream.handle());
+  if (p.state_dtype == DType::kF32) {
+    if (CanVectorize<float, 4>(p)) {
+      a.segs = p.d_state / 4;
+      return LaunchForSegs<float, 4>(a, s);
+    }
+    a.segs = p.d_state;
+    return LaunchForSegs<float, 1>(a, s);
+  }
+  if (CanVectorize<uint16_t, 8>(p)) {
+    a.segs = p.d_state / 8;
+    return LaunchForSegs<uint16_t, 8>(a, s);
+  }
+  a.segs = p.d_state;
+  return LaunchForSegs<uint16_t, 1>(a, s);
 }
+
 }  // namespace mambaserve
