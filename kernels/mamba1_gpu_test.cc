@@ -43,6 +43,7 @@ const Shape kShapes[] = {
     {24, 256, 3, {70}},
     {20, 5, 1, {17, 1, 3}},   // odd N, dim not a multiple of the channel tile
     {5120, 16, 1, {200}},     // the Mamba-2.8B width
+    {5120, 16, 1, {100, 37, 128, 90}},  // enough warps for 4-warp blocks
 };
 
 class GpuPrefillTest

@@ -1,15 +1,17 @@
 // CUDA Mamba-1 decode update. Memory bound on the state: one thread owns kNPT consecutive state
 // elements of one channel (a vector load and store of the state row), tpc threads share a
 // channel and reduce y with shuffles. Block = (sequence, tile of channels). The per-element
-// arithmetic is the prefill kernel's (selective_scan_cuda_common.cuh).
+// arithmetic is the prefill kernel's (selective_scan_cuda.h).
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "kernels/mamba1_state_update.h"
-#include "kernels/selective_scan_cuda_common.cuh"
+#include "kernels/selective_scan_cuda.h"
 
 namespace mambaserve {
 namespace {
@@ -43,6 +45,8 @@ struct DecodeArgs {
   const int32_t* blk_out;
   int tpc_log2;
   bool vec_state;  // state rows of this lane are whole, aligned vectors
+  // v2 (N <= 16, one thread per channel): 16-state rows load as vectors.
+  bool row_vec_state, row_vec_A, row_vec_bc;
 };
 
 // kNPT = 4 or 8 states per lane, loaded as float4 (fp32) or uint2 (16-bit) pieces.
@@ -107,6 +111,12 @@ __device__ __forceinline__ void StoreStates(StateT* p, int count, bool vec, cons
     if (j < count) p[j] = FromF<StateT>(h[j]);
 }
 
+// MS_MAMBA1_KERNEL=v1 selects the first version (kept for comparison; see selective_scan.cu).
+bool UseV1() {
+  const char* v = std::getenv("MS_MAMBA1_KERNEL");
+  return v != nullptr && std::string(v) == "v1";
+}
+
 template <Discretization kMode, int kNPT, typename StateT>
 __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
   const int64_t b = blockIdx.y;
@@ -119,7 +129,8 @@ __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
   const int64_t dc = ch_valid ? d : a.D - 1;  // clamped for reads; lanes past D store nothing
   const int64_t N = a.N;
   const int64_t n0 = sub * kNPT;
-  const int count = static_cast<int>(max<int64_t>(0, min<int64_t>(kNPT, N - n0)));
+  const int64_t rem = N - n0;
+  const int count = rem <= 0 ? 0 : (rem < kNPT ? static_cast<int>(rem) : kNPT);
   const int64_t g = dc / a.dpg;
   StateT* pool = static_cast<StateT*>(a.pool);
 
@@ -134,7 +145,7 @@ __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
 #pragma unroll
   for (int j = 0; j < kNPT; ++j) Ar[j] = j < count ? PrepareA<kMode>(a.A[dc * N + n0 + j]) : 0.0f;
   const float bias = a.delta_bias ? a.delta_bias[dc] : 0.0f;
-  const float spb = kMode == Discretization::kEventDriven ? Softplus(a.bias_A[dc]) : 0.0f;
+  const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[dc]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[dc] : 0.0f;
   const unsigned full = 0xffffffffu;
 
@@ -157,7 +168,7 @@ __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
     for (int off = tpc >> 1; off > 0; off >>= 1) yp += __shfl_xor_sync(full, yp, off);
     if (sub == 0 && ch_valid) {
       float yv = yp + Dd * u;
-      if (a.z) yv *= Silu(LoadElem(a.z, a.x_dt, r * a.z_rs + dc));
+      if (a.z) yv *= DevSilu(LoadElem(a.z, a.x_dt, r * a.z_rs + dc));
       StoreElem(a.y, a.x_dt, r * a.y_rs + dc, yv);
     }
     if (a.blk_out) {
@@ -172,9 +183,164 @@ __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
   }
 }
 
+
+// Version 2 (the default for d_state <= 16): one thread owns a whole channel (its N states in
+// registers), so each thread moves 64 bytes of fp32 state each way with vector accesses, y needs
+// no shuffles, and u / delta / z / y accesses are coalesced across the warp.
+template <typename StateT>
+__device__ __forceinline__ void LoadRow16(const StateT* p, bool vec, int N, float* h) {
+  if (vec) {
+    if constexpr (std::is_same_v<StateT, float>) {
+#pragma unroll
+      for (int j = 0; j < 16; j += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(p + j);
+        h[j] = v.x, h[j + 1] = v.y, h[j + 2] = v.z, h[j + 3] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; j += 8) {
+        const uint4 v = *reinterpret_cast<const uint4*>(p + j);
+        const StateT* e = reinterpret_cast<const StateT*>(&v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) h[j + k] = static_cast<float>(e[k]);
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < 16; ++j) h[j] = j < N ? static_cast<float>(p[j]) : 0.0f;
+}
+
+template <typename StateT>
+__device__ __forceinline__ void StoreRow16(StateT* p, bool vec, int N, const float* h) {
+  if (vec) {
+    if constexpr (std::is_same_v<StateT, float>) {
+#pragma unroll
+      for (int j = 0; j < 16; j += 4) {
+        *reinterpret_cast<float4*>(p + j) = make_float4(h[j], h[j + 1], h[j + 2], h[j + 3]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; j += 8) {
+        uint4 v;
+        StateT* e = reinterpret_cast<StateT*>(&v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) e[k] = FromF<StateT>(h[j + k]);
+        *reinterpret_cast<uint4*>(p + j) = v;
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+    if (j < N) p[j] = FromF<StateT>(h[j]);
+}
+
+// 16 values of B or C (fp32 or 16-bit) from `p`.
+__device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t off, bool vec,
+                                         int N, float* v) {
+  if (vec) {
+    if (dtype == kF32) {
+      const float4* q = reinterpret_cast<const float4*>(static_cast<const float*>(base) + off);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float4 w = q[j];
+        v[4 * j] = w.x, v[4 * j + 1] = w.y, v[4 * j + 2] = w.z, v[4 * j + 3] = w.w;
+      }
+    } else {
+      const uint4* q = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + off);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint4 w = q[j];
+        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          if (dtype == kBF16) {
+            v[8 * j + 2 * k] = __uint_as_float(ws[k] << 16);
+            v[8 * j + 2 * k + 1] = __uint_as_float(ws[k] & 0xffff0000u);
+          } else {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[k]));
+            v[8 * j + 2 * k] = f.x, v[8 * j + 2 * k + 1] = f.y;
+          }
+        }
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < 16; ++j) v[j] = j < N ? LoadElem(base, dtype, off + j) : 0.0f;
+}
+
+template <Discretization kMode, typename StateT>
+__global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a) {
+  const int64_t b = blockIdx.y;
+  const int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d >= a.D) return;  // no cross-thread communication below
+  const int N = static_cast<int>(a.N);
+  const int64_t g = d / a.dpg;
+  StateT* pool = static_cast<StateT*>(a.pool);
+  float h[16], Ar[16];
+  const int64_t in_blk = a.blk_in[b];
+  if (in_blk != 0) {
+    LoadRow16<StateT>(pool + in_blk * a.block_stride + d * N, a.row_vec_state, N, h);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) h[j] = 0.0f;
+  }
+  if (a.row_vec_A) {
+    const float4* q = reinterpret_cast<const float4*>(a.A + d * 16);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float4 w = q[j];
+      Ar[4 * j] = PrepareA<kMode>(w.x), Ar[4 * j + 1] = PrepareA<kMode>(w.y);
+      Ar[4 * j + 2] = PrepareA<kMode>(w.z), Ar[4 * j + 3] = PrepareA<kMode>(w.w);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) Ar[j] = j < N ? PrepareA<kMode>(a.A[d * N + j]) : 0.0f;
+  }
+  const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
+  const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
+  const float Dd = a.Dv ? a.Dv[d] : 0.0f;
+  for (int64_t t = 0; t < a.tokens; ++t) {
+    const int64_t r = b * a.tokens + t;
+    const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + d);
+    const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + d);
+    const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
+    const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+    float Bv[16], Cv[16];
+    LoadBC16(a.B, a.bc_dt, r * a.B_rs + g * a.B_gs, a.row_vec_bc, N, Bv);
+    LoadBC16(a.C, a.bc_dt, r * a.C_rs + g * a.C_gs, a.row_vec_bc, N, Cv);
+    float yp = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      if (j < N) {
+        h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
+        yp = fmaf(Cv[j], h[j], yp);
+      }
+    }
+    float yv = yp + Dd * u;
+    if (a.z) yv *= DevSilu(LoadElem(a.z, a.x_dt, r * a.z_rs + d));
+    StoreElem(a.y, a.x_dt, r * a.y_rs + d, yv);
+    if (a.blk_out) {
+      const int64_t ob = a.blk_out[r];
+      if (ob != 0) StoreRow16<StateT>(pool + ob * a.block_stride + d * N, a.row_vec_state, N, h);
+    }
+  }
+  if (!a.blk_out && in_blk != 0) {
+    StoreRow16<StateT>(pool + in_blk * a.block_stride + d * N, a.row_vec_state, N, h);
+  }
+}
+
 template <Discretization kMode, int kNPT, typename StateT>
 absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st) {
-  Mamba1DecodeKernel<kMode, kNPT, StateT><<<grid, threads, 0, st>>>(a);
+  if (a.N <= 16 && !UseV1()) {
+    const int rt = 128;
+    dim3 rgrid(static_cast<unsigned>((a.D + rt - 1) / rt), grid.y);
+    Mamba1DecodeRowKernel<kMode, StateT><<<rgrid, rt, 0, st>>>(a);
+  } else {
+    Mamba1DecodeKernel<kMode, kNPT, StateT><<<grid, threads, 0, st>>>(a);
+  }
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
@@ -258,6 +424,14 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   const int64_t align = std::min<int64_t>(vec_bytes, 16);
   a.vec_state = p.d_state % npt == 0 && (a.block_stride * es) % align == 0 &&
                 reinterpret_cast<uintptr_t>(p.state_pool) % align == 0;
+  auto aligned16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  a.row_vec_state = p.d_state == 16 && (a.block_stride * es) % 16 == 0 && aligned16(p.state_pool);
+  a.row_vec_A = p.d_state == 16 && aligned16(p.A);
+  const int64_t esbc = DTypeSize(p.bc_dtype);
+  a.row_vec_bc = p.d_state == 16 && aligned16(p.B) && aligned16(p.C) &&
+                 (p.B_row_stride * esbc) % 16 == 0 && (p.C_row_stride * esbc) % 16 == 0 &&
+                 (p.n_groups == 1 || ((p.B_group_stride * esbc) % 16 == 0 &&
+                                      (p.C_group_stride * esbc) % 16 == 0));
   const int threads = 256;
   const int cpb = threads / tpc;
   dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.batch));

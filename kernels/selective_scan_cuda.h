@@ -1,8 +1,8 @@
 // Device helpers shared by the Mamba-1 CUDA prefill scan and decode update, so both use the same
 // per-element arithmetic (and prefill followed by decode equals a longer prefill up to fp32
-// rounding of the y reduction). Internal header, CUDA only.
-#ifndef MAMBASERVE_KERNELS_SELECTIVE_SCAN_CUDA_COMMON_CUH_
-#define MAMBASERVE_KERNELS_SELECTIVE_SCAN_CUDA_COMMON_CUH_
+// rounding of the y reduction). Internal header: include it only from .cu files (nvcc).
+#ifndef MAMBASERVE_KERNELS_SELECTIVE_SCAN_CUDA_H_
+#define MAMBASERVE_KERNELS_SELECTIVE_SCAN_CUDA_H_
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -44,6 +44,14 @@ __device__ __forceinline__ float FastExp2(float x) {
   return y;
 }
 
+// softplus(x) = log1p(exp(x)) (x itself above 20, as in kernels/mamba_math.h) with the SFU exp:
+// relative error ~1e-6, and one formula for the prefill and the decode kernels.
+__device__ __forceinline__ float DevSoftplus(float x) { return x > 20.0f ? x : log1pf(__expf(x)); }
+
+// silu(x) = x / (1 + exp(-x)) with the SFU exp and reciprocal (relative error ~1e-6; tends to 0
+// for x -> -inf and to x for x -> inf).
+__device__ __forceinline__ float DevSilu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+
 // Modes whose decay is exp(dt_decay * A) and whose input term is a per-(token, channel) scalar
 // times B: those take the fast path below (one ex2 per element, A pre-scaled by log2(e)).
 template <Discretization kMode>
@@ -64,7 +72,7 @@ __device__ __forceinline__ TokenScalars MakeTokenScalars(float delta, float bias
                                                          float u, float event_dt_decay) {
   TokenScalars s;
   const float dt = delta + bias;
-  s.dt_in = softplus ? Softplus(dt) : dt;
+  s.dt_in = softplus ? DevSoftplus(dt) : dt;
   s.dt_decay = kMode == Discretization::kEventDriven ? event_dt_decay : s.dt_in;
   s.u = u;
   // Discretize's dB_scale * u for the fast modes: dt_in (default, event) or 1 (dirac).
@@ -100,4 +108,4 @@ __device__ __forceinline__ float StepState(float h, float a, float B, const Toke
 
 }  // namespace mambaserve::scan_cuda
 
-#endif  // MAMBASERVE_KERNELS_SELECTIVE_SCAN_CUDA_COMMON_CUH_
+#endif  // MAMBASERVE_KERNELS_SELECTIVE_SCAN_CUDA_H_

@@ -1,0 +1,315 @@
+// bench_mamba1: the Mamba-1 selective scan (prefill) and decode update on a Mamba-2.8B layer
+// (d_inner 5120, N 16, bf16 activations, fp32 state), CUDA only.
+//
+// Prints, per case: median time (CUDA events, after warmup), achieved GB/s over the bytes the op
+// must move (prefill: u, delta, B, C, z read and y written; decode: the same plus the state read
+// and written), the D2D cudaMemcpy bandwidth measured in this program (1 GiB, counted as read +
+// write bytes / time) and the percentage of it, and the exponential bound: d_inner * N
+// exponentials per token over the special-function unit's throughput, taken as
+// SMs x 16 MUFU ops/clk/SM x the clock cudaDeviceProp reports (the sm_90 rate; the boost clock
+// the GPU actually runs at may differ).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/stream.h"
+#include "kernels/mamba1_state_update.h"
+#include "kernels/selective_scan.h"
+
+namespace mambaserve {
+namespace {
+
+#define CK(x)                                                                          \
+  do {                                                                                 \
+    cudaError_t e_ = (x);                                                              \
+    if (e_ != cudaSuccess) {                                                           \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_),     \
+                   __FILE__, __LINE__, #x);                                            \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+
+#define CKS(x)                                                                         \
+  do {                                                                                 \
+    absl::Status s_ = (x);                                                             \
+    if (!s_.ok()) {                                                                    \
+      std::fprintf(stderr, "error at %s:%d: %s\n", __FILE__, __LINE__,                 \
+                   std::string(s_.message()).c_str());                                 \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+
+__device__ __forceinline__ float HashUniform(uint64_t i, uint32_t seed) {
+  uint64_t x = i * 0x9E3779B97F4A7C15ull + seed * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 31;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 29;
+  return static_cast<float>(x >> 40) * (1.0f / 16777216.0f);
+}
+
+__global__ void FillBf16(uint16_t* p, int64_t n, float lo, float hi, uint32_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float v = lo + (hi - lo) * HashUniform(i, seed);
+    uint32_t u = __float_as_uint(v);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    p[i] = static_cast<uint16_t>(u >> 16);
+  }
+}
+
+__global__ void FillF32(float* p, int64_t n, float lo, float hi, uint32_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p[i] = lo + (hi - lo) * HashUniform(i, seed);
+  }
+}
+
+__global__ void NegExpF32(float* p, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p[i] = -expf(p[i]);
+  }
+}
+
+template <typename T>
+T* DevAlloc(int64_t n) {
+  void* p = nullptr;
+  CK(cudaMalloc(&p, std::max<int64_t>(n, 1) * sizeof(T)));
+  return static_cast<T*>(p);
+}
+
+void Bf16Rand(uint16_t* p, int64_t n, float lo, float hi, uint32_t seed) {
+  FillBf16<<<1024, 256>>>(p, n, lo, hi, seed);
+  CK(cudaGetLastError());
+}
+void F32Rand(float* p, int64_t n, float lo, float hi, uint32_t seed) {
+  FillF32<<<1024, 256>>>(p, n, lo, hi, seed);
+  CK(cudaGetLastError());
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median over `reps` samples of the mean time of `inner` back-to-back calls, in seconds.
+template <typename F>
+double TimeIt(F&& f, cudaStream_t st, int warmup, int reps, int inner) {
+  for (int i = 0; i < warmup; ++i) f();
+  CK(cudaStreamSynchronize(st));
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  std::vector<double> samples;
+  for (int r = 0; r < reps; ++r) {
+    CK(cudaEventRecord(a, st));
+    for (int i = 0; i < inner; ++i) f();
+    CK(cudaEventRecord(b, st));
+    CK(cudaEventSynchronize(b));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    samples.push_back(ms * 1e-3 / inner);
+  }
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  return Median(samples);
+}
+
+constexpr int64_t kDim = 5120, kN = 16, kDtRank = 160;
+
+}  // namespace
+}  // namespace mambaserve
+
+int main(int argc, char** argv) {
+  using namespace mambaserve;
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  int dev = 0;
+  CK(cudaSetDevice(dev));
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, dev));
+  int clock_khz = 0, sms = 0;
+  CK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev));
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const double sfu_rate = static_cast<double>(sms) * 16.0 * clock_khz * 1e3;  // exps / s
+  auto stream_or = Stream::Create(Device::Cuda(dev));
+  if (!stream_or.ok()) {
+    std::fprintf(stderr, "stream: %s\n", std::string(stream_or.status().message()).c_str());
+    return 1;
+  }
+  Stream stream = std::move(stream_or).value();
+  cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
+
+  // Copy bandwidth: D2D cudaMemcpy of 1 GiB, read + write bytes / time.
+  const int64_t copy_bytes = 1LL << 30;
+  char* c0 = DevAlloc<char>(copy_bytes);
+  char* c1 = DevAlloc<char>(copy_bytes);
+  CK(cudaMemsetAsync(c0, 1, copy_bytes, st));
+  const double t_copy = TimeIt(
+      [&] { CK(cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice, st)); }, st, 2, 9,
+      1);
+  const double copy_bw = 2.0 * copy_bytes / t_copy;
+  CK(cudaFree(c0));
+  CK(cudaFree(c1));
+  std::printf("# bench_mamba1 on %s: %d SMs, clock %.0f MHz (cudaDevAttrClockRate), HBM bus %d bit\n",
+              prop.name, sms, clock_khz / 1e3, prop.memoryBusWidth);
+  std::printf("# D2D cudaMemcpy 1 GiB: %.3f ms -> %.0f GB/s (read + write)\n", t_copy * 1e3,
+              copy_bw / 1e9);
+  std::printf("# SFU exp throughput assumed: %d SMs x 16/clk x %.0f MHz = %.2f Texp/s\n", sms,
+              clock_khz / 1e3, sfu_rate / 1e12);
+  std::printf("# Mamba-2.8B layer: d_inner %lld, N %lld, bf16 u/delta/z/B/C/y, fp32 A/D/state, "
+              "mode default, delta_softplus, z gate, D skip\n",
+              static_cast<long long>(kDim), static_cast<long long>(kN));
+
+  // Shared weights.
+  float* A = DevAlloc<float>(kDim * kN);
+  F32Rand(A, kDim * kN, std::log(0.5f), std::log(16.0f), 11);
+  NegExpF32<<<256, 256>>>(A, kDim * kN);
+  CK(cudaGetLastError());
+  float* Dv = DevAlloc<float>(kDim);
+  F32Rand(Dv, kDim, -1.0f, 1.0f, 12);
+  float* dbias = DevAlloc<float>(kDim);
+  F32Rand(dbias, kDim, -4.0f, -1.0f, 13);
+
+  std::printf("\n## Prefill (selective scan)\n\n");
+  std::printf("| batch x L | tokens | time (us) | GB/s | %% of copy BW | exp bound (us) | "
+              "time / exp bound |\n|---|---|---|---|---|---|---|\n");
+  struct Case {
+    int64_t b, L;
+  };
+  std::vector<Case> cases = {{1, 4096}, {1, 16384}, {1, 65536}, {8, 4096}};
+  if (quick) cases = {{1, 4096}, {8, 4096}};
+  for (const Case& cs : cases) {
+    const int64_t T = cs.b * cs.L;
+    // in_proj output [x | z] rows of 2 d_inner, x_proj output [dt_low | B | C].
+    uint16_t* xz = DevAlloc<uint16_t>(T * 2 * kDim);
+    uint16_t* delta = DevAlloc<uint16_t>(T * kDim);
+    uint16_t* xdbl = DevAlloc<uint16_t>(T * (kDtRank + 2 * kN));
+    uint16_t* y = DevAlloc<uint16_t>(T * kDim);
+    Bf16Rand(xz, T * 2 * kDim, -1.0f, 1.0f, 21);
+    Bf16Rand(delta, T * kDim, -3.0f, 0.0f, 22);
+    Bf16Rand(xdbl, T * (kDtRank + 2 * kN), -1.0f, 1.0f, 23);
+    const int64_t blocks = 2 * cs.b + 1;
+    float* pool = DevAlloc<float>(blocks * kDim * kN);
+    CK(cudaMemset(pool, 0, blocks * kDim * kN * sizeof(float)));
+    std::vector<int32_t> cu(cs.b + 1), init(cs.b), fin(cs.b);
+    for (int64_t s = 0; s <= cs.b; ++s) cu[s] = static_cast<int32_t>(s * cs.L);
+    for (int64_t s = 0; s < cs.b; ++s) {
+      init[s] = static_cast<int32_t>(1 + s);
+      fin[s] = static_cast<int32_t>(1 + cs.b + s);
+    }
+    int32_t* dcu = DevAlloc<int32_t>(cs.b + 1);
+    int32_t* dinit = DevAlloc<int32_t>(cs.b);
+    int32_t* dfin = DevAlloc<int32_t>(cs.b);
+    CK(cudaMemcpy(dcu, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dinit, init.data(), init.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dfin, fin.data(), fin.size() * 4, cudaMemcpyHostToDevice));
+    SelectiveScanParams p;
+    p.num_tokens = T;
+    p.num_seqs = cs.b;
+    p.dim = kDim;
+    p.d_state = kN;
+    p.cu_seqlens = dcu;
+    p.x_dtype = DType::kBF16;
+    p.bc_dtype = DType::kBF16;
+    p.u = xz;
+    p.u_row_stride = 2 * kDim;
+    p.z = xz + kDim;
+    p.z_row_stride = 2 * kDim;
+    p.delta = delta;
+    p.delta_row_stride = kDim;
+    p.delta_bias = dbias;
+    p.delta_softplus = true;
+    p.A = A;
+    p.B = xdbl + kDtRank;
+    p.B_row_stride = kDtRank + 2 * kN;
+    p.C = xdbl + kDtRank + kN;
+    p.C_row_stride = kDtRank + 2 * kN;
+    p.D = Dv;
+    p.y = y;
+    p.y_row_stride = kDim;
+    p.state_pool = pool;
+    p.state_dtype = DType::kF32;
+    p.num_state_blocks = blocks;
+    p.initial_state_block = dinit;
+    p.final_state_block = dfin;
+    const double t = TimeIt([&] { CKS(RunSelectiveScan(p, stream)); }, st, 2, quick ? 5 : 9, 1);
+    const double bytes = static_cast<double>(T) * kDim * 2 * 4 + static_cast<double>(T) * kN * 2 * 2;
+    const double t_exp = static_cast<double>(T) * kDim * kN / sfu_rate;
+    std::printf("| %lld x %lld | %lld | %.1f | %.0f | %.1f | %.1f | %.2f |\n",
+                static_cast<long long>(cs.b), static_cast<long long>(cs.L),
+                static_cast<long long>(T), t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw,
+                t_exp * 1e6, t / t_exp);
+    std::fflush(stdout);
+    CK(cudaFree(xz));
+    CK(cudaFree(delta));
+    CK(cudaFree(xdbl));
+    CK(cudaFree(y));
+    CK(cudaFree(pool));
+    CK(cudaFree(dcu));
+    CK(cudaFree(dinit));
+    CK(cudaFree(dfin));
+  }
+
+  std::printf("\n## Decode (state update, in place, 1 token per sequence)\n\n");
+  std::printf("| batch | time (us) | bytes (MB) | GB/s | %% of copy BW |\n|---|---|---|---|---|\n");
+  for (int64_t b : {1, 16, 64, 256}) {
+    uint16_t* xz = DevAlloc<uint16_t>(b * 2 * kDim);
+    uint16_t* delta = DevAlloc<uint16_t>(b * kDim);
+    uint16_t* xdbl = DevAlloc<uint16_t>(b * (kDtRank + 2 * kN));
+    uint16_t* y = DevAlloc<uint16_t>(b * kDim);
+    Bf16Rand(xz, b * 2 * kDim, -1.0f, 1.0f, 31);
+    Bf16Rand(delta, b * kDim, -3.0f, 0.0f, 32);
+    Bf16Rand(xdbl, b * (kDtRank + 2 * kN), -1.0f, 1.0f, 33);
+    // Blocks are spread over a pool twice the batch (a realistic scatter).
+    const int64_t blocks = 2 * b + 1;
+    float* pool = DevAlloc<float>(blocks * kDim * kN);
+    F32Rand(pool, blocks * kDim * kN, -1.0f, 1.0f, 34);
+    std::vector<int32_t> idx(b);
+    for (int64_t i = 0; i < b; ++i) idx[i] = static_cast<int32_t>(1 + (i * 7919) % (2 * b));
+    int32_t* didx = DevAlloc<int32_t>(b);
+    CK(cudaMemcpy(didx, idx.data(), b * 4, cudaMemcpyHostToDevice));
+    Mamba1StateUpdateParams p;
+    p.batch = b;
+    p.dim = kDim;
+    p.d_state = kN;
+    p.x_dtype = DType::kBF16;
+    p.bc_dtype = DType::kBF16;
+    p.u = xz;
+    p.u_row_stride = 2 * kDim;
+    p.z = xz + kDim;
+    p.z_row_stride = 2 * kDim;
+    p.delta = delta;
+    p.delta_row_stride = kDim;
+    p.delta_bias = dbias;
+    p.A = A;
+    p.B = xdbl + kDtRank;
+    p.B_row_stride = kDtRank + 2 * kN;
+    p.C = xdbl + kDtRank + kN;
+    p.C_row_stride = kDtRank + 2 * kN;
+    p.D = Dv;
+    p.y = y;
+    p.y_row_stride = kDim;
+    p.state_pool = pool;
+    p.state_dtype = DType::kF32;
+    p.num_state_blocks = blocks;
+    p.state_block_in = didx;
+    const double t = TimeIt([&] { CKS(RunMamba1StateUpdate(p, stream)); }, st, 5, 9, 50);
+    const double bytes = static_cast<double>(b) * kDim * kN * 4 * 2 +
+                         static_cast<double>(b) * kDim * 2 * 4 + static_cast<double>(b) * kN * 2 * 2;
+    std::printf("| %lld | %.2f | %.2f | %.0f | %.1f |\n", static_cast<long long>(b), t * 1e6,
+                bytes / 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw);
+    std::fflush(stdout);
+    CK(cudaFree(xz));
+    CK(cudaFree(delta));
+    CK(cudaFree(xdbl));
+    CK(cudaFree(y));
+    CK(cudaFree(pool));
+    CK(cudaFree(didx));
+  }
+  return 0;
+}
