@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   using namespace mambaserve;
   std::vector<double> anchor_run;
   int iters = 20;
+  bool profile = false;  // also time with stages left out (MS_SSD_PROFILE_SKIP; wrong output)
   SsdCudaImpl impl = SsdCudaImpl::kTensorCore;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -71,6 +72,8 @@ int main(int argc, char** argv) {
       }
     } else if (a.rfind("--iters=", 0) == 0) {
       iters = std::atoi(a.c_str() + 8);
+    } else if (a == "--profile") {
+      profile = true;
     } else if (a == "--impl=seq") {
       impl = SsdCudaImpl::kSequential;
     }
@@ -160,6 +163,7 @@ int main(int argc, char** argv) {
       anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
   std::printf("|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
   int si = 0;
+  std::vector<std::string> profile_lines;
   for (const Shape& sh : shapes) {
     const int64_t T = sh.b * sh.L;
     std::vector<int32_t> hcu(sh.b + 1), hfin(sh.b);
@@ -204,25 +208,50 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    std::vector<float> ts;
-    bool failed = false;
-    for (int i = 0; i < iters + 3; ++i) {
-      CK(cudaEventRecord(e0, st));
-      absl::Status s = RunSsdChunkScan(p, stream);
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      if (!s.ok()) {
-        std::fprintf(stderr, "RunSsdChunkScan: %s\n", std::string(s.message()).c_str());
-        failed = true;
-        break;
+    auto time_it = [&]() -> double {
+      std::vector<float> ts;
+      for (int i = 0; i < iters + 3; ++i) {
+        CK(cudaEventRecord(e0, st));
+        absl::Status s = RunSsdChunkScan(p, stream);
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        if (!s.ok()) {
+          std::fprintf(stderr, "RunSsdChunkScan: %s\n", std::string(s.message()).c_str());
+          std::exit(1);
+        }
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i >= 3) ts.push_back(ms);
       }
-      float ms;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      if (i >= 3) ts.push_back(ms);
+      std::sort(ts.begin(), ts.end());
+      return ts[ts.size() / 2];
+    };
+    const double ms = time_it();
+    if (profile) {
+      std::string line = std::string("  profile ") + sh.label + ":";
+      for (int mask : {2, 4, 8, 16, 32, 2 | 4 | 8, 2 | 4 | 8 | 16 | 32}) {
+        setenv("MS_SSD_PROFILE_SKIP", std::to_string(mask).c_str(), 1);
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " skip%d=%.4f", mask, time_it());
+        line += buf;
+      }
+      unsetenv("MS_SSD_PROFILE_SKIP");
+      setenv("MS_SSD_TC_VARIANT", "1", 1);
+      {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " unpipelined=%.4f", time_it());
+        line += buf;
+      }
+      unsetenv("MS_SSD_TC_VARIANT");
+      for (int segs : {1, 4, 8, 16}) {
+        p.cuda_num_segments = segs;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " segs%d=%.4f", segs, time_it());
+        line += buf;
+      }
+      p.cuda_num_segments = 0;
+      profile_lines.push_back(line);
     }
-    if (failed) return 1;
-    std::sort(ts.begin(), ts.end());
-    const double ms = ts[ts.size() / 2];
     // Bytes: read x, dt, B, C; write y and the final states (fp32).
     const double bytes = T * (H * P * 2.0 * 2 + H * 2.0 + 2.0 * G * N * 2) +
                          sh.b * block_elems * 4.0;
@@ -242,5 +271,6 @@ int main(int argc, char** argv) {
     std::printf("\n");
     ++si;
   }
+  for (const std::string& l : profile_lines) std::printf("%s\n", l.c_str());
   return 0;
 }

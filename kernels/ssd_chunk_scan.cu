@@ -21,6 +21,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
@@ -170,7 +172,7 @@ namespace tc {
 constexpr int kT = 64;   // tokens per sub-chunk (padded)
 constexpr int kN = 128;  // padded d_state
 constexpr int kP = 64;   // channels per CTA
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;  // 16 warps
 constexpr int kPitchX = kP + 8;   // bf16 elements per smem row (16 B pad: conflict-free ldmatrix)
 constexpr int kPitchBC = kN + 8;
 constexpr int kPitchG = kT + 8;
@@ -183,8 +185,8 @@ struct __align__(16) Smem {
   bf16_t xw[kT * kPitchX];
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
-  float cum[kT];
-  float dt[kT];
+  float cum[2][kT];  // double buffered: warp 0 prepares the next sub-chunk's
+  float dt[2][kT];
 };
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* ptr) {
@@ -245,19 +247,58 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
   }
 }
 
+// kPipelined: the C B^T / C h loop loads the fragments of step kk+1 before the mma of step kk
+// (more registers, a few spills at the 128-register cap of 512 threads).
+// Sequence segments (more CTAs when sequences x heads are too few to fill the GPU): with
+// num_segs > 1 each sequence is cut into num_segs segments at sub-chunk boundaries. Mode
+// kStatePass computes each segment's end state from a zero state (and its total log decay)
+// into the workspace; SsdCombineKernel turns those into every segment's incoming state; mode
+// kMain then runs every segment from its incoming state. num_segs == 1: kMain only, no workspace.
+enum SegMode : int { kMain = 0, kStatePass = 1 };
+struct SegArgs {
+  int num_segs = 1;
+  int mode = kMain;
+  float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32 incoming states
+  float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
+};
+
+// Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
+__device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_segs, int k,
+                                            int cut_len) {
+  if (k <= 0) return 0;
+  if (k >= num_segs) return len;
+  int64_t seg = (len + num_segs - 1) / num_segs;
+  seg = (seg + 63) / 64 * 64;
+  int64_t a = off + k * seg;                     // absolute position
+  a = (a + cut_len - 1) / cut_len * cut_len;     // on the sub-chunk grid
+  const int64_t pos = a - off;
+  return pos < len ? pos : len;
+}
+
+template <bool kPipelined>
 __global__ void __launch_bounds__(kThreads, 1)
-    SsdTensorCoreKernel(SsdChunkScanParams p, int cut_len, bool vec_in, bool vec_y) {
+    SsdTensorCoreKernel(SsdChunkScanParams p, int cut_len, bool vec_in, bool vec_y,
+                        int skip, SegArgs sa) {
   extern __shared__ __align__(16) uint8_t tc_smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(tc_smem_raw);
-  const int s = blockIdx.x, hd = blockIdx.y;
+  const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
+  const int hd = blockIdx.y;
+  const bool state_pass = sa.mode == kStatePass;
   const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int gq = lane >> 2, t4 = lane & 3;
   const int64_t N = p.d_state, P = p.head_dim;
   const int cols_p = static_cast<int>(P - p0 < kP ? P - p0 : kP);
   const int cols_n = static_cast<int>(N);
-  const int nk = (cols_n + 15) / 16;  // k-steps over the state index
   const SeqInfo q = GetSeq(p, s);
+  const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
+  const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
+  if (state_pass && seg == sa.num_segs - 1) return;  // its end state is never needed
+  // Incoming state: the pool's initial block, or (segments) the workspace.
+  const float* ws_in = sa.num_segs > 1 && !state_pass
+                           ? sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) *
+                                          p.num_heads + hd) * (P * N)
+                           : nullptr;
   const int64_t g = GroupOf(p, hd);
   const float A = p.A[hd];
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
@@ -267,26 +308,37 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bf16_t* bg = static_cast<const bf16_t*>(p.B) + g * p.B_group_stride;
   const bf16_t* cg = static_cast<const bf16_t*>(p.C) + g * p.C_group_stride;
 
-  // State rows n = 16*warp + gq (+8), columns pp = 8*j + 2*t4 (+1); element e of hacc[j]:
-  // n += 8*(e>>1), pp += e&1.
-  float hacc[8][4];
+  // Warp roles. Outputs (64 tokens x 64 channels) and C B^T (64 x 64): row block rb = warp & 3
+  // (rows 16*rb..), column quarter cq = warp >> 2 (columns 16*cq..). State (128 x 64): row
+  // block nb = warp & 7 (n = 16*nb..), column half ph = warp >> 3 (p = 32*ph..).
+  const int rb = warp & 3, cq = warp >> 2;
+  const int nb = warp & 7, ph = warp >> 3;
+
+  // hacc[j][e]: n = 16*nb + gq + 8*(e>>1), pp = 32*ph + 8*j + 2*t4 + (e&1).
+  float hacc[4][4];
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
+  for (int j = 0; j < 4; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int n = 16 * warp + gq + 8 * (e >> 1), pp = 8 * j + 2 * t4 + (e & 1);
-      hacc[j][e] = (q.init_block != 0 && n < cols_n && pp < cols_p)
-                       ? LoadF(p.state, p.state_dtype,
-                               q.init_block * p.state_block_stride + sbase + pp * N + n)
-                       : 0.0f;
+      const int n = 16 * nb + gq + 8 * (e >> 1), pp = 32 * ph + 8 * j + 2 * t4 + (e & 1);
+      float v = 0.0f;
+      if (n < cols_n && pp < cols_p) {
+        if (ws_in != nullptr) {
+          v = ws_in[(p0 + pp) * N + n];
+        } else if (q.init_block != 0 && !state_pass) {
+          v = LoadF(p.state, p.state_dtype,
+                    q.init_block * p.state_block_stride + sbase + pp * N + n);
+        }
+      }
+      hacc[j][e] = v;
     }
   }
   auto write_sh = [&]() {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < 4; ++j) {
 #pragma unroll
       for (int e2 = 0; e2 < 2; ++e2) {
-        const int n = 16 * warp + gq + 8 * e2, pp = 8 * j + 2 * t4;
+        const int n = 16 * nb + gq + 8 * e2, pp = 32 * ph + 8 * j + 2 * t4;
         *reinterpret_cast<uint32_t*>(&sm.h[n * kPitchH + pp]) =
             PackBf16(hacc[j][2 * e2], hacc[j][2 * e2 + 1]);
       }
@@ -294,10 +346,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   auto store_state = [&](int32_t block) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < 4; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int n = 16 * warp + gq + 8 * (e >> 1), pp = 8 * j + 2 * t4 + (e & 1);
+        const int n = 16 * nb + gq + 8 * (e >> 1), pp = 32 * ph + 8 * j + 2 * t4 + (e & 1);
         if (n < cols_n && pp < cols_p) {
           StoreF(p.state, p.state_dtype, block * p.state_block_stride + sbase + pp * N + n,
                  hacc[j][e]);
@@ -307,10 +359,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   write_sh();
 
+  // cut_len is a power of two.
   auto sub_len = [&](int64_t pos) -> int {
     const int64_t a = q.off + pos;
-    const int64_t l = cut_len - a % cut_len;
-    return static_cast<int>(q.len - pos < l ? q.len - pos : l);
+    const int64_t l = cut_len - (a & (cut_len - 1));
+    return static_cast<int>(pos_end - pos < l ? pos_end - pos : l);
   };
   auto load = [&](int buf, int64_t pos, int len_c) {
     const int64_t t = q.t0 + pos;
@@ -318,97 +371,163 @@ __global__ void __launch_bounds__(kThreads, 1)
                           vec_in);
     LoadTile<kN, kPitchBC>(sm.b[buf], bg + t * p.B_token_stride, p.B_token_stride, len_c, cols_n,
                            vec_in);
-    LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c, cols_n,
-                           vec_in);
+    if (!state_pass) {
+      LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c,
+                             cols_n, vec_in);
+    }
+  };
+  // D for this thread's output channels pp = 16*cq + 8*j + 2*t4 + e.
+  float dcoef[2][2];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int pp = 16 * cq + 8 * j + 2 * t4 + e;
+      dcoef[j][e] = p.D == nullptr ? 0.0f
+                    : p.D_per_channel ? (pp < cols_p ? p.D[hd * P + p0 + pp] : 0.0f)
+                                      : p.D[hd];
+    }
+  }
+  // dt of a sub-chunk: warp 0 loads the raw values one sub-chunk ahead (registers) and turns
+  // them into dt and the inclusive cumulative sum of dt*A in sm.dt/sm.cum[buf] one sub-chunk
+  // ahead, so neither the load latency nor the scan sits on the critical path.
+  float dt_raw[2] = {0.0f, 0.0f};
+  const float dt_bias = p.dt_bias ? p.dt_bias[hd] : 0.0f;
+  auto load_dt = [&](int64_t pos, int len_c) {
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int j = lane + 32 * hf;
+      dt_raw[hf] = j < len_c ? LoadF(p.dt, p.dt_dtype, (q.t0 + pos + j) * p.dt_token_stride + hd)
+                             : 0.0f;
+    }
+  };
+  auto scan_dt = [&](int buf, int len_c) {
+    float carry = 0.0f;
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int j = lane + 32 * hf;
+      float d = 0.0f;
+      if (j < len_c) {
+        d = dt_raw[hf] + dt_bias;
+        if (p.dt_softplus) d = d > 20.0f ? d : log1pf(__expf(d));
+        d = ClampDt(d, p.dt_min, p.dt_max);
+      }
+      float a = d * A;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const float v = __shfl_up_sync(0xffffffffu, a, o);
+        if (lane >= o) a += v;
+      }
+      sm.dt[buf][j] = d;
+      sm.cum[buf][j] = a + carry;
+      carry += __shfl_sync(0xffffffffu, a, 31);
+    }
   };
 
   int buf = 0;
-  if (q.len > 0) load(0, 0, sub_len(0));
+  float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions
+  if (pos_begin < pos_end) {
+    const int l0 = sub_len(pos_begin);
+    load(0, pos_begin, l0);
+    if (warp == 0) {
+      load_dt(pos_begin, l0);
+      scan_dt(0, l0);
+      if (pos_begin + l0 < pos_end) load_dt(pos_begin + l0, sub_len(pos_begin + l0));
+    }
+  }
   CpAsyncCommit();
-  const int rb = warp & 3, half = warp >> 2;  // output row block / column half of this warp
-  for (int64_t pos = 0; pos < q.len;) {
+  for (int64_t pos = pos_begin; pos < pos_end;) {
     const int len_c = sub_len(pos);
     const int64_t next = pos + len_c;
-    if (next < q.len) load(buf ^ 1, next, sub_len(next));
+    const int len_next = next < pos_end ? sub_len(next) : 0;
+    if (next < pos_end && !(skip & 32)) load(buf ^ 1, next, len_next);
     CpAsyncCommit();
-    if (warp == 0) {  // dt, and the inclusive cumulative sum of dt*A over the sub-chunk
-      float carry = 0.0f;
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const int j = lane + 32 * hf;
-        const float d = j < len_c ? DtOf(p, q.t0 + pos + j, hd) : 0.0f;
-        float a = d * A;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-          const float v = __shfl_up_sync(0xffffffffu, a, o);
-          if (lane >= o) a += v;
-        }
-        sm.dt[j] = d;
-        sm.cum[j] = a + carry;
-        carry += __shfl_sync(0xffffffffu, a, 31);
-      }
-    }
     CpAsyncWait1();
     __syncthreads();  // S1: tiles, dt, cum of this sub-chunk visible
 
     const bf16_t* sX = sm.x[buf];
     const bf16_t* sB = sm.b[buf];
     const bf16_t* sC = sm.c[buf];
-    const float cum_last = sm.cum[kT - 1];  // padded tokens add 0
+    const float* cum = sm.cum[buf];
+    const float* dtv = sm.dt[buf];
+    const float cum_last = cum[kT - 1];  // padded tokens add 0
+    seg_logdec += cum_last;
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j.
-    for (int idx = tid; idx < kT * kP / 2; idx += kThreads) {
+#pragma unroll
+    for (int it = 0; it < kT * kP / 2 / kThreads; ++it) {
+      const int idx = tid + it * kThreads;
       const int r = idx / (kP / 2), c = (idx % (kP / 2)) * 2;
-      const float w = __expf(cum_last - sm.cum[r]) * sm.dt[r];
+      const float w = __expf(cum_last - cum[r]) * dtv[r];
       const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
       *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
           PackBf16(__low2float(v) * w, __high2float(v) * w);
     }
-    // CB (causal tiles of rows 16*rb.., cols 32*half..) and C h_in (rows 16*rb.., channels
-    // 32*half..), sharing the C fragments.
-    int ncb = (16 * rb + 15 - 32 * half) / 8 + 1;
-    ncb = ncb < 0 ? 0 : (ncb > 4 ? 4 : ncb);
-    float cb[4][4], ya[4][4];
+    // C B^T (tile rb, cq; only cq <= rb is causal) and C h_in (rows rb, channels cq), sharing
+    // the C fragments. Fragments of step kk+1 are loaded before the mma of step kk.
+    const bool do_cb = cq <= rb;
+    float cb[2][4], ya[2][4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < 2; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) cb[j][e] = ya[j][e] = 0.0f;
     }
-    for (int kk = 0; kk < nk; ++kk) {
-      uint32_t a[4];
-      Ldsm4(a, &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
-#pragma unroll
-      for (int pr = 0; pr < 2; ++pr) {
-        if (2 * pr < ncb) {
-          uint32_t b[4];
-          Ldsm4(b, &sB[(32 * half + 16 * pr + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC +
-                       16 * kk + ((lane >> 3) & 1) * 8]);
-          Mma(cb[2 * pr], a, b[0], b[1]);
-          if (2 * pr + 1 < ncb) Mma(cb[2 * pr + 1], a, b[2], b[3]);
+    if (!(skip & 2) && kPipelined && !state_pass) {
+      uint32_t fa[2][4], fb[2][4], fh[2][4];
+      auto load1 = [&](int kk, int sl) {
+        Ldsm4(fa[sl], &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+        if (do_cb) {
+          Ldsm4(fb[sl], &sB[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
+                            ((lane >> 3) & 1) * 8]);
         }
-      }
+        Ldsm4T(fh[sl], &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH +
+                             16 * cq + (lane >> 4) * 8]);
+      };
+      load1(0, 0);
 #pragma unroll
-      for (int pr = 0; pr < 2; ++pr) {
-        uint32_t b[4];
-        Ldsm4T(b, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 32 * half +
-                        16 * pr + (lane >> 4) * 8]);
-        Mma(ya[2 * pr], a, b[0], b[1]);
-        Mma(ya[2 * pr + 1], a, b[2], b[3]);
+      for (int kk = 0; kk < kN / 16; ++kk) {
+        const int sl = kk & 1;
+        if (kk + 1 < kN / 16) load1(kk + 1, sl ^ 1);
+        if (do_cb) {
+          Mma(cb[0], fa[sl], fb[sl][0], fb[sl][1]);
+          Mma(cb[1], fa[sl], fb[sl][2], fb[sl][3]);
+        }
+        Mma(ya[0], fa[sl], fh[sl][0], fh[sl][1]);
+        Mma(ya[1], fa[sl], fh[sl][2], fh[sl][3]);
+      }
+    }
+    if (!(skip & 2) && !kPipelined && !state_pass) {
+#pragma unroll 1
+      for (int kk = 0; kk < kN / 16; ++kk) {
+        uint32_t fa[4], fb[4], fh[4];
+        Ldsm4(fa, &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+        if (do_cb) {
+          Ldsm4(fb, &sB[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
+                        ((lane >> 3) & 1) * 8]);
+        }
+        Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
+                         (lane >> 4) * 8]);
+        if (do_cb) {
+          Mma(cb[0], fa, fb[0], fb[1]);
+          Mma(cb[1], fa, fb[2], fb[3]);
+        }
+        Mma(ya[0], fa, fh[0], fh[1]);
+        Mma(ya[1], fa, fh[2], fh[3]);
       }
     }
     {
       const int i0 = 16 * rb + gq, i1 = i0 + 8;
-      const float ci0 = sm.cum[i0], ci1 = sm.cum[i1];
+      const float ci0 = cum[i0], ci1 = cum[i1];
       const float s0 = __expf(ci0), s1 = __expf(ci1);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int j = 0; j < 2; ++j) {
         ya[j][0] *= s0;
         ya[j][1] *= s0;
         ya[j][2] *= s1;
         ya[j][3] *= s1;
-        if (j < ncb) {
-          const int c0 = 32 * half + 8 * j + 2 * t4, c1 = c0 + 1;
-          const float w0 = sm.dt[c0], w1 = sm.dt[c1];
-          const float cc0 = sm.cum[c0], cc1 = sm.cum[c1];
+        if (do_cb && !state_pass) {
+          const int c0 = 16 * cq + 8 * j + 2 * t4, c1 = c0 + 1;
+          const float w0 = dtv[c0], w1 = dtv[c1];
+          const float cc0 = cum[c0], cc1 = cum[c1];
           const float g00 = c0 <= i0 ? cb[j][0] * __expf(ci0 - cc0) * w0 : 0.0f;
           const float g01 = c1 <= i0 ? cb[j][1] * __expf(ci0 - cc1) * w1 : 0.0f;
           const float g10 = c0 <= i1 ? cb[j][2] * __expf(ci1 - cc0) * w0 : 0.0f;
@@ -420,89 +539,145 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     __syncthreads();  // S2: G and xw visible; every read of sm.h done
 
-    // Y += G X over the causal k-blocks.
-    for (int kk = 0; kk <= rb; ++kk) {
-      uint32_t a[4];
-      Ldsm4(a, &sm.g[(16 * rb + (lane & 15)) * kPitchG + 16 * kk + (lane >> 4) * 8]);
+    // Y += G X over the causal k-blocks kk <= rb.
+    if (!(skip & 4) && !state_pass) {
+      uint32_t fa[2][4], fx[2][4];
+      auto load2 = [&](int kk, int sl) {
+        Ldsm4(fa[sl], &sm.g[(16 * rb + (lane & 15)) * kPitchG + 16 * kk + (lane >> 4) * 8]);
+        Ldsm4T(fx[sl], &sX[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchX + 16 * cq +
+                           (lane >> 4) * 8]);
+      };
+      load2(0, 0);
 #pragma unroll
-      for (int pr = 0; pr < 2; ++pr) {
-        uint32_t b[4];
-        Ldsm4T(b, &sX[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchX + 32 * half +
-                      16 * pr + (lane >> 4) * 8]);
-        Mma(ya[2 * pr], a, b[0], b[1]);
-        Mma(ya[2 * pr + 1], a, b[2], b[3]);
+      for (int kk = 0; kk < 4; ++kk) {
+        if (kk <= rb) {
+          const int sl = kk & 1;
+          if (kk + 1 <= rb) load2(kk + 1, sl ^ 1);
+          Mma(ya[0], fa[sl], fx[sl][0], fx[sl][1]);
+          Mma(ya[1], fa[sl], fx[sl][2], fx[sl][3]);
+        }
       }
     }
     // Epilogue: + D x, * silu(z), store y.
+    if (!(skip & 16) && !state_pass) {
 #pragma unroll
-    for (int e2 = 0; e2 < 2; ++e2) {
-      const int i = 16 * rb + gq + 8 * e2;
-      if (i < len_c) {
-        const int64_t t = q.t0 + pos + i;
+      for (int e2 = 0; e2 < 2; ++e2) {
+        const int i = 16 * rb + gq + 8 * e2;
+        if (i < len_c) {
+          const int64_t t = q.t0 + pos + i;
+          bf16_t* yrow = static_cast<bf16_t*>(p.y) + t * p.y_token_stride +
+                         hd * p.y_head_stride + p0;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int pp = 32 * half + 8 * j + 2 * t4;
-          if (pp >= cols_p) continue;
-          float v[2];
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int64_t pc = p0 + pp + e;
-            float val = ya[j][2 * e2 + e];
-            if (p.D) {
-              const float Dv = p.D_per_channel ? (pp + e < cols_p ? p.D[hd * P + pc] : 0.0f)
-                                               : p.D[hd];
-              val += Dv * __bfloat162float(sX[i * kPitchX + pp + e]);
+          for (int j = 0; j < 2; ++j) {
+            const int pp = 16 * cq + 8 * j + 2 * t4;
+            if (pp >= cols_p) continue;
+            const bf162_t xv = *reinterpret_cast<const bf162_t*>(&sX[i * kPitchX + pp]);
+            float v0 = ya[j][2 * e2] + dcoef[j][0] * __low2float(xv);
+            float v1 = ya[j][2 * e2 + 1] + dcoef[j][1] * __high2float(xv);
+            if (p.z) {
+              const bf16_t* zr = static_cast<const bf16_t*>(p.z) + t * p.z_token_stride +
+                                 hd * p.z_head_stride + p0 + pp;
+              v0 *= Silu(__bfloat162float(zr[0]));
+              if (pp + 1 < cols_p) v1 *= Silu(__bfloat162float(zr[1]));
             }
-            if (p.z && pp + e < cols_p) {
-              val *= Silu(__bfloat162float(static_cast<const bf16_t*>(
-                  p.z)[t * p.z_token_stride + hd * p.z_head_stride + pc]));
+            if (vec_y && pp + 1 < cols_p) {
+              *reinterpret_cast<uint32_t*>(yrow + pp) = PackBf16(v0, v1);
+            } else {
+              yrow[pp] = __float2bfloat16_rn(v0);
+              if (pp + 1 < cols_p) yrow[pp + 1] = __float2bfloat16_rn(v1);
             }
-            v[e] = val;
-          }
-          bf16_t* yp = static_cast<bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride +
-                       p0 + pp;
-          if (vec_y && pp + 1 < cols_p) {
-            *reinterpret_cast<uint32_t*>(yp) = PackBf16(v[0], v[1]);
-          } else {
-            yp[0] = __float2bfloat16_rn(v[0]);
-            if (pp + 1 < cols_p) yp[1] = __float2bfloat16_rn(v[1]);
           }
         }
       }
     }
-    // State update: h = exp(cum_last) h + B^T xw (rows n = 16*warp.., all 64 channels).
+    // State update: h = exp(cum_last) h + B^T xw (rows n = 16*nb.., channels 32*ph..).
     {
       const float dec = __expf(cum_last);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 0; j < 4; ++j) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) hacc[j][e] *= dec;
       }
-      const int nkt = (len_c + 15) / 16;
-      if (16 * warp < cols_n) {
-        for (int kk = 0; kk < nkt; ++kk) {
-          uint32_t a[4];
-          Ldsm4T(a, &sB[(16 * kk + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * warp +
-                        ((lane >> 3) & 1) * 8]);
+      if (16 * nb < cols_n && !(skip & 8)) {
+        uint32_t fa[2][4], fx[2][2][4];
+        auto load3 = [&](int kk, int sl) {
+          Ldsm4T(fa[sl], &sB[(16 * kk + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * nb +
+                             ((lane >> 3) & 1) * 8]);
 #pragma unroll
-          for (int pr = 0; pr < 4; ++pr) {
-            uint32_t b[4];
-            Ldsm4T(b, &sm.xw[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchX +
-                             16 * pr + (lane >> 4) * 8]);
-            Mma(hacc[2 * pr], a, b[0], b[1]);
-            Mma(hacc[2 * pr + 1], a, b[2], b[3]);
+          for (int pr = 0; pr < 2; ++pr) {
+            Ldsm4T(fx[sl][pr], &sm.xw[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchX +
+                                      32 * ph + 16 * pr + (lane >> 4) * 8]);
+          }
+        };
+        load3(0, 0);
+#pragma unroll
+        for (int kk = 0; kk < kT / 16; ++kk) {
+          const int sl = kk & 1;
+          if (kk + 1 < kT / 16) load3(kk + 1, sl ^ 1);
+#pragma unroll
+          for (int pr = 0; pr < 2; ++pr) {
+            Mma(hacc[2 * pr], fa[sl], fx[sl][pr][0], fx[sl][pr][1]);
+            Mma(hacc[2 * pr + 1], fa[sl], fx[sl][pr][2], fx[sl][pr][3]);
           }
         }
       }
-      write_sh();
-      const int32_t bb = BoundaryBlock(p, q, q.off + next);
-      if (bb != 0) store_state(bb);
+      if (!state_pass) {
+        write_sh();
+        const int32_t bb = BoundaryBlock(p, q, q.off + next);
+        if (bb != 0) store_state(bb);
+      }
+    }
+    // dt and cum of the next sub-chunk (into the other buffer), then prefetch the raw dt of the
+    // one after.
+    if (warp == 0 && next < pos_end) {
+      scan_dt(buf ^ 1, len_next);
+      const int64_t after = next + len_next;
+      if (after < pos_end) load_dt(after, sub_len(after));
     }
     __syncthreads();  // S3: this sub-chunk's buffers may be overwritten
     pos = next;
     buf ^= 1;
   }
-  if (q.final_block != 0) store_state(q.final_block);
+  if (state_pass) {  // local end state -> workspace slot seg + 1, and the segment's log decay
+    float* out = sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg + 1) * p.num_heads + hd) *
+                             (P * N);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int n = 16 * nb + gq + 8 * (e >> 1), pp = 32 * ph + 8 * j + 2 * t4 + (e & 1);
+        if (n < cols_n && pp < cols_p) out[(p0 + pp) * N + n] = hacc[j][e];
+      }
+    }
+    if (tid == 0 && blockIdx.z == 0) {
+      sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] =
+          seg_logdec;
+    }
+    return;
+  }
+  if (q.final_block != 0 && seg == sa.num_segs - 1) store_state(q.final_block);
+}
+
+// Incoming state of every segment: slot 0 = the initial state (pool block or zeros), slot k =
+// exp(logdec[k-1]) * slot[k-1] + local end state of segment k-1 (written there by the state
+// pass). Grid (num_seqs, H), threads over P*N.
+__global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
+  const int s = blockIdx.x, hd = blockIdx.y;
+  const int64_t PN = p.head_dim * p.d_state;
+  const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : PN;
+  const int32_t ib = p.initial_state_block ? p.initial_state_block[s] : 0;
+  float* base = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN;
+  const int64_t slot_stride = p.num_heads * PN;
+  const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
+  for (int64_t e = threadIdx.x; e < PN; e += blockDim.x) {
+    float h = ib == 0 ? 0.0f
+                      : LoadF(p.state, p.state_dtype, ib * p.state_block_stride + hd * hstride + e);
+    base[e] = h;
+    for (int k = 1; k < sa.num_segs; ++k) {
+      h = __expf(logdec[(k - 1) * p.num_heads]) * h + base[k * slot_stride + e];
+      base[k * slot_stride + e] = h;
+    }
+  }
 }
 
 }  // namespace tc
@@ -532,13 +707,70 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                        p.y_token_stride % 2 == 0 && p.y_head_stride % 2 == 0;
     const int cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     const size_t smem = sizeof(tc::Smem);
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        tc::SsdTensorCoreKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    const dim3 grid(static_cast<unsigned>(p.num_seqs), static_cast<unsigned>(p.num_heads),
-                    static_cast<unsigned>((p.head_dim + tc::kP - 1) / tc::kP));
-    tc::SsdTensorCoreKernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y);
-    CUDA_RETURN_IF_LAUNCH_ERROR();
-    return absl::OkStatus();
+    const char* variant_env = std::getenv("MS_SSD_TC_VARIANT");  // benchmarking only
+    const bool pipelined = variant_env == nullptr || std::atoi(variant_env) != 1;
+    auto kernel = pipelined ? tc::SsdTensorCoreKernel<true> : tc::SsdTensorCoreKernel<false>;
+    CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
+    // Segments per sequence: enough CTAs for ~4 per SM when sequences x heads are few, with
+    // segments of >= 512 tokens on average (num_tokens / num_seqs bounds the mean length).
+    int num_segs = p.cuda_num_segments;
+    if (num_segs <= 0) {
+      static int sms = [] {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+          return 132;
+        }
+        return n;
+      }();
+      const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
+      num_segs = 1;
+      if (ctas < 2 * sms) {
+        const int64_t want = (4 * sms + ctas - 1) / ctas;
+        const int64_t by_len = (p.num_tokens / p.num_seqs) / 512;
+        num_segs = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, by_len, 64})));
+      }
+    }
+    MS_CHECK_ARG(p.num_seqs * num_segs <= 0x7fffffff, "ssd cuda: too many segments");
+    // Profiling switch (never set in production): MS_SSD_PROFILE_SKIP is a bit mask of stages
+    // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads); the output
+    // is then wrong. bench_ssd_prefill --profile uses it to attribute time to stages.
+    const char* skip_env = std::getenv("MS_SSD_PROFILE_SKIP");
+    const int skip = skip_env ? std::atoi(skip_env) : 0;
+    const dim3 grid(static_cast<unsigned>(p.num_seqs * num_segs),
+                    static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
+    tc::SegArgs sa;
+    sa.num_segs = num_segs;
+    if (num_segs == 1) {
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y, skip, sa);
+      CUDA_RETURN_IF_LAUNCH_ERROR();
+      return absl::OkStatus();
+    }
+    // Workspace (stream-ordered allocation, freed after the kernels on the same stream).
+    const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
+    const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
+    void* ws = nullptr;
+    CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ws, (ws_floats + ld_floats) * sizeof(float), st));
+    sa.ws = static_cast<float*>(ws);
+    sa.ws_logdec = sa.ws + ws_floats;
+    sa.mode = tc::kStatePass;
+    kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y, skip, sa);
+    absl::Status launch = CudaStatus(cudaGetLastError(), "ssd state pass", __FILE__, __LINE__);
+    if (launch.ok()) {
+      tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
+                                  static_cast<unsigned>(p.num_heads)),
+                             256, 0, st>>>(p, sa);
+      launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
+    }
+    if (launch.ok()) {
+      sa.mode = tc::kMain;
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y, skip, sa);
+      launch.Update(CudaStatus(cudaGetLastError(), "ssd main pass", __FILE__, __LINE__));
+    }
+    CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
+    return launch;
   }
   const size_t smem = sizeof(float) * kSeqWarps * p.d_state;
   if (smem > 48 * 1024) {

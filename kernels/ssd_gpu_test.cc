@@ -2,7 +2,11 @@
 // matrix, for every CUDA implementation that supports the case. Skips without a GPU.
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "core/buffer.h"
 #include "core/device.h"
@@ -35,10 +39,11 @@ struct DeviceCopy {
 
 // Runs the problem on the GPU with `impl`; returns y and the pool copied back.
 void RunOnGpu(const Problem& pr, SsdCudaImpl impl, const Stream& stream, std::vector<uint8_t>* y,
-              std::vector<uint8_t>* state) {
+              std::vector<uint8_t>* state, int num_segments = 0) {
   DeviceCopy d;
   SsdChunkScanParams p = pr.p;
   p.cuda_impl = impl;
+  p.cuda_num_segments = num_segments;
   p.x = d.PutVec(pr.x);
   p.dt = d.PutVec(pr.dt);
   p.B = d.PutVec(pr.Bm);
@@ -81,13 +86,22 @@ TEST(SsdChunkScanGpu, MatchesOracleAndCpuOnShapeMatrix) {
     // CPU reference on a copy.
     Problem cpu = ssd_test::MakeProblem(c);
     ASSERT_TRUE(RunSsdChunkScanCpu(cpu.p).ok());
-    std::vector<SsdCudaImpl> impls = {SsdCudaImpl::kSequential};
-    if (c.dtype == DType::kBF16 && c.N <= 128) impls.push_back(SsdCudaImpl::kTensorCore);
-    for (SsdCudaImpl impl : impls) {
+    // (impl, segments per sequence): the tensor-core path also with forced segments (the
+    // state pass + combine + main pass used when sequences x heads are few).
+    std::vector<std::pair<SsdCudaImpl, int>> runs = {{SsdCudaImpl::kSequential, 0}};
+    if (c.dtype == DType::kBF16 && c.N <= 128) {
+      runs.push_back({SsdCudaImpl::kTensorCore, 0});
+      runs.push_back({SsdCudaImpl::kTensorCore, 1});
+      runs.push_back({SsdCudaImpl::kTensorCore, 3});
+      runs.push_back({SsdCudaImpl::kTensorCore, 7});
+    }
+    for (const auto& [impl, segs] : runs) {
       const bool tcore = impl == SsdCudaImpl::kTensorCore;
-      SCOPED_TRACE(tcore ? "tensor_core" : "sequential");
+      const std::string label =
+          tcore ? absl::StrCat("tc/segs=", segs) : std::string("sequential");
+      SCOPED_TRACE(label);
       std::vector<uint8_t> y, state;
-      RunOnGpu(pr, impl, *stream, &y, &state);
+      RunOnGpu(pr, impl, *stream, &y, &state, segs);
       const ssd_test::Errors e = ssd_test::Compare(pr, y, state, o, state_before);
       EXPECT_LT(e.y_rel, ssd_test::YTolerance(c)) << ssd_test::Describe(e);
       EXPECT_LT(e.state_rel, ssd_test::StateTolerance(c, tcore)) << ssd_test::Describe(e);
@@ -96,9 +110,8 @@ TEST(SsdChunkScanGpu, MatchesOracleAndCpuOnShapeMatrix) {
       EXPECT_EQ(e.pool_untouched_changed, 0);
       // GPU vs CPU reference (as an extra view: same oracle, both errors printed).
       const ssd_test::Errors ec = ssd_test::Compare(cpu, cpu.y, cpu.state, o, state_before);
-      std::printf("%-36s %-11s gpu: %s | cpu: y_rel=%g state_rel=%g\n", c.name.c_str(),
-                  tcore ? "tensorcore" : "sequential", ssd_test::Describe(e).c_str(), ec.y_rel,
-                  ec.state_rel);
+      std::printf("%-34s %-10s gpu: %s | cpu: y_rel=%g state_rel=%g\n", c.name.c_str(),
+                  label.c_str(), ssd_test::Describe(e).c_str(), ec.y_rel, ec.state_rel);
     }
   }
 }
