@@ -122,13 +122,18 @@ absl::Status Engine::FinishRequest(Request& r, const std::string& reason, bool c
     RETURN_IF_ERROR(states_->FreeSequence(r.id));
     r.admitted = false;
   }
-  r.stream->Push({}, true, reason, r.cached_prompt_tokens);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (cancelled) {
-    ++stats_.requests_cancelled;
-  } else {
-    ++stats_.requests_finished;
+  {
+    // Counted before the client hears of it, so a Stats call right after the stream ends
+    // already sees the freed blocks.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled) {
+      ++stats_.requests_cancelled;
+    } else {
+      ++stats_.requests_finished;
+    }
+    stats_.cache.free_blocks = allocator_->num_free();
   }
+  r.stream->Push({}, true, reason, r.cached_prompt_tokens);
   return absl::OkStatus();
 }
 
