@@ -236,13 +236,6 @@ int main(int argc, char** argv) {
         line += buf;
       }
       unsetenv("MS_SSD_PROFILE_SKIP");
-      setenv("MS_SSD_TC_VARIANT", "1", 1);
-      {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, " unpipelined=%.4f", time_it());
-        line += buf;
-      }
-      unsetenv("MS_SSD_TC_VARIANT");
       for (int segs : {1, 4, 8, 16}) {
         p.cuda_num_segments = segs;
         char buf[64];

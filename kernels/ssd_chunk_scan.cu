@@ -185,8 +185,11 @@ struct __align__(16) Smem {
   bf16_t xw[kT * kPitchX];
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
+  bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
   float cum[2][kT];  // double buffered: warp 0 prepares the next sub-chunk's
   float dt[2][kT];
+  float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
+  float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
 };
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* ptr) {
@@ -247,8 +250,6 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
   }
 }
 
-// kPipelined: the C B^T / C h loop loads the fragments of step kk+1 before the mma of step kk
-// (more registers, a few spills at the 128-register cap of 512 threads).
 // Sequence segments (more CTAs when sequences x heads are too few to fill the GPU): with
 // num_segs > 1 each sequence is cut into num_segs segments at sub-chunk boundaries. Mode
 // kStatePass computes each segment's end state from a zero state (and its total log decay)
@@ -275,10 +276,11 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
   return pos < len ? pos : len;
 }
 
-template <bool kPipelined>
+
 __global__ void __launch_bounds__(kThreads, 1)
-    SsdTensorCoreKernel(SsdChunkScanParams p, int cut_len, bool vec_in, bool vec_y,
-                        int skip, SegArgs sa) {
+    SsdTensorCoreKernel(SsdChunkScanParams p, int cut_len, bool vec_in, int y_mode, int skip,
+                        SegArgs sa) {
+  // y_mode: 0 scalar stores, 1 4-byte stores, 2 staged in smem and stored 16 bytes per thread.
   extern __shared__ __align__(16) uint8_t tc_smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(tc_smem_raw);
   const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
@@ -402,7 +404,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   auto scan_dt = [&](int buf, int len_c) {
-    float carry = 0.0f;
+    float carry = 0.0f, cumv[2], dv[2];
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int j = lane + 32 * hf;
@@ -420,7 +422,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       sm.dt[buf][j] = d;
       sm.cum[buf][j] = a + carry;
+      cumv[hf] = a + carry;
+      dv[hf] = d;
       carry += __shfl_sync(0xffffffffu, a, 31);
+    }
+    // carry is now the sub-chunk total (padded tokens add 0).
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int j = lane + 32 * hf;
+      sm.w[buf][j] = __expf(carry - cumv[hf]) * dv[hf];
+      sm.ecum[buf][j] = __expf(cumv[hf]);
     }
   };
 
@@ -436,12 +447,28 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   CpAsyncCommit();
+  // y_mode 2: the y tile of the previous sub-chunk, staged in sm.ys, goes out with one 16-byte
+  // store per thread (64 rows x 8 chunks of 8 channels = 512 chunks) after the S3 barrier.
+  int64_t y_pos = -1;
+  int y_len = 0;
+  auto flush_y = [&]() {
+    if (y_mode != 2 || y_pos < 0 || (skip & 16) || state_pass) return;
+    const int r = tid >> 3, c8 = (tid & 7) * 8;
+    if (r < y_len && c8 < cols_p) {
+      bf16_t* dst = static_cast<bf16_t*>(p.y) + (q.t0 + y_pos + r) * p.y_token_stride +
+                    hd * p.y_head_stride + p0 + c8;
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(&sm.ys[r * kPitchX + c8]);
+    }
+  };
   for (int64_t pos = pos_begin; pos < pos_end;) {
     const int len_c = sub_len(pos);
     const int64_t next = pos + len_c;
     const int len_next = next < pos_end ? sub_len(next) : 0;
     if (next < pos_end && !(skip & 32)) load(buf ^ 1, next, len_next);
     CpAsyncCommit();
+    flush_y();  // previous sub-chunk's y (its epilogue ran before the last S3)
+    y_pos = pos;
+    y_len = len_c;
     CpAsyncWait1();
     __syncthreads();  // S1: tiles, dt, cum of this sub-chunk visible
 
@@ -457,7 +484,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int it = 0; it < kT * kP / 2 / kThreads; ++it) {
       const int idx = tid + it * kThreads;
       const int r = idx / (kP / 2), c = (idx % (kP / 2)) * 2;
-      const float w = __expf(cum_last - cum[r]) * dtv[r];
+      const float w = sm.w[buf][r];
       const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
       *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
           PackBf16(__low2float(v) * w, __high2float(v) * w);
@@ -471,31 +498,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) cb[j][e] = ya[j][e] = 0.0f;
     }
-    if (!(skip & 2) && kPipelined && !state_pass) {
-      uint32_t fa[2][4], fb[2][4], fh[2][4];
-      auto load1 = [&](int kk, int sl) {
-        Ldsm4(fa[sl], &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
-        if (do_cb) {
-          Ldsm4(fb[sl], &sB[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
-                            ((lane >> 3) & 1) * 8]);
-        }
-        Ldsm4T(fh[sl], &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH +
-                             16 * cq + (lane >> 4) * 8]);
-      };
-      load1(0, 0);
-#pragma unroll
-      for (int kk = 0; kk < kN / 16; ++kk) {
-        const int sl = kk & 1;
-        if (kk + 1 < kN / 16) load1(kk + 1, sl ^ 1);
-        if (do_cb) {
-          Mma(cb[0], fa[sl], fb[sl][0], fb[sl][1]);
-          Mma(cb[1], fa[sl], fb[sl][2], fb[sl][3]);
-        }
-        Mma(ya[0], fa[sl], fh[sl][0], fh[sl][1]);
-        Mma(ya[1], fa[sl], fh[sl][2], fh[sl][3]);
-      }
-    }
-    if (!(skip & 2) && !kPipelined && !state_pass) {
+    if (!(skip & 2) && !state_pass) {
 #pragma unroll 1
       for (int kk = 0; kk < kN / 16; ++kk) {
         uint32_t fa[4], fb[4], fh[4];
@@ -517,7 +520,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     {
       const int i0 = 16 * rb + gq, i1 = i0 + 8;
       const float ci0 = cum[i0], ci1 = cum[i1];
-      const float s0 = __expf(ci0), s1 = __expf(ci1);
+      const float s0 = sm.ecum[buf][i0], s1 = sm.ecum[buf][i1];
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         ya[j][0] *= s0;
@@ -580,7 +583,9 @@ __global__ void __launch_bounds__(kThreads, 1)
               v0 *= Silu(__bfloat162float(zr[0]));
               if (pp + 1 < cols_p) v1 *= Silu(__bfloat162float(zr[1]));
             }
-            if (vec_y && pp + 1 < cols_p) {
+            if (y_mode == 2) {
+              *reinterpret_cast<uint32_t*>(&sm.ys[i * kPitchX + pp]) = PackBf16(v0, v1);
+            } else if (y_mode == 1 && pp + 1 < cols_p) {
               *reinterpret_cast<uint32_t*>(yrow + pp) = PackBf16(v0, v1);
             } else {
               yrow[pp] = __float2bfloat16_rn(v0);
@@ -592,7 +597,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     // State update: h = exp(cum_last) h + B^T xw (rows n = 16*nb.., channels 32*ph..).
     {
-      const float dec = __expf(cum_last);
+      const float dec = sm.ecum[buf][kT - 1];  // exp(cum_last)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -638,6 +643,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     pos = next;
     buf ^= 1;
   }
+  flush_y();
   if (state_pass) {  // local end state -> workspace slot seg + 1, and the segment's log decay
     float* out = sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg + 1) * p.num_heads + hd) *
                              (P * N);
@@ -705,11 +711,12 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                         p.head_dim % 8 == 0 && p.d_state % 8 == 0;
     const bool vec_y = (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0 &&
                        p.y_token_stride % 2 == 0 && p.y_head_stride % 2 == 0;
+    const bool vec_y16 = Aligned16(p.y) && p.y_token_stride % 8 == 0 &&
+                         p.y_head_stride % 8 == 0 && p.head_dim % 8 == 0;
+    const int y_mode = vec_y16 ? 2 : (vec_y ? 1 : 0);
     const int cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     const size_t smem = sizeof(tc::Smem);
-    const char* variant_env = std::getenv("MS_SSD_TC_VARIANT");  // benchmarking only
-    const bool pipelined = variant_env == nullptr || std::atoi(variant_env) != 1;
-    auto kernel = pipelined ? tc::SsdTensorCoreKernel<true> : tc::SsdTensorCoreKernel<false>;
+    auto* kernel = &tc::SsdTensorCoreKernel;
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
@@ -727,7 +734,11 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       }();
       const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
       num_segs = 1;
-      if (ctas < 2 * sms) {
+      // Measured on H100 (bench/RESULTS_ssd.md): with the present per-SM throughput the
+      // segmented path is slower than one CTA per (sequence, head) even at b=1, H=80, so auto
+      // does not segment (kAutoSegments = false); the path stays for explicit use and tests.
+      constexpr bool kAutoSegments = false;
+      if (kAutoSegments && ctas < 2 * sms) {
         const int64_t want = (4 * sms + ctas - 1) / ctas;
         const int64_t by_len = (p.num_tokens / p.num_seqs) / 512;
         num_segs = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, by_len, 64})));
@@ -744,7 +755,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     tc::SegArgs sa;
     sa.num_segs = num_segs;
     if (num_segs == 1) {
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y, skip, sa);
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
       CUDA_RETURN_IF_LAUNCH_ERROR();
       return absl::OkStatus();
     }
@@ -756,7 +767,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     sa.ws = static_cast<float*>(ws);
     sa.ws_logdec = sa.ws + ws_floats;
     sa.mode = tc::kStatePass;
-    kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y, skip, sa);
+    kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
     absl::Status launch = CudaStatus(cudaGetLastError(), "ssd state pass", __FILE__, __LINE__);
     if (launch.ok()) {
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
@@ -766,7 +777,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     }
     if (launch.ok()) {
       sa.mode = tc::kMain;
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, vec_y, skip, sa);
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd main pass", __FILE__, __LINE__));
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
