@@ -132,11 +132,11 @@ struct SsdChunkScanParams {
   const int32_t* boundary_state_offsets = nullptr;  // (num_seqs + 1)
 
   SsdCudaImpl cuda_impl = SsdCudaImpl::kAuto;
-  // Tensor-core path: segments per sequence (0 = auto). When sequences x heads are too few to
-  // fill the GPU, each sequence is cut into segments processed in parallel: a state-only pass,
-  // a combine of the segment states, then the main pass. This needs a workspace of
-  // num_seqs * segments * H * P * N floats, allocated stream-ordered (cudaMallocAsync) and freed
-  // on the same stream. Tests set it to force the segmented path.
+  // Tensor-core path: segments per sequence (0 = auto, which at present always means 1: measured
+  // slower, see bench/RESULTS_ssd.md). With k > 1 each sequence is cut into k segments processed
+  // in parallel: a state-only pass, a combine of the segment states, then the main pass. This
+  // needs a workspace of num_seqs * k * H * P * N floats, allocated stream-ordered
+  // (cudaMallocAsync) and freed on the same stream. Tests set it to check the segmented path.
   int32_t cuda_num_segments = 0;
 };
 
