@@ -97,7 +97,8 @@ struct CausalConv1dParams {
   // (num_seqs) or null (= all 0). Block 0: the history window reads as zeros.
   const int32_t* initial_state_block = nullptr;
   // (num_seqs) or null (= all 0). Block 0: the final window is not written. Each block index
-  // other than 0 must appear at most once. A block may equal the sequence's initial block
+  // other than 0 must appear at most once, and must not be ANOTHER sequence's initial block
+  // (sequences run in parallel on the GPU). A block may equal the sequence's own initial block
   // (chunked prefill continues in place).
   const int32_t* final_state_block = nullptr;
 };
@@ -110,6 +111,7 @@ struct CausalConv1dParams {
 // included), i.e. the result equals tokens_per_seq single-token updates in sequence; the state
 // is written once, after all tokens (speculative decoding: the copy spec later picks the window
 // of the accepted prefix).
+// Every non-zero state_block must be distinct. The CUDA kernel supports tokens_per_seq <= 16.
 struct CausalConv1dUpdateParams {
   ConvWeights w;
   ConvStatePool pool;

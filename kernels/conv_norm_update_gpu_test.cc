@@ -21,6 +21,7 @@
 #include "kernels/causal_conv1d.h"
 #include "kernels/gated_rmsnorm.h"
 #include "kernels/mamba2_state_update.h"
+#include "kernels/mamba2_state_update_internal.h"
 
 namespace mambaserve {
 namespace {
@@ -261,11 +262,13 @@ TEST(ConvNormUpdateGpu, GatedRmsNormMatchesCpu) {
   for (Shape sh : {Shape{7, 1, 5120, 1}, Shape{33, 8, 640, 2}, Shape{5, 3, 37, 1},
                    Shape{9, 3, 8, 2}, Shape{4, 1, 48, 4}, Shape{6, 6, 6, 4}}) {
     for (DType dt : {DType::kF32, DType::kBF16}) {
-      for (bool nbg : {false, true}) {
+      for (int combo = 0; combo < 4; ++combo) {
+        const bool nbg = combo & 1, aligned = combo & 2;  // aligned: 16-byte vector path
         SCOPED_TRACE(absl::StrCat("T=", sh.T, " G=", sh.G, " gs=", sh.gs, " tp=", sh.tp, " ",
-                                  DTypeName(dt), " nbg=", nbg));
+                                  DTypeName(dt), " nbg=", nbg, " aligned=", aligned));
         Rng rng(seed++);
-        const int64_t I = sh.G * sh.gs, ys = I + 3, os = I + 1, per = I / sh.tp;
+        const int64_t I = sh.G * sh.gs, per = I / sh.tp;
+        const int64_t ys = aligned ? I + 8 : I + 3, os = aligned ? I + 16 : I + 1;
         Bytes y = RandomBytes(dt, sh.T * ys, rng, 1.5f), z = RandomBytes(dt, sh.T * ys, rng, 2.0f),
               w = Pack(dt, rng.UniformVector(I, 0.5f, 1.5f)),
               out = Pack(dt, std::vector<float>(sh.T * os, 768.0f));
@@ -344,10 +347,10 @@ struct M2Shape {
 };
 
 void RunM2Case(const M2Shape& s, DType dt, DType sdt, bool spec_out, int variant, uint64_t seed,
-               const Stream& gs) {
+               const Stream& gs, int rows = 0) {
   SCOPED_TRACE(absl::StrCat("B=", s.batch, " Ts=", s.Ts, " H=", s.H, " P=", s.P, " G=", s.G,
                             " N=", s.N, " ", DTypeName(dt), " state ", DTypeName(sdt),
-                            " spec_out=", spec_out, " variant=", variant));
+                            " spec_out=", spec_out, " variant=", variant, " rows=", rows));
   Rng rng(seed);
   const int64_t xh = s.P + (variant % 2), xt = s.H * xh, xb = s.Ts * xt + (variant % 2);
   const int64_t bg = s.N, bt = s.G * bg, bb = s.Ts * bt;
@@ -413,7 +416,12 @@ void RunM2Case(const M2Shape& s, DType dt, DType sdt, bool spec_out, int variant
     return p;
   };
   ASSERT_TRUE(RunMamba2StateUpdate(make(false), Stream()).ok());
+#if MAMBASERVE_HAS_CUDA
+  const absl::Status st = rows == 0 ? RunMamba2StateUpdate(make(true), gs)
+                                    : RunMamba2StateUpdateCudaRows(make(true), gs, rows);
+#else
   const absl::Status st = RunMamba2StateUpdate(make(true), gs);
+#endif
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_TRUE(gs.Synchronize().ok());
   const Bytes gy = dy.Get(y.size()), gstate = dstate.Get(state.size());
@@ -460,6 +468,13 @@ TEST(ConvNormUpdateGpu, Mamba2StateUpdateMatchesCpu) {
         ++seed;
       }
     }
+  }
+  // The tuning variants (rows per thread group) the benchmark sweeps.
+  for (int rows : {2, 4, 8, 16}) {
+    RunM2Case(shapes[0], DType::kBF16, DType::kF32, false, 0, seed++, gs, rows);
+    RunM2Case(shapes[0], DType::kBF16, DType::kBF16, false, 1, seed++, gs, rows);
+    RunM2Case(shapes[3], DType::kF32, DType::kF32, true, 2, seed++, gs, rows);
+    RunM2Case(shapes[5], DType::kBF16, DType::kF32, false, 0, seed++, gs, rows);
   }
 }
 

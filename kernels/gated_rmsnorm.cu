@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "core/cuda_status.h"
@@ -114,6 +115,135 @@ __global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(const GatedRmsNor
   }
 }
 
+// Vector path: the group's local channels [c0, c1) are read as 16-byte vectors of VEC values;
+// a thread keeps up to kCache of its vectors (y and gate) in registers between the two passes.
+constexpr int kCache = 4;
+
+template <typename XT, int VEC>
+__device__ __forceinline__ void LoadVec(const void* base, int64_t i, float (&v)[VEC]) {
+  union {
+    uint4 u;
+    XT e[VEC];
+  } q;
+  q.u = *reinterpret_cast<const uint4*>(static_cast<const XT*>(base) + i);
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) v[j] = Ld<XT>::F(&q.e[j], 0);
+}
+
+template <typename XT, int VEC>
+__device__ __forceinline__ void StoreVec(void* base, int64_t i, const float (&v)[VEC]) {
+  union {
+    uint4 u;
+    XT e[VEC];
+  } q;
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) {
+    if constexpr (sizeof(XT) == 4) {
+      reinterpret_cast<float*>(&q.e[j])[0] = v[j];
+    } else if constexpr (std::is_same_v<XT, __nv_bfloat16>) {
+      q.e[j] = __float2bfloat16_rn(v[j]);
+    } else {
+      q.e[j] = __float2half_rn(v[j]);
+    }
+  }
+  *reinterpret_cast<uint4*>(static_cast<XT*>(base) + i) = q.u;
+}
+
+template <typename XT, int VEC>
+__global__ void __launch_bounds__(kThreads) GatedRmsNormVecKernel(const GatedRmsNormParams p,
+                                                                   int64_t g_first) {
+  __shared__ float red[kThreads / 32];
+  __shared__ float total;
+  const int64_t t = blockIdx.x;
+  const int64_t g = g_first + blockIdx.y;
+  const int64_t c0_raw = g * p.group_size - p.channel_offset;
+  const int64_t c0 = c0_raw > 0 ? c0_raw : 0;
+  const int64_t c1_raw = (g + 1) * p.group_size - p.channel_offset;
+  const int64_t c1 = c1_raw < p.dim ? c1_raw : p.dim;
+  const int64_t nvec = (c1 - c0) / VEC;  // the launcher guarantees divisibility
+  const int64_t yo = t * p.y_row_stride + c0, zo = t * p.z_row_stride + c0;
+  const int64_t oo = t * p.out_row_stride + c0;
+  const bool has_z = p.z != nullptr;
+  float v[kCache][VEC], gate[kCache][VEC];
+  auto load = [&](int64_t vi, float (&vv)[VEC], float (&gg)[VEC]) {
+    float y[VEC];
+    LoadVec<XT, VEC>(p.y, yo + vi * VEC, y);
+    if (has_z) {
+      LoadVec<XT, VEC>(p.z, zo + vi * VEC, gg);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) gg[j] = Silu(gg[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) gg[j] = 1.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) vv[j] = p.norm_before_gate ? y[j] : y[j] * gg[j];
+  };
+  const int64_t sums_idx = t * p.sums_row_stride + g - p.sums_group_offset;
+  float ss;
+#pragma unroll
+  for (int k = 0; k < kCache; ++k) {
+    const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
+    if (vi < nvec) load(vi, v[k], gate[k]);
+  }
+  if (p.mode == GatedRmsNormMode::kApply) {
+    ss = p.sums[sums_idx];
+  } else {
+    float acc = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kCache; ++k) {
+      const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
+      if (vi < nvec) {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) acc = fmaf(v[k][j], v[k][j], acc);
+      }
+    }
+    for (int64_t vi = threadIdx.x + static_cast<int64_t>(kCache) * kThreads; vi < nvec;
+         vi += kThreads) {
+      float vv[VEC], gg[VEC];
+      load(vi, vv, gg);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) acc = fmaf(vv[j], vv[j], acc);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float sum = 0.0f;
+      for (int i = 0; i < kThreads / 32; ++i) sum += red[i];
+      total = sum;
+    }
+    __syncthreads();
+    ss = total;
+    if (p.mode == GatedRmsNormMode::kPartialSums) {
+      if (threadIdx.x == 0) p.sums[sums_idx] = ss;
+      return;
+    }
+  }
+  const float rstd = rsqrtf(ss / static_cast<float>(p.group_size) + p.eps);
+  auto emit = [&](int64_t vi, const float (&vv)[VEC], const float (&gg)[VEC]) {
+    float o[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      o[j] = vv[j] * rstd * LoadF(p.weight, p.weight_dtype, c0 + vi * VEC + j);
+      if (p.norm_before_gate) o[j] *= gg[j];
+    }
+    StoreVec<XT, VEC>(p.out, oo + vi * VEC, o);
+  };
+#pragma unroll
+  for (int k = 0; k < kCache; ++k) {
+    const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
+    if (vi < nvec) emit(vi, v[k], gate[k]);
+  }
+  for (int64_t vi = threadIdx.x + static_cast<int64_t>(kCache) * kThreads; vi < nvec;
+       vi += kThreads) {
+    float vv[VEC], gg[VEC];
+    load(vi, vv, gg);
+    emit(vi, vv, gg);
+  }
+}
+
 }  // namespace
 
 absl::Status RunGatedRmsNormCuda(const GatedRmsNormParams& p, const Stream& stream) {
@@ -123,6 +253,30 @@ absl::Status RunGatedRmsNormCuda(const GatedRmsNormParams& p, const Stream& stre
   MS_CHECK_ARG(p.num_tokens <= 0x7fffffffLL && ng <= 65535, "gated_rmsnorm: grid too large");
   const dim3 grid(static_cast<unsigned>(p.num_tokens), static_cast<unsigned>(ng));
   auto st = static_cast<cudaStream_t>(stream.handle());
+  // Vector path: every group boundary inside the local channels, the row strides and the
+  // pointers allow 16-byte vectors.
+  const int64_t vec = 16 / DTypeSize(p.dtype);
+  auto aligned = [&](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  const bool use_vec = p.group_size % vec == 0 && p.channel_offset % vec == 0 && p.dim % vec == 0 &&
+                       p.y_row_stride % vec == 0 && aligned(p.y) &&
+                       (p.z == nullptr || (p.z_row_stride % vec == 0 && aligned(p.z))) &&
+                       (p.mode == GatedRmsNormMode::kPartialSums ||
+                        (p.out_row_stride % vec == 0 && aligned(p.out)));
+  if (use_vec) {
+    switch (p.dtype) {
+      case DType::kF32:
+        GatedRmsNormVecKernel<float, 4><<<grid, kThreads, 0, st>>>(p, g_first);
+        break;
+      case DType::kBF16:
+        GatedRmsNormVecKernel<__nv_bfloat16, 8><<<grid, kThreads, 0, st>>>(p, g_first);
+        break;
+      case DType::kF16:
+        GatedRmsNormVecKernel<__half, 8><<<grid, kThreads, 0, st>>>(p, g_first);
+        break;
+    }
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+    return absl::OkStatus();
+  }
   switch (p.dtype) {
     case DType::kF32:
       GatedRmsNormKernel<float><<<grid, kThreads, 0, st>>>(p, g_first);

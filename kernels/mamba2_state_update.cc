@@ -1,12 +1,13 @@
 // Validation and dispatch of the Mamba-2 state update (see mamba2_state_update.h).
 #include "kernels/mamba2_state_update.h"
+#include "kernels/mamba2_state_update_internal.h"
 
 #include "absl/status/status.h"
 #include "core/status_macros.h"
 
 namespace mambaserve {
 
-absl::Status RunMamba2StateUpdate(const Mamba2StateUpdateParams& p, const Stream& stream) {
+absl::Status ValidateMamba2StateUpdate(const Mamba2StateUpdateParams& p) {
   MS_CHECK_ARG(p.batch >= 0, "mamba2_state_update: batch < 0");
   MS_CHECK_ARG(p.tokens_per_seq >= 1, "mamba2_state_update: tokens_per_seq must be >= 1");
   MS_CHECK_ARG(p.num_heads > 0 && p.head_dim > 0 && p.num_groups > 0 && p.d_state > 0,
@@ -36,6 +37,12 @@ absl::Status RunMamba2StateUpdate(const Mamba2StateUpdateParams& p, const Stream
   if (p.batch == 0) return absl::OkStatus();
   MS_CHECK_ARG(p.x && p.B && p.C && p.y && p.dt && p.A && p.state && p.state_block_in,
                "mamba2_state_update: x, B, C, y, dt, A, state and state_block_in are required");
+  return absl::OkStatus();
+}
+
+absl::Status RunMamba2StateUpdate(const Mamba2StateUpdateParams& p, const Stream& stream) {
+  RETURN_IF_ERROR(ValidateMamba2StateUpdate(p));
+  if (p.batch == 0) return absl::OkStatus();
   const int64_t out_stride =
       p.state_block_out_stride > 0 ? p.state_block_out_stride : p.tokens_per_seq;
   if (!stream.is_cuda()) {

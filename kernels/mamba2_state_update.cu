@@ -17,6 +17,7 @@
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "kernels/mamba2_state_update.h"
+#include "kernels/mamba2_state_update_internal.h"
 #include "kernels/mamba_math.h"
 
 namespace mambaserve {
@@ -118,7 +119,7 @@ constexpr int RowsFor() {
 // when a thread's state fits, fewer for the rare wide-state configurations.
 template <int STATE_FLOATS>
 constexpr int MinBlocksFor() {
-  return STATE_FLOATS <= 32 ? 5 : 2;
+  return STATE_FLOATS <= 32 ? 5 : (STATE_FLOATS <= 64 ? 3 : 2);
 }
 
 template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
@@ -262,10 +263,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
   }
 }
 
-template <typename StT, int VEC, int LANES, int CHUNKS>
-absl::Status Launch(const KernelArgs& a0, cudaStream_t stream) {
-  constexpr int kVals = CHUNKS * VEC;
-  constexpr int ROWS = RowsFor<kVals>();
+template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
+absl::Status LaunchRows(const KernelArgs& a0, cudaStream_t stream) {
   constexpr int kRowsPerBlock = (kThreads / LANES) * ROWS;
   KernelArgs a = a0;
   a.ptiles = (a.p.head_dim + kRowsPerBlock - 1) / kRowsPerBlock;
@@ -283,19 +282,38 @@ absl::Status Launch(const KernelArgs& a0, cudaStream_t stream) {
   return absl::OkStatus();
 }
 
+// Rows per thread group: `rows` (2, 4, 8; 16 for rows of <= 4 floats) when the per-thread
+// row is small (<= 8 floats),
+// else RowsFor. rows == 0: the default policy (see RunMamba2StateUpdateCuda).
+template <typename StT, int VEC, int LANES, int CHUNKS>
+absl::Status Launch(const KernelArgs& a, cudaStream_t stream, int rows) {
+  constexpr int kVals = CHUNKS * VEC;
+  if constexpr (kVals <= 8) {
+    if (rows == 0) rows = RowsFor<kVals>();
+    if (rows <= 2) return LaunchRows<StT, VEC, LANES, CHUNKS, 2>(a, stream);
+    if (rows <= 4) return LaunchRows<StT, VEC, LANES, CHUNKS, 4>(a, stream);
+    if constexpr (kVals <= 4) {
+      if (rows >= 16) return LaunchRows<StT, VEC, LANES, CHUNKS, 16>(a, stream);
+    }
+    return LaunchRows<StT, VEC, LANES, CHUNKS, 8>(a, stream);
+  } else {
+    return LaunchRows<StT, VEC, LANES, CHUNKS, RowsFor<kVals>()>(a, stream);
+  }
+}
+
 // Picks (LANES, CHUNKS) for `segs` vectors per row: LANES lanes cover min(segs, 32) (rounded
 // up to a power of two >= 4), CHUNKS = ceil(segs / 32) rounded up to a power of two <= 16.
 template <typename StT, int VEC>
-absl::Status LaunchForSegs(const KernelArgs& a, cudaStream_t stream) {
+absl::Status LaunchForSegs(const KernelArgs& a, cudaStream_t stream, int rows) {
   const int64_t segs = a.segs;
-  if (segs <= 4) return Launch<StT, VEC, 4, 1>(a, stream);
-  if (segs <= 8) return Launch<StT, VEC, 8, 1>(a, stream);
-  if (segs <= 16) return Launch<StT, VEC, 16, 1>(a, stream);
-  if (segs <= 32) return Launch<StT, VEC, 32, 1>(a, stream);
-  if (segs <= 64) return Launch<StT, VEC, 32, 2>(a, stream);
-  if (segs <= 128) return Launch<StT, VEC, 32, 4>(a, stream);
-  if (segs <= 256) return Launch<StT, VEC, 32, 8>(a, stream);
-  if (segs <= 512) return Launch<StT, VEC, 32, 16>(a, stream);
+  if (segs <= 4) return Launch<StT, VEC, 4, 1>(a, stream, rows);
+  if (segs <= 8) return Launch<StT, VEC, 8, 1>(a, stream, rows);
+  if (segs <= 16) return Launch<StT, VEC, 16, 1>(a, stream, rows);
+  if (segs <= 32) return Launch<StT, VEC, 32, 1>(a, stream, rows);
+  if (segs <= 64) return Launch<StT, VEC, 32, 2>(a, stream, rows);
+  if (segs <= 128) return Launch<StT, VEC, 32, 4>(a, stream, rows);
+  if (segs <= 256) return Launch<StT, VEC, 32, 8>(a, stream, rows);
+  if (segs <= 512) return Launch<StT, VEC, 32, 16>(a, stream, rows);
   return absl::UnimplementedError(
       absl::StrCat("mamba2_state_update: d_state ", a.p.d_state, " too large for the CUDA kernel"));
 }
@@ -307,9 +325,7 @@ bool CanVectorize(const Mamba2StateUpdateParams& p) {
          reinterpret_cast<uintptr_t>(p.state) % 16 == 0;
 }
 
-}  // namespace
-
-absl::Status RunMamba2StateUpdateCuda(const Mamba2StateUpdateParams& p, const Stream& stream) {
+absl::Status RunWithRows(const Mamba2StateUpdateParams& p, const Stream& stream, int rows) {
   KernelArgs a;
   a.p = p;
   a.hpg = p.heads_per_group > 0 ? p.heads_per_group : p.num_heads / p.num_groups;
@@ -319,17 +335,31 @@ absl::Status RunMamba2StateUpdateCuda(const Mamba2StateUpdateParams& p, const St
   if (p.state_dtype == DType::kF32) {
     if (CanVectorize<float, 4>(p)) {
       a.segs = p.d_state / 4;
-      return LaunchForSegs<float, 4>(a, s);
+      return LaunchForSegs<float, 4>(a, s, rows);
     }
     a.segs = p.d_state;
-    return LaunchForSegs<float, 1>(a, s);
+    return LaunchForSegs<float, 1>(a, s, rows);
   }
   if (CanVectorize<uint16_t, 8>(p)) {
     a.segs = p.d_state / 8;
-    return LaunchForSegs<uint16_t, 8>(a, s);
+    return LaunchForSegs<uint16_t, 8>(a, s, rows);
   }
   a.segs = p.d_state;
-  return LaunchForSegs<uint16_t, 1>(a, s);
+  return LaunchForSegs<uint16_t, 1>(a, s, rows);
+}
+
+}  // namespace
+
+absl::Status RunMamba2StateUpdateCuda(const Mamba2StateUpdateParams& p, const Stream& stream) {
+  return RunWithRows(p, stream, 0);
+}
+
+absl::Status RunMamba2StateUpdateCudaRows(const Mamba2StateUpdateParams& p, const Stream& stream,
+                                          int rows) {
+  if (!stream.is_cuda()) return absl::InvalidArgumentError("RunMamba2StateUpdateCudaRows: CPU stream");
+  RETURN_IF_ERROR(ValidateMamba2StateUpdate(p));
+  if (p.batch == 0) return absl::OkStatus();
+  return RunWithRows(p, stream, rows);
 }
 
 }  // namespace mambaserve
