@@ -1,10 +1,4 @@
 # Causal conv1d (prefill + decode update), gated RMSNorm, Mamba-2 state update.
-if(MAMBASERVE_HAS_CUDA AND NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
-  # CMake < 3.26 does not know nvcc's C++20 flag, so CUDA_STANDARD 20 (set at the top level)
-  # fails at generate time. Teach it the flag in this directory scope.
-  set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
-  set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
-endif()
 mambaserve_library(ms_kernels_conv_norm_update
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/causal_conv1d.cc

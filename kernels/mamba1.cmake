@@ -14,10 +14,3 @@ if(MAMBASERVE_BUILD_TESTS)
                      LABELS gpu)
 endif()
 
-# CMake 3.25 knows no C++20 dialect flag for nvcc: unset the target's CUDA_STANDARD and pass
-# -std=c++20 to nvcc directly.
-if(MAMBASERVE_HAS_CUDA)
-  set_property(TARGET ms_kernels_mamba1 PROPERTY CUDA_STANDARD)
-  set_property(TARGET ms_kernels_mamba1 PROPERTY CUDA_STANDARD_REQUIRED OFF)
-  target_compile_options(ms_kernels_mamba1 PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>)
-endif()

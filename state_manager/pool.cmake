@@ -4,13 +4,6 @@ mambaserve_library(ms_state_manager
   SOURCES state_pool.cc block_allocator.cc copy_spec.cc prefix_cache.cc sequence_states.cc
   CUDA_SOURCES copy_spec.cu
   DEPS ms_state_shapes ms_core absl::flat_hash_map)
-# CMake 3.25 knows no C++20 dialect flag for nvcc: unset the target's CUDA_STANDARD and pass
-# -std=c++20 directly.
-if(MAMBASERVE_HAS_CUDA)
-  set_property(TARGET ms_state_manager PROPERTY CUDA_STANDARD)
-  set_property(TARGET ms_state_manager PROPERTY CUDA_STANDARD_REQUIRED OFF)
-  target_compile_options(ms_state_manager PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>)
-endif()
 
 if(MAMBASERVE_BUILD_TESTS)
   mambaserve_cc_test(state_manager_test
