@@ -97,30 +97,49 @@ absl::Status RandomWeights::Read(const std::string& name, const std::vector<DimR
                  "random tensor '", name, "': slice outside dim ", d);
     count *= r[d].size;
   }
-  // Fan-in of a linear weight (the last dimension) sets its scale.
-  const float fan_in = static_cast<float>(shape.back());
+  // Fan-in of a linear weight (the last dimension) sets its scale. The tensor's kind is decided
+  // once, not per element (a 2.7B-parameter model has billions of elements).
+  enum class Kind { kALog, kDtBias, kNorm, kD, kConvBias, kLinear };
+  Kind kind = Kind::kLinear;
+  if (EndsWith(name, "A_log")) {
+    kind = Kind::kALog;
+  } else if (EndsWith(name, "dt_bias") || EndsWith(name, "dt_proj.bias")) {
+    kind = Kind::kDtBias;
+  } else if (EndsWith(name, "norm.weight") || EndsWith(name, "norm_f.weight")) {
+    kind = Kind::kNorm;
+  } else if (EndsWith(name, ".D")) {
+    kind = Kind::kD;
+  } else if (EndsWith(name, "conv1d.bias")) {
+    kind = Kind::kConvBias;
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(shape.back()));
   const uint64_t base = SplitMix(seed_ ^ HashName(name));
-  auto value = [&](int64_t flat, int64_t row) -> float {
+  auto value = [&](int64_t flat) -> float {
     const double u = (SplitMix(base + static_cast<uint64_t>(flat)) >> 11) * (1.0 / 9007199254740992.0);
-    if (EndsWith(name, "A_log")) return static_cast<float>(std::log(1.0 + 15.0 * u));
-    if (EndsWith(name, "dt_bias") || EndsWith(name, "dt_proj.bias")) {
-      const double dt = std::exp(std::log(1e-3) + u * (std::log(0.1) - std::log(1e-3)));
-      return static_cast<float>(dt + std::log(-std::expm1(-dt)));  // inverse softplus
+    switch (kind) {
+      case Kind::kALog:
+        return static_cast<float>(std::log(1.0 + 15.0 * u));
+      case Kind::kDtBias: {
+        const double dt = std::exp(std::log(1e-3) + u * (std::log(0.1) - std::log(1e-3)));
+        return static_cast<float>(dt + std::log(-std::expm1(-dt)));  // inverse softplus
+      }
+      case Kind::kNorm:
+        return static_cast<float>(0.9 + 0.2 * u);
+      case Kind::kD:
+        return static_cast<float>(0.5 + u);
+      case Kind::kConvBias:
+        return static_cast<float>(0.2 * (u - 0.5));
+      case Kind::kLinear:
+        break;
     }
-    if (EndsWith(name, "norm.weight") || EndsWith(name, "norm_f.weight")) {
-      return static_cast<float>(0.9 + 0.2 * u);
-    }
-    if (EndsWith(name, ".D")) return static_cast<float>(0.5 + u);
-    if (EndsWith(name, "conv1d.bias")) return static_cast<float>(0.2 * (u - 0.5));
-    (void)row;
-    return static_cast<float>((2.0 * u - 1.0) / std::sqrt(fan_in));
+    return static_cast<float>((2.0 * u - 1.0) * scale);
   };
   out->resize(static_cast<size_t>(count));
   std::vector<int64_t> idx(r.size(), 0);
   for (int64_t o = 0; o < count; ++o) {
     int64_t flat = 0;
     for (size_t d = 0; d < r.size(); ++d) flat = flat * shape[d] + r[d].begin + idx[d];
-    (*out)[static_cast<size_t>(o)] = value(flat, r[0].begin + idx[0]);
+    (*out)[static_cast<size_t>(o)] = value(flat);
     for (int d = static_cast<int>(r.size()) - 1; d >= 0; --d) {
       if (++idx[d] < r[d].size) break;
       idx[d] = 0;
