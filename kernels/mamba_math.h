@@ -17,17 +17,27 @@
 
 namespace mambaserve {
 
+// Precision-preserving overloads: unqualified exp(float) on the host would pick C's
+// exp(double) and narrow; these call the float function for float and the double one for
+// double, on the host and in device code alike.
+MS_HOST_DEVICE float Exp(float x) { return expf(x); }
+MS_HOST_DEVICE double Exp(double x) { return exp(x); }
+MS_HOST_DEVICE float Log1p(float x) { return log1pf(x); }
+MS_HOST_DEVICE double Log1p(double x) { return log1p(x); }
+MS_HOST_DEVICE float Expm1(float x) { return expm1f(x); }
+MS_HOST_DEVICE double Expm1(double x) { return expm1(x); }
+
 // softplus(x) = log(1 + exp(beta x)) / beta, and x itself once beta x exceeds `threshold`
 // (PyTorch's convention; the relative difference there is below exp(-threshold)).
 template <typename T>
 MS_HOST_DEVICE T Softplus(T x, T beta = T(1), T threshold = T(20)) {
   const T bx = beta * x;
-  return bx > threshold ? x : log1p(exp(bx)) / beta;
+  return bx > threshold ? x : Log1p(Exp(bx)) / beta;
 }
 
 template <typename T>
 MS_HOST_DEVICE T Sigmoid(T x) {
-  return T(1) / (T(1) + exp(-x));
+  return T(1) / (T(1) + Exp(-x));
 }
 
 // SiLU(x) = x * sigmoid(x).
@@ -88,7 +98,7 @@ template <typename T>
 MS_HOST_DEVICE T Expm1OverX(T x) {
   const T ax = x < T(0) ? -x : x;
   if (ax < T(1e-4)) return T(1) + x * (T(0.5) + x * (T(1) / T(6)));
-  return expm1(x) / x;
+  return Expm1(x) / x;
 }
 
 // The discrete coefficients of one (token, channel, state) element. `dt_decay` scales A in the
@@ -98,7 +108,7 @@ MS_HOST_DEVICE DiscreteStep<T> Discretize(Discretization mode, T dt_decay, T dt_
   switch (mode) {
     case Discretization::kZoh: {
       const T x = dt_decay * A;
-      return {exp(x), dt_decay * Expm1OverX(x)};
+      return {Exp(x), dt_decay * Expm1OverX(x)};
     }
     case Discretization::kBilinear: {
       const T half = T(0.5) * dt_decay * A;
@@ -106,12 +116,12 @@ MS_HOST_DEVICE DiscreteStep<T> Discretize(Discretization mode, T dt_decay, T dt_
       return {(T(1) + half) * inv, dt_decay * inv};
     }
     case Discretization::kDirac:
-      return {exp(dt_decay * A), T(1)};
+      return {Exp(dt_decay * A), T(1)};
     case Discretization::kEventDriven:
-      return {exp(dt_decay * A), dt_input};
+      return {Exp(dt_decay * A), dt_input};
     case Discretization::kDefault:
     default:
-      return {exp(dt_decay * A), dt_input};
+      return {Exp(dt_decay * A), dt_input};
   }
 }
 
