@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "configs/model_config.h"
 #include "core/status_macros.h"
-#include "kernels/causal_conv1d.h"
+#include "layers/mixer_conv.h"
 #include "kernels/mamba1_state_update.h"
 #include "kernels/model_ops.h"
 #include "kernels/selective_scan.h"
@@ -87,53 +87,8 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
 
   RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, xz, 2 * Dl, dtype_,
                                    *ctx.stream, *ctx.blas));
-  ConvWeights cw;
-  cw.dim = Dl;
-  cw.width = d_conv_;
-  cw.weight = conv_weight_.data();
-  cw.weight_dtype = dtype_;
-  cw.bias = conv_bias_.data();
-  cw.silu = true;
-  ConvStatePool cp;
-  cp.conv_state = conv.base;
-  cp.state_dtype = conv.dtype;
-  cp.layout = ConvStateLayout::kSD;
-  cp.align = ConvStateAlign::kTail;
-  cp.num_blocks = conv.num_blocks;
-  cp.state_len = d_conv_ - 1;
-  cp.state_block_stride = conv.block_stride;
-  cp.state_stride = Dl;
-  if (nd > 0) {
-    CausalConv1dUpdateParams u;
-    u.w = cw;
-    u.pool = cp;
-    u.num_seqs = nd;
-    u.x = xz;
-    u.x_seq_stride = 2 * Dl;
-    u.x_token_stride = 2 * Dl;
-    u.dtype = dtype_;
-    u.out = xc;
-    u.out_seq_stride = Dl;
-    u.out_token_stride = Dl;
-    u.state_block = bt.decode_blocks;
-    RETURN_IF_ERROR(RunCausalConv1dUpdate(u, *ctx.stream));
-  }
-  if (bt.num_prefill > 0) {
-    CausalConv1dParams c;
-    c.w = cw;
-    c.pool = cp;
-    c.num_tokens = T - nd;
-    c.num_seqs = bt.num_prefill;
-    c.x = xzc + nd * 2 * Dl * es;
-    c.x_row_stride = 2 * Dl;
-    c.dtype = dtype_;
-    c.out = xcc + nd * Dl * es;
-    c.out_row_stride = Dl;
-    c.cu_seqlens = bt.prefill_cu_seqlens;
-    c.initial_state_block = bt.prefill_initial_blocks;
-    c.final_state_block = bt.prefill_final_blocks;
-    RETURN_IF_ERROR(RunCausalConv1d(c, *ctx.stream));
-  }
+  MixerConvArgs ca{xz, 2 * Dl, xc, Dl, d_conv_, &conv_weight_, &conv_bias_, dtype_};
+  RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
 
   // x_proj: fp32 output, all-reduced in fp32 across ranks.
   RETURN_IF_ERROR(x_proj_.Forward(xc, Dl, T, xdbl, XP, DType::kF32, *ctx.stream, *ctx.blas));

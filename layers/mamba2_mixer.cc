@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
-#include "kernels/causal_conv1d.h"
+#include "layers/mixer_conv.h"
 #include "kernels/gated_rmsnorm.h"
 #include "kernels/mamba2_state_update.h"
 #include "kernels/ssd_chunk_scan.h"
@@ -107,22 +107,8 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_,
                                    *ctx.stream, *ctx.blas));
 
-  ConvWeights cw;
-  cw.dim = CD;
-  cw.width = d_conv_;
-  cw.weight = conv_weight_.data();
-  cw.weight_dtype = dtype_;
-  cw.bias = conv_bias_.data();
-  cw.silu = true;
-  ConvStatePool cp;
-  cp.conv_state = conv.base;
-  cp.state_dtype = conv.dtype;
-  cp.layout = ConvStateLayout::kSD;
-  cp.align = ConvStateAlign::kTail;
-  cp.num_blocks = conv.num_blocks;
-  cp.state_len = d_conv_ - 1;
-  cp.state_block_stride = conv.block_stride;
-  cp.state_stride = CD;
+  MixerConvArgs ca{zx + xbc_col * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
+  RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
 
   // Group mapping of this rank's heads.
   const int64_t first_head = plan_.groups.first_head;
@@ -130,21 +116,6 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   const int64_t first_group = plan_.groups.first_group;
 
   if (nd > 0) {
-    CausalConv1dUpdateParams u;
-    u.w = cw;
-    u.pool = cp;
-    u.num_seqs = nd;
-    u.tokens_per_seq = 1;
-    u.x = zx + xbc_col * es;
-    u.x_seq_stride = R;
-    u.x_token_stride = R;
-    u.dtype = dtype_;
-    u.out = xb;
-    u.out_seq_stride = CD;
-    u.out_token_stride = CD;
-    u.state_block = bt.decode_blocks;
-    RETURN_IF_ERROR(RunCausalConv1dUpdate(u, *ctx.stream));
-
     Mamba2StateUpdateParams s;
     s.batch = nd;
     s.tokens_per_seq = 1;
@@ -195,21 +166,6 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   }
   if (bt.num_prefill > 0) {
     const int64_t tp_rows = T - nd;
-    CausalConv1dParams c;
-    c.w = cw;
-    c.pool = cp;
-    c.num_tokens = tp_rows;
-    c.num_seqs = bt.num_prefill;
-    c.x = zx + (nd * R + xbc_col) * es;
-    c.x_row_stride = R;
-    c.dtype = dtype_;
-    c.out = xb + nd * CD * es;
-    c.out_row_stride = CD;
-    c.cu_seqlens = bt.prefill_cu_seqlens;
-    c.initial_state_block = bt.prefill_initial_blocks;
-    c.final_state_block = bt.prefill_final_blocks;
-    RETURN_IF_ERROR(RunCausalConv1d(c, *ctx.stream));
-
     SsdChunkScanParams s;
     s.num_tokens = tp_rows;
     s.num_seqs = bt.num_prefill;

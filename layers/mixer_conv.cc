@@ -1,0 +1,63 @@
+#include "layers/mixer_conv.h"
+
+#include "core/status_macros.h"
+#include "kernels/causal_conv1d.h"
+
+namespace mambaserve {
+
+absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx) {
+  const StepBatch& bt = ctx.batch;
+  const int64_t es = DTypeSize(a.dtype);
+  const int64_t nd = bt.num_decode;
+  ConvWeights cw;
+  cw.dim = a.dim;
+  cw.width = a.width;
+  cw.weight = a.weight->data();
+  cw.weight_dtype = a.dtype;
+  cw.bias = a.bias->data();
+  cw.silu = true;
+  ConvStatePool cp;
+  cp.conv_state = conv.base;
+  cp.state_dtype = conv.dtype;
+  cp.layout = ConvStateLayout::kSD;
+  cp.align = ConvStateAlign::kTail;
+  cp.num_blocks = conv.num_blocks;
+  cp.state_len = a.width - 1;
+  cp.state_block_stride = conv.block_stride;
+  cp.state_stride = a.dim;
+  if (nd > 0) {
+    CausalConv1dUpdateParams u;
+    u.w = cw;
+    u.pool = cp;
+    u.num_seqs = nd;
+    u.tokens_per_seq = 1;
+    u.x = a.x;
+    u.x_seq_stride = a.x_row_stride;
+    u.x_token_stride = a.x_row_stride;
+    u.dtype = a.dtype;
+    u.out = a.out;
+    u.out_seq_stride = a.dim;
+    u.out_token_stride = a.dim;
+    u.state_block = bt.decode_blocks;
+    RETURN_IF_ERROR(RunCausalConv1dUpdate(u, *ctx.stream));
+  }
+  if (bt.num_prefill > 0) {
+    CausalConv1dParams c;
+    c.w = cw;
+    c.pool = cp;
+    c.num_tokens = bt.num_tokens - nd;
+    c.num_seqs = bt.num_prefill;
+    c.x = static_cast<const char*>(a.x) + nd * a.x_row_stride * es;
+    c.x_row_stride = a.x_row_stride;
+    c.dtype = a.dtype;
+    c.out = static_cast<char*>(a.out) + nd * a.dim * es;
+    c.out_row_stride = a.dim;
+    c.cu_seqlens = bt.prefill_cu_seqlens;
+    c.initial_state_block = bt.prefill_initial_blocks;
+    c.final_state_block = bt.prefill_final_blocks;
+    RETURN_IF_ERROR(RunCausalConv1d(c, *ctx.stream));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mambaserve
