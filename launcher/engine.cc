@@ -36,6 +36,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(MambaModel* model, StateP
                                                        const EngineOptions& options) {
   MS_CHECK_ARG(options.max_batch_size > 0 && options.max_num_batched_tokens > 0,
                "engine budgets must be positive");
+  // A sequence crossing into a new block briefly holds two (the sealed one and its copy), so
+  // fewer than two usable blocks could stall a lone request forever.
+  MS_CHECK_ARG(pool->num_blocks() >= 3, "the state pool has ", pool->num_blocks(),
+               " blocks; the engine needs at least 3 (raise cache.memory_budget_mb)");
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = model;
   e->pool_ = pool;
