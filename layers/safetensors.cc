@@ -137,9 +137,16 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     auto dt = ParseStDType(v["dtype"].get<std::string>());
     if (!dt.ok()) return fail(absl::StrCat(where, ": ", dt.status().message()));
     info.dtype = *dt;
+    int64_t numel = 1;
     for (const auto& d : v["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0) return fail(where + ": bad shape");
       info.shape.push_back(d.get<int64_t>());
+      // A crafted shape must not overflow the byte count it is checked against.
+      if (__builtin_mul_overflow(numel, info.shape.back(), &numel) || numel > data_size) {
+        if (numel != 0 || info.shape.back() != 0) {
+          return fail(absl::StrCat(where, ": shape is larger than the file"));
+        }
+      }
     }
     if (!v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned()) {
       return fail(where + ": data_offsets must be non-negative integers");

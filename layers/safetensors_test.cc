@@ -88,6 +88,11 @@ TEST_F(SafetensorsTest, RefusesCorruptFilesNamingFileAndTensor) {
            data);
   ExpectErrorMentions(SafetensorsFile::Open(Path("overlap.safetensors")).status(),
                       {"'u'", "'v'", "overlap"});
+  // 2^62 * 4 elements of 4 bytes wrap around to 0 bytes in 64-bit arithmetic.
+  WriteRaw(Path("wrap.safetensors"),
+           R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})", data);
+  ExpectErrorMentions(SafetensorsFile::Open(Path("wrap.safetensors")).status(),
+                      {"'w'", "larger than the file"});
   WriteRaw(Path("dtype.safetensors"), R"({"w":{"dtype":"Q4","shape":[4],"data_offsets":[0,16]}})",
            data);
   ExpectErrorMentions(SafetensorsFile::Open(Path("dtype.safetensors")).status(), {"Q4"});
