@@ -367,6 +367,12 @@ absl::StatusOr<config::MambaServeConfig> ParseServeConfigText(const std::string&
         absl::StrCat(origin, ": field 'cache.conv_layout' must be SD or DS, got '",
                      cache.conv_layout(), "'"));
   }
+  if (!cache.prefix_caching_mode().empty() && cache.prefix_caching_mode() != "align" &&
+      cache.prefix_caching_mode() != "all") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": field 'cache.prefix_caching_mode' must be align or all, got '",
+                     cache.prefix_caching_mode(), "'"));
+  }
   if (cache.num_speculative_tokens() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(origin, ": field 'cache.num_speculative_tokens' must be >= 0"));

@@ -143,6 +143,9 @@ TEST(ServeConfig, BadServeConfigsNameTheField) {
       ParseServeConfigText("model { architecture: MAMBA2 d_model: 64 }", "t").status(),
       "vocab_size");
   EXPECT_FALSE(ParseServeConfigText("cache { no_such_field: 1 }", "t").ok());
+  ExpectErrorNames(ParseServeConfigText("cache { prefix_caching_mode: \"some\" }", "t").status(),
+                   "prefix_caching_mode");
+  EXPECT_TRUE(ParseServeConfigText("cache { prefix_caching_mode: \"all\" }", "t").ok());
 }
 
 }  // namespace

@@ -47,7 +47,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(MambaModel* model, StateP
   ASSIGN_OR_RETURN(BlockAllocator alloc, BlockAllocator::Create(pool->num_blocks()));
   e->allocator_ = std::make_unique<BlockAllocator>(std::move(alloc));
   SequenceStatesConfig sc;
-  sc.mode = options.enable_prefix_caching ? PrefixCachingMode::kAlign : PrefixCachingMode::kNone;
+  sc.mode = !options.enable_prefix_caching ? PrefixCachingMode::kNone
+            : options.kernel_written_states ? PrefixCachingMode::kAll
+                                            : PrefixCachingMode::kAlign;
   sc.block_size = options.block_size;
   if (options.enable_prefix_caching) {
     ASSIGN_OR_RETURN(PrefixCache cache,
@@ -197,7 +199,7 @@ absl::StatusOr<bool> Engine::Step() {
   auto schedule_prefill = [&](Request* r) -> absl::StatusOr<bool> {
     ASSIGN_OR_RETURN(int64_t chunk, states_->AlignedChunk(r->id, budget));
     if (chunk <= 0) return false;
-    if (cache_) {
+    if (cache_ && !options_.kernel_written_states) {
       // Align mode caches only states at chunk ends on a block boundary, so a chunk that would
       // run past the prompt's last boundary stops there and the tail follows next step.
       ASSIGN_OR_RETURN(int64_t consumed, states_->NumConsumed(r->id));
@@ -274,7 +276,12 @@ absl::StatusOr<bool> Engine::Step() {
     in.seq_lens.push_back(static_cast<int32_t>(e.num_tokens));
     in.initial_blocks.push_back(e.has_initial_state ? e.state_block : 0);
     in.final_blocks.push_back(e.state_block);
+    if (options_.kernel_written_states) {
+      in.prefix_offsets.push_back(static_cast<int32_t>(e.prefix_offset));
+      in.boundary_blocks.emplace_back(e.boundary_blocks.begin(), e.boundary_blocks.end());
+    }
   }
+  if (options_.kernel_written_states) in.boundary_block_size = options_.block_size;
   RETURN_IF_ERROR(BroadcastStepPlan(plan));
   RETURN_IF_ERROR(ExecuteStepPlan(plan, *model_, *pool_, *copier_, &logits_));
   RETURN_IF_ERROR(states_->EndStep());

@@ -35,6 +35,9 @@ struct EngineOptions {
   int64_t max_new_tokens_limit = 4096;
   int64_t max_prompt_tokens = 65536;
   bool enable_prefix_caching = true;
+  // Prefix-cache states written by the scan kernels at every block boundary (vLLM's "all"
+  // mode) instead of only at chunk ends cut on a boundary ("align").
+  bool kernel_written_states = false;
   int64_t block_size = 256;  // prefix-cache block, a multiple of the chunk size
   int64_t chunk_size = 256;
 };

@@ -110,6 +110,7 @@ absl::Status Serve(int argc, char** argv) {
   eo.max_new_tokens_limit = cfg.server().max_new_tokens_limit();
   eo.max_prompt_tokens = cfg.server().max_prompt_tokens();
   eo.enable_prefix_caching = cfg.cache().enable_prefix_caching();
+  eo.kernel_written_states = cfg.cache().prefix_caching_mode() == "all";
   eo.chunk_size = mcfg.architecture() == config::MAMBA2 ? mcfg.chunk_size() : 1;
   eo.block_size = cfg.cache().block_size();
   ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model.get(), &pool, eo));

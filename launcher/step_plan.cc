@@ -68,6 +68,10 @@ std::vector<int32_t> SerializeStepPlan(const StepPlanMessage& m) {
   PutVec(out, m.input.initial_blocks);
   PutVec(out, m.input.final_blocks);
   out.push_back(m.input.all_logits ? 1 : 0);
+  out.push_back(static_cast<int32_t>(m.input.boundary_block_size));
+  PutVec(out, m.input.prefix_offsets);
+  out.push_back(static_cast<int32_t>(m.input.boundary_blocks.size()));
+  for (const auto& b : m.input.boundary_blocks) PutVec(out, b);
   return out;
 }
 
@@ -99,6 +103,15 @@ absl::StatusOr<StepPlanMessage> ParseStepPlan(const std::vector<int32_t>& data) 
   ASSIGN_OR_RETURN(m.input.final_blocks, r.Vec());
   ASSIGN_OR_RETURN(int32_t all, r.Next());
   m.input.all_logits = all != 0;
+  ASSIGN_OR_RETURN(int32_t bs, r.Next());
+  m.input.boundary_block_size = bs;
+  ASSIGN_OR_RETURN(m.input.prefix_offsets, r.Vec());
+  ASSIGN_OR_RETURN(int32_t nb, r.Next());
+  if (nb < 0) return absl::DataLossError("step plan has a negative list count");
+  for (int32_t i = 0; i < nb; ++i) {
+    ASSIGN_OR_RETURN(std::vector<int32_t> b, r.Vec());
+    m.input.boundary_blocks.push_back(std::move(b));
+  }
   if (!r.done()) return absl::DataLossError("step plan has trailing data");
   return m;
 }

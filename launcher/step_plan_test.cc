@@ -20,6 +20,9 @@ TEST(StepPlan, RoundTrips) {
   m.input.initial_blocks = {2, 0};
   m.input.final_blocks = {2, 6};
   m.input.all_logits = true;
+  m.input.boundary_block_size = 32;
+  m.input.prefix_offsets = {0, 64};
+  m.input.boundary_blocks = {{}, {8, 0}};
   auto back = ParseStepPlan(SerializeStepPlan(m));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->kind, StepPlanMessage::kStep);
@@ -34,6 +37,9 @@ TEST(StepPlan, RoundTrips) {
   EXPECT_EQ(back->input.num_decode, 1);
   EXPECT_EQ(back->input.final_blocks, m.input.final_blocks);
   EXPECT_TRUE(back->input.all_logits);
+  EXPECT_EQ(back->input.boundary_block_size, 32);
+  EXPECT_EQ(back->input.prefix_offsets, m.input.prefix_offsets);
+  EXPECT_EQ(back->input.boundary_blocks, m.input.boundary_blocks);
 }
 
 TEST(StepPlan, RefusesCorruptData) {

@@ -169,6 +169,12 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
     s.state_block_stride = ssm.block_stride;
     s.initial_state_block = bt.prefill_initial_blocks;
     s.final_state_block = bt.prefill_final_blocks;
+    if (bt.boundary_block_size > 0 && bt.m1_boundary_stride > 0) {
+      s.block_size = bt.boundary_block_size;
+      s.prefix_offset = bt.prefix_offsets64;
+      s.boundary_state_blocks = bt.m1_boundary_blocks;
+      s.boundary_blocks_stride = bt.m1_boundary_stride;
+    }
     RETURN_IF_ERROR(RunSelectiveScan(s, *ctx.stream));
   }
   RETURN_IF_ERROR(out_proj_.Forward(y, Dl, T, out, plan_.global.d_model, dtype_, *ctx.stream,

@@ -208,6 +208,12 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
     s.state_head_stride = P * N;
     s.initial_state_block = bt.prefill_initial_blocks;
     s.final_state_block = bt.prefill_final_blocks;
+    if (bt.boundary_block_size > 0) {
+      s.block_size = bt.boundary_block_size;
+      s.prefix_offset = bt.prefix_offsets32;
+      s.boundary_state_blocks = bt.ssd_boundary_blocks;
+      s.boundary_state_offsets = bt.ssd_boundary_offsets;
+    }
     RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
   }
 

@@ -1,5 +1,6 @@
 #include "layers/mamba_model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -131,6 +132,29 @@ absl::Status MambaModel::Validate(const ForwardInput& in, const StatePool& pool)
   }
   MS_CHECK_ARG(pool.num_layers() == config_.n_layers(), "pool has ", pool.num_layers(),
                " layers, model has ", config_.n_layers());
+  const int64_t B = in.boundary_block_size;
+  if (B > 0) {
+    MS_CHECK_ARG(B >= config_.d_conv() - 1, "boundary_block_size ", B, " is shorter than the conv window");
+    MS_CHECK_ARG(config_.architecture() != config::MAMBA2 || B % config_.chunk_size() == 0,
+                 "boundary_block_size ", B, " must be a multiple of chunk_size ",
+                 config_.chunk_size());
+    MS_CHECK_ARG(static_cast<int64_t>(in.prefix_offsets.size()) == S &&
+                     static_cast<int64_t>(in.boundary_blocks.size()) == S,
+                 "prefix_offsets and boundary_blocks need one entry per sequence");
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t po = in.prefix_offsets[s];
+      MS_CHECK_ARG(po >= 0, "sequence ", s, ": negative prefix offset");
+      const int64_t interior = (po + in.seq_lens[s] - 1) / B - po / B;
+      const int64_t want = s < in.num_decode ? 0 : interior;
+      MS_CHECK_ARG(static_cast<int64_t>(in.boundary_blocks[s].size()) == want, "sequence ", s,
+                   " has ", in.boundary_blocks[s].size(), " boundary blocks, its chunk crosses ",
+                   want, " block boundaries");
+      for (int32_t b : in.boundary_blocks[s]) {
+        MS_CHECK_ARG(b >= 0 && b < pool.num_blocks(), "sequence ", s, ": boundary block ", b,
+                     " outside the pool");
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -165,6 +189,83 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
       idx.push_back(end - 1);
     }
   }
+  // Kernel-written prefix caching: per-prefill prefix offsets, the scans' boundary lists and
+  // the row indices of each boundary's conv window.
+  const int64_t B = in.boundary_block_size;
+  const int64_t W1 = config_.d_conv() - 1;
+  size_t off_po32 = 0, off_ssd_off = 0, off_ssd_blocks = 0, off_m1 = 0, off_po64 = 0;
+  int64_t m1_stride = 0;
+  struct PendingWindow {
+    int32_t dst = 0, init = 0;
+    int64_t n_init = 0, n_x = 0;
+    size_t init_off = 0, x_off = 0;
+  };
+  std::vector<PendingWindow> windows;
+  if (B > 0) {
+    off_po32 = idx.size();
+    for (int64_t s = nd; s < S; ++s) idx.push_back(in.prefix_offsets[s]);
+    off_ssd_off = idx.size();
+    idx.push_back(0);
+    for (int64_t s = nd; s < S; ++s) {
+      idx.push_back(idx.back() + static_cast<int32_t>(in.boundary_blocks[s].size()));
+    }
+    off_ssd_blocks = idx.size();
+    for (int64_t s = nd; s < S; ++s) {
+      idx.insert(idx.end(), in.boundary_blocks[s].begin(), in.boundary_blocks[s].end());
+    }
+    // The selective scan also counts a boundary at the chunk's end (its entry is 0: the final
+    // state covers it).
+    for (int64_t s = nd; s < S; ++s) {
+      const int64_t po = in.prefix_offsets[s];
+      m1_stride = std::max<int64_t>(m1_stride, (po + in.seq_lens[s]) / B - po / B);
+    }
+    off_m1 = idx.size();
+    for (int64_t s = nd; s < S; ++s) {
+      const auto& bl = in.boundary_blocks[s];
+      for (int64_t j = 0; j < m1_stride; ++j) {
+        idx.push_back(j < static_cast<int64_t>(bl.size()) ? bl[j] : 0);
+      }
+    }
+    int64_t row0 = nd;  // first batch row of the sequence
+    for (int64_t s = nd; s < S; ++s) {
+      const int64_t po = in.prefix_offsets[s];
+      for (size_t j = 0; j < in.boundary_blocks[s].size(); ++j) {
+        const int32_t dst = in.boundary_blocks[s][j];
+        if (dst == 0) continue;
+        const int64_t boundary = (po / B + 1 + static_cast<int64_t>(j)) * B;
+        PendingWindow w;
+        w.dst = dst;
+        w.init = in.initial_blocks[s];
+        w.init_off = idx.size();
+        for (int64_t r = 0; r < W1; ++r) {
+          const int64_t pos = boundary - W1 + r;
+          if (pos < po) {
+            idx.push_back(static_cast<int32_t>(W1 - (po - pos)));
+            ++w.n_init;
+          }
+        }
+        w.x_off = idx.size();
+        for (int64_t r = 0; r < W1; ++r) {
+          const int64_t pos = boundary - W1 + r;
+          if (pos >= po) {
+            idx.push_back(static_cast<int32_t>(row0 + pos - po));
+            ++w.n_x;
+          }
+        }
+        windows.push_back(w);
+      }
+      row0 += in.seq_lens[s];
+    }
+    if (idx.size() % 2 != 0) idx.push_back(0);  // 8-byte alignment for the int64 offsets
+    off_po64 = idx.size();
+    for (int64_t s = nd; s < S; ++s) {
+      const int64_t v = in.prefix_offsets[s];
+      int32_t words[2];
+      std::memcpy(words, &v, 8);
+      idx.push_back(words[0]);
+      idx.push_back(words[1]);
+    }
+  }
   ASSIGN_OR_RETURN(void* didx, workspace_->Get(kSlotIndices, static_cast<int64_t>(idx.size()) * 4));
   RETURN_IF_ERROR(CopyBytes(didx, device_, idx.data(), Device::Cpu(),
                             static_cast<int64_t>(idx.size()) * 4, &stream_));
@@ -183,6 +284,19 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
   ctx.batch.prefill_cu_seqlens = di + off_cu;
   ctx.batch.prefill_initial_blocks = di + off_init;
   ctx.batch.prefill_final_blocks = di + off_final;
+  if (B > 0) {
+    ctx.batch.boundary_block_size = B;
+    ctx.batch.prefix_offsets32 = di + off_po32;
+    ctx.batch.prefix_offsets64 = reinterpret_cast<const int64_t*>(di + off_po64);
+    ctx.batch.ssd_boundary_offsets = di + off_ssd_off;
+    ctx.batch.ssd_boundary_blocks = di + off_ssd_blocks;
+    ctx.batch.m1_boundary_blocks = di + off_m1;
+    ctx.batch.m1_boundary_stride = m1_stride;
+    for (const PendingWindow& w : windows) {
+      ctx.batch.boundary_windows.push_back(
+          {w.dst, w.init, w.n_init, di + w.init_off, w.n_x, di + w.x_off});
+    }
+  }
 
   ASSIGN_OR_RETURN(void* hidden, workspace_->Get(kSlotHidden, T * dm * es));
   ASSIGN_OR_RETURN(void* residual, workspace_->Get(kSlotResidual, T * dm * DTypeSize(residual_dtype_)));

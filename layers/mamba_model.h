@@ -33,6 +33,13 @@ struct ForwardInput {
   std::vector<int32_t> initial_blocks;
   std::vector<int32_t> final_blocks;
   bool all_logits = false;  // logits of every token, else of each sequence's last token
+  // Prefix caching, kernel-written mode (vLLM's "all"): with boundary_block_size > 0, prefill
+  // sequence s's first token has absolute position prefix_offsets[s], and the state after every
+  // block boundary strictly inside the chunk goes to boundary_blocks[s][j] (0 = skip), j-th
+  // boundary first: both the scan's SSM state and the conv window. Decodes take no boundaries.
+  int64_t boundary_block_size = 0;
+  std::vector<int32_t> prefix_offsets;
+  std::vector<std::vector<int32_t>> boundary_blocks;
 };
 
 class MambaModel {

@@ -2,10 +2,37 @@
 
 #include "core/status_macros.h"
 #include "kernels/causal_conv1d.h"
+#include "kernels/model_ops.h"
 
 namespace mambaserve {
 
+namespace {
+
+absl::Status CaptureBoundaryWindows(const MixerConvArgs& a, const StateTensorRef& conv,
+                                    StepContext& ctx) {
+  const int64_t ces = DTypeSize(conv.dtype);
+  auto* base = static_cast<char*>(conv.base);
+  for (const StepBatch::BoundaryWindow& w : ctx.batch.boundary_windows) {
+    char* dst = base + w.dst_block * conv.block_stride * ces;
+    if (w.rows_from_init > 0) {
+      CopyRowsParams p{w.rows_from_init, a.dim, w.init_rows,
+                       base + w.init_block * conv.block_stride * ces, a.dim, conv.dtype,
+                       dst, a.dim, conv.dtype};
+      RETURN_IF_ERROR(RunCopyRows(p, *ctx.stream));
+    }
+    if (w.rows_from_x > 0) {
+      CopyRowsParams p{w.rows_from_x, a.dim, w.x_rows, a.x, a.x_row_stride, a.dtype,
+                       dst + w.rows_from_init * a.dim * ces, a.dim, conv.dtype};
+      RETURN_IF_ERROR(RunCopyRows(p, *ctx.stream));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx) {
+  RETURN_IF_ERROR(CaptureBoundaryWindows(a, conv, ctx));
   const StepBatch& bt = ctx.batch;
   const int64_t es = DTypeSize(a.dtype);
   const int64_t nd = bt.num_decode;

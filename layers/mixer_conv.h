@@ -24,6 +24,9 @@ struct MixerConvArgs {
   DType dtype = DType::kF32;
 };
 
+// Runs the conv over the step. With kernel-written prefix caching it first stores the conv
+// window at every block boundary of the prefills into the boundary's block (read before the
+// conv updates the sequences' initial blocks in place).
 absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx);
 
 }  // namespace mambaserve

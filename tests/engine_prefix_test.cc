@@ -5,6 +5,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "configs/model_config.h"
@@ -20,11 +21,12 @@ namespace {
 
 const std::string kGolden = std::string(MAMBASERVE_TEST_DATA_DIR) + "/golden/";
 
-class EnginePrefixTest : public ::testing::TestWithParam<std::string> {};
+// (fixture, kernel-written states: vLLM's "all" mode instead of "align")
+class EnginePrefixTest : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
 
 TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
   const MpiContext* mpi = GetMpiContext();
-  const std::string dir = kGolden + GetParam();
+  const std::string dir = kGolden + std::get<0>(GetParam());
   auto cfg = ReadModelConfig(dir);
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   auto weights = CheckpointWeights::Open(dir);
@@ -69,6 +71,7 @@ TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
   eo.max_num_batched_tokens = 80;
   eo.max_queue_length = 100;
   eo.enable_prefix_caching = true;
+  eo.kernel_written_states = std::get<1>(GetParam());
   eo.block_size = 32;
   eo.chunk_size = cfg->architecture() == config::MAMBA2 ? cfg->chunk_size() : 1;
   auto engine = Engine::Create(model->get(), &*pool, eo);
@@ -116,7 +119,13 @@ TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
   EXPECT_EQ(st.cache.evictable_blocks, st.cache.cached_blocks);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, EnginePrefixTest, ::testing::Values("m2_g1", "m1_tiny"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, EnginePrefixTest,
+                         ::testing::Combine(::testing::Values("m2_g1", "m1_tiny"),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) ? "_all" : "_align");
+                         });
 
 }  // namespace
 }  // namespace mambaserve
