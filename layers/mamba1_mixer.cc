@@ -27,6 +27,16 @@ absl::StatusOr<Mamba1Mixer> Mamba1Mixer::Load(const config::ModelConfig& m,
   const auto& g = plan.global;
   const int64_t Dl = plan.local_d_inner;
   std::vector<float> w, b;
+  const int64_t di = g.d_inner, n = g.d_state;
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "in_proj.weight", {2 * di, g.d_model}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "conv1d.weight", {di, 1, m.d_conv()}));
+  if (m.conv_bias()) RETURN_IF_ERROR(ExpectShape(src, prefix + "conv1d.bias", {di}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "x_proj.weight", {g.dt_rank + 2 * n, di}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "dt_proj.weight", {di, g.dt_rank}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "dt_proj.bias", {di}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "A_log", {di, n}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "D", {di}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "out_proj.weight", {g.d_model, di}));
   RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.weight", plan.in_proj_rows, &w));
   std::vector<float>* in_bias = nullptr;
   if (m.proj_bias()) {

@@ -29,13 +29,19 @@ absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
   const auto& g = plan.global;
   std::vector<float> w, b;
 
+  // Every tensor's global shape first, so a config that does not match the checkpoint is
+  // refused naming the tensor.
+  const int64_t in_rows = 2 * g.d_mlp + 2 * g.d_inner + 2 * g.n_groups * g.d_state + g.num_heads;
+  const int64_t conv_dim = g.d_inner + 2 * g.n_groups * g.d_state;
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "in_proj.weight", {in_rows, g.d_model}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "conv1d.weight", {conv_dim, 1, m.d_conv()}));
+  if (m.conv_bias()) RETURN_IF_ERROR(ExpectShape(src, prefix + "conv1d.bias", {conv_dim}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "dt_bias", {g.num_heads}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "A_log", {g.num_heads}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "norm.weight", {g.d_inner}));
+  RETURN_IF_ERROR(ExpectShape(src, prefix + "out_proj.weight", {g.d_model, g.d_inner + g.d_mlp}));
   // in_proj: rows [z_r | x_r | B_r | C_r | dt_r] of the fused checkpoint tensor.
-  const std::string in_name = prefix + "in_proj.weight";
-  ASSIGN_OR_RETURN(auto in_shape, src.Shape(in_name));
-  const int64_t want_rows = 2 * g.d_mlp + 2 * g.d_inner + 2 * g.n_groups * g.d_state + g.num_heads;
-  MS_CHECK_ARG(in_shape.size() == 2 && in_shape[0] == want_rows && in_shape[1] == g.d_model,
-               in_name, ": shape mismatch, expected [", want_rows, ", ", g.d_model, "]");
-  RETURN_IF_ERROR(ReadRows(src, in_name, plan.in_proj_rows, &w));
+  RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.weight", plan.in_proj_rows, &w));
   std::vector<float>* in_bias = nullptr;
   if (m.proj_bias()) {
     RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.bias", plan.in_proj_rows, &b));

@@ -58,12 +58,20 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
   };
   RETURN_IF_ERROR(read_vocab_rows(emb_name));
   ASSIGN_OR_RETURN(model->embedding_, UploadAs(device, dtype, w));
-  if (!m.tie_embeddings()) RETURN_IF_ERROR(read_vocab_rows("lm_head.weight"));
+  if (!m.tie_embeddings()) {
+    ASSIGN_OR_RETURN(auto head_shape, src.Shape("lm_head.weight"));
+    MS_CHECK_ARG(head_shape.size() == 2 && head_shape[1] == m.d_model() &&
+                     head_shape[0] >= m.vocab_size(),
+                 "tensor 'lm_head.weight' has a shape that does not match vocab_size ",
+                 m.vocab_size(), " and d_model ", m.d_model());
+    RETURN_IF_ERROR(read_vocab_rows("lm_head.weight"));
+  }
   ASSIGN_OR_RETURN(model->lm_head_,
                    Linear::Create(device, dtype, vp.rows.size, m.d_model(), w));
 
   for (int64_t l = 0; l < m.n_layers(); ++l) {
     const std::string p = absl::StrCat("backbone.layers.", l, ".");
+    RETURN_IF_ERROR(ExpectShape(src, p + "norm.weight", {m.d_model()}));
     RETURN_IF_ERROR(ReadRows(src, p + "norm.weight", {{0, m.d_model()}}, &w));
     ASSIGN_OR_RETURN(Buffer nb, UploadAs(device, DType::kF32, w));
     model->layer_norms_.push_back(std::move(nb));

@@ -157,6 +157,17 @@ absl::StatusOr<std::string> ResolveWeightName(const WeightSource& src,
       absl::StrCat("checkpoint has none of: ", absl::StrJoin(candidates, ", ")));
 }
 
+absl::Status ExpectShape(const WeightSource& src, const std::string& name,
+                         const std::vector<int64_t>& dims) {
+  ASSIGN_OR_RETURN(std::vector<int64_t> shape, src.Shape(name));
+  if (shape != dims) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", name, "' has shape [", absl::StrJoin(shape, ", "),
+        "] but the model config implies [", absl::StrJoin(dims, ", "), "]"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadRows(const WeightSource& src, const std::string& name,
                       const std::vector<IndexRange>& rows, std::vector<float>* out) {
   ASSIGN_OR_RETURN(std::vector<int64_t> shape, src.Shape(name));

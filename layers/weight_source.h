@@ -62,6 +62,11 @@ class RandomWeights : public WeightSource {
 absl::StatusOr<std::string> ResolveWeightName(const WeightSource& src,
                                               const std::vector<std::string>& candidates);
 
+// Checks that tensor `name` has exactly `dims` (the sizes the model config implies); the error
+// names the tensor and both shapes.
+absl::Status ExpectShape(const WeightSource& src, const std::string& name,
+                         const std::vector<int64_t>& dims);
+
 // Reads the rows `rows` (concatenated in order) of a 1-D, 2-D or 3-D tensor, all columns.
 absl::Status ReadRows(const WeightSource& src, const std::string& name,
                       const std::vector<IndexRange>& rows, std::vector<float>* out);
