@@ -31,6 +31,24 @@ bool CudaAvailable() {
 #endif
 }
 
+absl::StatusOr<int64_t> DeviceFreeMemory(Device device) {
+  if (!device.is_cuda()) {
+    return absl::FailedPreconditionError("DeviceFreeMemory: only GPUs report free memory");
+  }
+#if MAMBASERVE_HAS_CUDA
+  int current = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&current));
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device.index));
+  size_t free_bytes = 0, total = 0;
+  const cudaError_t e = cudaMemGetInfo(&free_bytes, &total);
+  cudaSetDevice(current);
+  CUDA_RETURN_IF_ERROR(e);
+  return static_cast<int64_t>(free_bytes);
+#else
+  return absl::FailedPreconditionError("DeviceFreeMemory: built without CUDA");
+#endif
+}
+
 Buffer::~Buffer() { Release(); }
 
 Buffer::Buffer(Buffer&& other) noexcept

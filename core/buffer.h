@@ -47,6 +47,10 @@ class Buffer {
 // device when stream is null, asynchronous on it otherwise).
 absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
                        int64_t nbytes, const Stream* stream = nullptr);
+// Free bytes of a GPU's memory now (cudaMemGetInfo on that device); FailedPrecondition for
+// the CPU or in a build without CUDA.
+absl::StatusOr<int64_t> DeviceFreeMemory(Device device);
+
 // Sets nbytes to zero.
 absl::Status ZeroBytes(void* dst, Device device, int64_t nbytes, const Stream* stream = nullptr);
 

@@ -35,6 +35,19 @@ TEST(Buffer, ForTensorAndCopyZero) {
   EXPECT_EQ(v.data_as<float>()[2], src[2]);
 }
 
+TEST(Buffer, FreeMemoryIsAGpuQuery) {
+  EXPECT_EQ(DeviceFreeMemory(Device::Cpu()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; the GPU half runs on the GPU machine";
+  auto before = DeviceFreeMemory(Device::Cuda(0));
+  ASSERT_TRUE(before.ok()) << before.status();
+  auto b = Buffer::Allocate(Device::Cuda(0), int64_t{256} << 20);
+  ASSERT_TRUE(b.ok());
+  auto after = DeviceFreeMemory(Device::Cuda(0));
+  ASSERT_TRUE(after.ok());
+  EXPECT_GE(*before - *after, int64_t{255} << 20);
+}
+
 TEST(Buffer, CudaRoundTripWhenAvailable) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device on this machine; runs on the GPU machine";
   auto s = Stream::Create(Device::Cuda(0));

@@ -155,14 +155,12 @@ absl::Status Engine::Preempt(Request& r) {
 absl::StatusOr<bool> Engine::Step() {
   TakeInbox();
   // Drop cancelled requests before anything is scheduled.
-  for (auto* list : {&running_}) {
-    for (auto it = list->begin(); it != list->end();) {
-      if ((*it)->stream->cancelled()) {
-        RETURN_IF_ERROR(FinishRequest(**it, "cancelled", true));
-        it = list->erase(it);
-      } else {
-        ++it;
-      }
+  for (auto it = running_.begin(); it != running_.end();) {
+    if ((*it)->stream->cancelled()) {
+      RETURN_IF_ERROR(FinishRequest(**it, "cancelled", true));
+      it = running_.erase(it);
+    } else {
+      ++it;
     }
   }
   for (auto it = waiting_.begin(); it != waiting_.end();) {

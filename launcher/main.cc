@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "configs/model_config.h"
+#include "core/buffer.h"
 #include "core/logging.h"
 #include "core/mpi_status.h"
 #include "core/status_macros.h"
@@ -83,9 +84,18 @@ absl::Status Serve(int argc, char** argv) {
   ASSIGN_OR_RETURN(StateDTypes sd, ResolveStateDTypes(dtype, cfg.cache().cache_dtype(),
                                                       cfg.cache().ssm_cache_dtype()));
   ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig(sd));
-  int64_t budget_mb = cfg.cache().memory_budget_mb();
-  if (budget_mb <= 0) budget_mb = device.is_cuda() ? 4096 : 64;
-  ASSIGN_OR_RETURN(int64_t blocks, StatePool::BlocksForBudget(pc, budget_mb << 20));
+  // The pool's memory: cache.memory_budget_mb when set; else, on a GPU, gpu_memory_fraction of
+  // the memory still free after the weights; on the CPU 64 MB.
+  int64_t budget = cfg.cache().memory_budget_mb() << 20;
+  if (budget <= 0 && device.is_cuda()) {
+    ASSIGN_OR_RETURN(int64_t free_bytes, DeviceFreeMemory(device));
+    const double fraction = cfg.cache().gpu_memory_fraction();
+    MS_CHECK_ARG(fraction > 0 && fraction < 1, "config: field 'cache.gpu_memory_fraction' must be "
+                 "in (0, 1), got ", fraction);
+    budget = static_cast<int64_t>(fraction * static_cast<double>(free_bytes));
+  }
+  if (budget <= 0) budget = int64_t{64} << 20;
+  ASSIGN_OR_RETURN(int64_t blocks, StatePool::BlocksForBudget(pc, budget));
   ASSIGN_OR_RETURN(blocks, AgreeOnBlocks(blocks));
   ASSIGN_OR_RETURN(StatePool pool, StatePool::Create(pc, blocks));
   MS_LOG(INFO) << "rank " << mpi->world_rank << " ready on " << device.ToString() << ": "
