@@ -148,6 +148,10 @@ absl::Status Engine::FinishRequest(Request& r, const std::string& reason, bool c
 absl::Status Engine::Preempt(Request& r) {
   RETURN_IF_ERROR(states_->FreeSequence(r.id));
   r.admitted = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.preemptions;
+  }
   MS_LOG(INFO) << "preempted request " << r.id << " (" << r.tokens.size() << " tokens)";
   return absl::OkStatus();
 }

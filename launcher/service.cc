@@ -86,6 +86,7 @@ grpc::Status MambaServeService::Stats(grpc::ServerContext*, const api::StatsRequ
   resp->set_free_blocks(s.cache.free_blocks);
   resp->set_total_blocks(s.total_blocks);
   resp->set_steps(s.steps);
+  resp->set_preemptions(s.preemptions);
   return grpc::Status::OK;
 }
 

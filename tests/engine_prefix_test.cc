@@ -129,3 +129,77 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, EnginePrefixTest,
 
 }  // namespace
 }  // namespace mambaserve
+
+namespace mambaserve {
+namespace {
+
+// Three sequences crossing a block boundary at once on a pool of three usable blocks: each needs
+// a fresh block for the copy-into-new-block rule, none is free, so the engine must preempt one
+// (free it and recompute it later) instead of stalling; outputs still equal plain greedy.
+TEST(EnginePreemption, TightPoolPreemptsAndStillMatches) {
+  const MpiContext* mpi = GetMpiContext();
+  const std::string dir = kGolden + "m2_g1";
+  auto cfg = ReadModelConfig(dir);
+  auto weights = CheckpointWeights::Open(dir);
+  ASSERT_TRUE(cfg.ok() && weights.ok());
+  auto world = CreateTpCommunicator();
+  ASSERT_TRUE(world.ok());
+  auto solo = (*world)->Split(mpi->world_rank, 0);
+  ASSERT_TRUE(solo.ok());
+  auto model = MambaModel::Load(*cfg, **weights, mpi->device, DType::kF32, world->get());
+  ASSERT_TRUE(model.ok());
+  auto pc = (*model)->PoolConfig({DType::kF32, DType::kF32});
+  auto pool = StatePool::Create(*pc, 4);
+  ASSERT_TRUE(pool.ok());
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<int32_t> p;
+    for (int t = 0; t < 28; ++t) p.push_back((i * 97 + t * 13 + 1) % 512);
+    prompts.push_back(p);
+  }
+  if (mpi->world_rank != 0) {
+    ASSERT_TRUE(RunWorker(**model, *pool).ok());
+    return;
+  }
+  EngineOptions eo;
+  eo.max_batch_size = 3;
+  eo.max_num_batched_tokens = 128;
+  eo.block_size = 32;
+  eo.chunk_size = cfg->chunk_size();
+  auto engine = Engine::Create(model->get(), &*pool, eo);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const auto& p : prompts) {
+    GenerateParams gp;
+    gp.prompt = p;
+    gp.max_new_tokens = 12;  // 28 + 12 tokens cross the boundary at 32
+    auto s = (*engine)->Submit(gp);
+    ASSERT_TRUE(s.ok());
+    streams.push_back(*s);
+  }
+  (*engine)->BeginDrain();
+  ASSERT_TRUE((*engine)->Run().ok());
+  auto ref = MambaModel::Load(*cfg, **weights, mpi->device, DType::kF32, solo->get());
+  auto ref_pc = (*ref)->PoolConfig({DType::kF32, DType::kF32});
+  auto ref_pool = StatePool::Create(*ref_pc, 2);
+  ASSERT_TRUE(ref.ok() && ref_pool.ok());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<int32_t> got;
+    RequestStream::Chunk c;
+    bool finished = false;
+    while (!finished && streams[i]->Pop(absl::Milliseconds(1), &c)) {
+      got.insert(got.end(), c.tokens.begin(), c.tokens.end());
+      finished = c.finished;
+    }
+    ASSERT_TRUE(finished);
+    auto want = GreedyGenerate(**ref, *ref_pool, {prompts[i]}, 12);
+    ASSERT_TRUE(want.ok());
+    EXPECT_EQ(got, std::vector<int32_t>(want->at(0).begin() + 28, want->at(0).end())) << i;
+  }
+  const EngineStats st = (*engine)->Stats();
+  EXPECT_EQ(st.requests_finished, 3);
+  EXPECT_GT(st.preemptions, 0);
+}
+
+}  // namespace
+}  // namespace mambaserve
