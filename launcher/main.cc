@@ -83,7 +83,10 @@ absl::Status Serve(int argc, char** argv) {
   weights.reset();  // the checkpoint mapping is no longer needed
   ASSIGN_OR_RETURN(StateDTypes sd, ResolveStateDTypes(dtype, cfg.cache().cache_dtype(),
                                                       cfg.cache().ssm_cache_dtype()));
-  ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig(sd));
+  const ConvLayout layout = cfg.cache().conv_layout() == "DS" ? ConvLayout::kDS : ConvLayout::kSD;
+  MS_CHECK_ARG(layout == ConvLayout::kSD || cfg.cache().prefix_caching_mode() != "all",
+               "config: cache.prefix_caching_mode \"all\" needs cache.conv_layout \"SD\"");
+  ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig(sd, layout));
   // The pool's memory: cache.memory_budget_mb when set; else, on a GPU, gpu_memory_fraction of
   // the memory still free after the weights; on the CPU 64 MB.
   int64_t budget = cfg.cache().memory_budget_mb() << 20;

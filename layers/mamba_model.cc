@@ -92,19 +92,20 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
   return model;
 }
 
-absl::StatusOr<StatePoolConfig> MambaModel::PoolConfig(StateDTypes dtypes) const {
+absl::StatusOr<StatePoolConfig> MambaModel::PoolConfig(StateDTypes dtypes,
+                                                       ConvLayout layout) const {
   const auto& m = config_;
   StatePoolConfig c;
   c.num_layers = m.n_layers();
-  c.conv_layout = ConvLayout::kSD;
+  c.conv_layout = layout;
   c.device = device_;
   if (m.architecture() == config::MAMBA2) {
     Mamba2StateArgs a{m.num_heads(), m.head_dim(), m.n_groups(), m.d_state(), m.d_conv(), 0, tp(),
                       rank()};
-    ASSIGN_OR_RETURN(c.shapes, Mamba2StateShapes(a, ConvLayout::kSD, dtypes));
+    ASSIGN_OR_RETURN(c.shapes, Mamba2StateShapes(a, layout, dtypes));
   } else {
     ASSIGN_OR_RETURN(c.shapes, Mamba1StateShapes(m.d_inner(), m.d_state(), m.d_conv(), tp(),
-                                                 ConvLayout::kSD, dtypes));
+                                                 layout, dtypes));
   }
   return c;
 }
@@ -142,6 +143,8 @@ absl::Status MambaModel::Validate(const ForwardInput& in, const StatePool& pool)
                " layers, model has ", config_.n_layers());
   const int64_t B = in.boundary_block_size;
   if (B > 0) {
+    MS_CHECK_ARG(pool.conv_layout() == ConvLayout::kSD,
+                 "kernel-written prefix caching needs the SD conv-state layout");
     MS_CHECK_ARG(B >= config_.d_conv() - 1, "boundary_block_size ", B, " is shorter than the conv window");
     MS_CHECK_ARG(config_.architecture() != config::MAMBA2 || B % config_.chunk_size() == 0,
                  "boundary_block_size ", B, " must be a multiple of chunk_size ",
@@ -284,6 +287,7 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
   ctx.blas = &blas_;
   ctx.comm = comm_;
   ctx.workspace = workspace_.get();
+  ctx.conv_layout = pool.conv_layout();
   ctx.batch.num_tokens = T;
   ctx.batch.num_decode = nd;
   ctx.batch.num_prefill = np;

@@ -59,7 +59,8 @@ class MambaModel {
   const Stream& stream() const { return stream_; }
 
   // The pool layout this rank's layers need (shapes from state_manager/state_shapes.h).
-  absl::StatusOr<StatePoolConfig> PoolConfig(StateDTypes dtypes) const;
+  absl::StatusOr<StatePoolConfig> PoolConfig(StateDTypes dtypes,
+                                             ConvLayout layout = ConvLayout::kSD) const;
 
   // Runs one step. On return `logits` holds (rows, vocab_size) fp32 on the host of every rank,
   // rows = tokens (all_logits) or sequences. Refuses bad input (ids outside the vocabulary,

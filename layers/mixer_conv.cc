@@ -46,12 +46,14 @@ absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, St
   ConvStatePool cp;
   cp.conv_state = conv.base;
   cp.state_dtype = conv.dtype;
-  cp.layout = ConvStateLayout::kSD;
+  const bool ds = ctx.conv_layout == ConvLayout::kDS;
+  cp.layout = ds ? ConvStateLayout::kDS : ConvStateLayout::kSD;
   cp.align = ConvStateAlign::kTail;
   cp.num_blocks = conv.num_blocks;
   cp.state_len = a.width - 1;
   cp.state_block_stride = conv.block_stride;
-  cp.state_stride = a.dim;
+  // SD: (state_len, dim) rows; DS: (dim, state_len), one channel's window contiguous.
+  cp.state_stride = ds ? cp.state_len : a.dim;
   if (nd > 0) {
     CausalConv1dUpdateParams u;
     u.w = cw;

@@ -11,6 +11,7 @@
 #include "core/stream.h"
 #include "layers/linear.h"
 #include "parallel/communicator.h"
+#include "state_manager/state_shapes.h"
 
 namespace mambaserve {
 
@@ -77,6 +78,7 @@ struct StepContext {
   const BlasHandle* blas = nullptr;
   Communicator* comm = nullptr;  // null or size 1: no tensor parallelism
   Workspace* workspace = nullptr;
+  ConvLayout conv_layout = ConvLayout::kSD;  // of the state pool's conv tensors
   StepBatch batch;
   int tp() const { return comm == nullptr ? 1 : comm->size(); }
 };

@@ -21,8 +21,9 @@ namespace {
 
 const std::string kGolden = std::string(MAMBASERVE_TEST_DATA_DIR) + "/golden/";
 
-// (fixture, kernel-written states: vLLM's "all" mode instead of "align")
-class EnginePrefixTest : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+// (fixture, kernel-written states: vLLM's "all" mode instead of "align", DS conv layout)
+class EnginePrefixTest
+    : public ::testing::TestWithParam<std::tuple<std::string, bool, bool>> {};
 
 TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
   const MpiContext* mpi = GetMpiContext();
@@ -38,7 +39,8 @@ TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
   ASSERT_TRUE(solo.ok());
   auto model = MambaModel::Load(*cfg, **weights, mpi->device, DType::kF32, world->get());
   ASSERT_TRUE(model.ok()) << model.status();
-  auto pc = (*model)->PoolConfig({DType::kF32, DType::kF32});
+  const ConvLayout layout = std::get<2>(GetParam()) ? ConvLayout::kDS : ConvLayout::kSD;
+  auto pc = (*model)->PoolConfig({DType::kF32, DType::kF32}, layout);
   ASSERT_TRUE(pc.ok());
   // 10 blocks: 9 usable, fewer than the prefix states the stream would keep cached.
   auto pool = StatePool::Create(*pc, 10);
@@ -120,11 +122,16 @@ TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, EnginePrefixTest,
-                         ::testing::Combine(::testing::Values("m2_g1", "m1_tiny"),
-                                            ::testing::Bool()),
+                         ::testing::Values(std::make_tuple("m2_g1", false, false),
+                                           std::make_tuple("m2_g1", true, false),
+                                           std::make_tuple("m2_g1", false, true),
+                                           std::make_tuple("m1_tiny", false, false),
+                                           std::make_tuple("m1_tiny", true, false),
+                                           std::make_tuple("m1_tiny", false, true)),
                          [](const auto& info) {
                            return std::get<0>(info.param) +
-                                  (std::get<1>(info.param) ? "_all" : "_align");
+                                  (std::get<1>(info.param) ? "_all" : "_align") +
+                                  (std::get<2>(info.param) ? "_ds" : "_sd");
                          });
 
 }  // namespace

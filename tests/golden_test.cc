@@ -147,6 +147,19 @@ TEST_P(GoldenTest, ChunkedPrefillAndDecodeContinueTheState) {
   EXPECT_LT(RelErr(all, 0, golden_.logits, 40, 40, V), kLogitsTol);
 }
 
+TEST_P(GoldenTest, DsConvLayoutGivesTheSameTokens) {
+  // The conv state stored channel-major (DS) instead of row-major (SD): same generation.
+  auto pc = model_->PoolConfig({DType::kF32, DType::kF32}, ConvLayout::kDS);
+  ASSERT_TRUE(pc.ok());
+  auto pool = StatePool::Create(*pc, 4);
+  ASSERT_TRUE(pool.ok());
+  std::vector<int32_t> prompt(golden_.greedy_prompt.begin(), golden_.greedy_prompt.end());
+  const int64_t new_tokens = static_cast<int64_t>(golden_.greedy_out.size() - prompt.size());
+  auto out = GreedyGenerate(*model_, *pool, {prompt}, new_tokens);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0], std::vector<int32_t>(golden_.greedy_out.begin(), golden_.greedy_out.end()));
+}
+
 TEST_P(GoldenTest, GreedyTokensIdentical) {
   std::vector<int32_t> prompt(golden_.greedy_prompt.begin(), golden_.greedy_prompt.end());
   const int64_t new_tokens = static_cast<int64_t>(golden_.greedy_out.size() - prompt.size());
