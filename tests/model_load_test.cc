@@ -30,6 +30,30 @@ class Without : public WeightSource {
   std::string hidden_;
 };
 
+// Presents a Hugging Face checkpoint under the original state-spaces names
+// (backbone.embedding.weight instead of backbone.embeddings.weight).
+class StateSpacesNames : public WeightSource {
+ public:
+  explicit StateSpacesNames(const WeightSource& src) : src_(src) {}
+  bool Has(const std::string& n) const override {
+    return n != kHf && (n == kSs ? src_.Has(kHf) : src_.Has(n));
+  }
+  absl::StatusOr<std::vector<int64_t>> Shape(const std::string& n) const override {
+    if (n == kHf) return absl::NotFoundError(n);
+    return src_.Shape(n == kSs ? kHf : n);
+  }
+  absl::Status Read(const std::string& n, const std::vector<DimRange>& r,
+                    std::vector<float>* out) const override {
+    if (n == kHf) return absl::NotFoundError(n);
+    return src_.Read(n == kSs ? kHf : n, r, out);
+  }
+
+ private:
+  static constexpr char kHf[] = "backbone.embeddings.weight";
+  static constexpr char kSs[] = "backbone.embedding.weight";
+  const WeightSource& src_;
+};
+
 absl::Status Load(const config::ModelConfig& m, const WeightSource& src) {
   return MambaModel::Load(m, src, Device::Cpu(), DType::kF32, nullptr).status();
 }
@@ -79,6 +103,29 @@ TEST(ModelLoad, MissingTensorIsNamed) {
   untied.set_tie_embeddings(false);
   auto st = Load(untied, **w2);
   EXPECT_NE(st.message().find("lm_head.weight"), absl::string_view::npos) << st.message();
+}
+
+TEST(ModelLoad, StateSpacesNamesGiveTheSameLogits) {
+  auto m = ReadModelConfig(kGolden + "m1_tiny");
+  auto w = CheckpointWeights::Open(kGolden + "m1_tiny");
+  ASSERT_TRUE(m.ok() && w.ok());
+  StateSpacesNames renamed(**w);
+  std::vector<float> a, b;
+  for (const WeightSource* src : {static_cast<const WeightSource*>(w->get()),
+                                  static_cast<const WeightSource*>(&renamed)}) {
+    auto model = MambaModel::Load(*m, *src, Device::Cpu(), DType::kF32, nullptr);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto pc = (*model)->PoolConfig({DType::kF32, DType::kF32});
+    auto pool = StatePool::Create(*pc, 2);
+    ASSERT_TRUE(pool.ok());
+    ForwardInput in;
+    in.token_ids = {5, 9, 200, 17};
+    in.seq_lens = {4};
+    in.initial_blocks = {0};
+    in.final_blocks = {1};
+    ASSERT_TRUE((*model)->Forward(in, *pool, src == &renamed ? &b : &a).ok());
+  }
+  EXPECT_EQ(a, b);
 }
 
 }  // namespace
