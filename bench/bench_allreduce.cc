@@ -75,8 +75,8 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
 }
 
 // Wall time of `ops` all-reduces on this rank, after a barrier, including the final sync.
-absl::StatusOr<double> TimeBatch(Communicator& comm, const Stream& stream, void* buf,
-                                 int64_t count, DType dtype, int ops) {
+absl::StatusOr<double> TimeBatch(Communicator& comm, const Stream& stream, void* buf, int64_t count,
+                                 DType dtype, int ops) {
   RETURN_IF_ERROR(comm.Barrier(stream));
   const absl::Time t0 = absl::Now();
   for (int i = 0; i < ops; ++i) RETURN_IF_ERROR(comm.AllReduceSum(buf, count, dtype, stream));
@@ -103,11 +103,14 @@ absl::Status Run(int argc, char** argv) {
     std::printf("# all-reduce (sum, in place): backend %s, %d ranks, %s, dtype %s, world %d\n",
                 CommBackendName(comm->backend()), n, comm->device().ToString().c_str(),
                 DTypeName(opt.dtype), ctx->world_size);
-    std::printf("# time = median over %d batches of the slowest rank's time per op; "
-                "busbw = algbw * 2(n-1)/n\n",
-                opt.batches);
-    std::printf("# anchor: NCCL on 2 NVLinked H200s ~9 us up to 512 KB, ~290 GB/s busbw at 128 MB\n");
-    std::printf("| bytes | elements | time (us) | algbw (GB/s) | busbw (GB/s) | ops/batch | check |\n");
+    std::printf(
+        "# time = median over %d batches of the slowest rank's time per op; "
+        "busbw = algbw * 2(n-1)/n\n",
+        opt.batches);
+    std::printf(
+        "# anchor: NCCL on 2 NVLinked H200s ~9 us up to 512 KB, ~290 GB/s busbw at 128 MB\n");
+    std::printf(
+        "| bytes | elements | time (us) | algbw (GB/s) | busbw (GB/s) | ops/batch | check |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|:---|\n");
   }
   std::vector<char> host(static_cast<size_t>(opt.max_bytes));
@@ -132,8 +135,8 @@ absl::Status Run(int argc, char** argv) {
     RETURN_IF_ERROR(ZeroBytes(buf.data(), comm->device(), bytes, &stream));
     ASSIGN_OR_RETURN(double one, TimeBatch(*comm, stream, buf.data(), count, opt.dtype, 1));
     one = SlowestRank(one);
-    int ops = static_cast<int>(std::clamp(opt.min_batch_ms * 1e-3 / std::max(one, 1e-7), 1.0,
-                                          1000.0));
+    int ops =
+        static_cast<int>(std::clamp(opt.min_batch_ms * 1e-3 / std::max(one, 1e-7), 1.0, 1000.0));
     std::vector<double> per_op;
     for (int b = 0; b < opt.batches; ++b) {
       ASSIGN_OR_RETURN(double t, TimeBatch(*comm, stream, buf.data(), count, opt.dtype, ops));
@@ -144,9 +147,9 @@ absl::Status Run(int argc, char** argv) {
     const double algbw = static_cast<double>(bytes) / t * 1e-9;
     const double busbw = algbw * 2.0 * (n - 1) / n;
     if (root) {
-      std::printf("| %lld | %lld | %.1f | %.2f | %.2f | %d | %s |\n",
-                  static_cast<long long>(bytes), static_cast<long long>(count), t * 1e6, algbw,
-                  busbw, ops, wrong_all == 0 ? "ok" : "WRONG");
+      std::printf("| %lld | %lld | %.1f | %.2f | %.2f | %d | %s |\n", static_cast<long long>(bytes),
+                  static_cast<long long>(count), t * 1e6, algbw, busbw, ops,
+                  wrong_all == 0 ? "ok" : "WRONG");
       std::fflush(stdout);
     }
     if (wrong_all != 0) {

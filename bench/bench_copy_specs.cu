@@ -25,10 +25,10 @@ absl::Status MemcpyLoop(const std::vector<CopySpec>& specs, cudaStream_t s) {
                                            reinterpret_cast<const void*>(c.src), c.nbytes(),
                                            cudaMemcpyDeviceToDevice, s));
     } else {
-      CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(
-          reinterpret_cast<void*>(c.dst), c.dst_row_stride * c.elem_bytes,
-          reinterpret_cast<const void*>(c.src), c.src_row_stride * c.elem_bytes,
-          c.row_elems * c.elem_bytes, c.num_rows, cudaMemcpyDeviceToDevice, s));
+      CUDA_RETURN_IF_ERROR(
+          cudaMemcpy2DAsync(reinterpret_cast<void*>(c.dst), c.dst_row_stride * c.elem_bytes,
+                            reinterpret_cast<const void*>(c.src), c.src_row_stride * c.elem_bytes,
+                            c.row_elems * c.elem_bytes, c.num_rows, cudaMemcpyDeviceToDevice, s));
     }
   }
   return absl::OkStatus();
@@ -59,8 +59,7 @@ absl::Status Run(int64_t layers, int iters) {
     // Per sequence: 3 speculative slots as sources + 1 destination.
     ASSIGN_OR_RETURN(StatePool pool, StatePool::Create(c, 1 + 4 * max_seqs));
     std::printf("  pool %s: %lld blocks, %.1f MiB per block, %.2f GiB\n",
-                layout == ConvLayout::kSD ? "SD" : "DS",
-                static_cast<long long>(pool.num_blocks()),
+                layout == ConvLayout::kSD ? "SD" : "DS", static_cast<long long>(pool.num_blocks()),
                 StatePool::BytesPerBlock(c) / 1048576.0, pool.nbytes() / 1073741824.0);
     ASSIGN_OR_RETURN(CopyExecutor exec, CopyExecutor::Create(dev));
     for (int64_t seqs : {1, 4, 16}) {
@@ -68,9 +67,11 @@ absl::Status Run(int64_t layers, int iters) {
         std::vector<BlockCopy> copies;
         for (int64_t i = 0; i < seqs; ++i) {
           const BlockId base = static_cast<BlockId>(1 + 4 * i);
-          copies.push_back(BlockCopy{{base, static_cast<BlockId>(base + 1),
-                                      static_cast<BlockId>(base + 2)},
-                                     0, k, static_cast<BlockId>(base + 3)});
+          copies.push_back(
+              BlockCopy{{base, static_cast<BlockId>(base + 1), static_cast<BlockId>(base + 2)},
+                        0,
+                        k,
+                        static_cast<BlockId>(base + 3)});
         }
         ASSIGN_OR_RETURN(std::vector<CopySpec> specs, BuildStepCopySpecs(pool, copies));
         int64_t bytes = 0;

@@ -24,24 +24,24 @@
 namespace mambaserve {
 namespace {
 
-#define CK(x)                                                                          \
-  do {                                                                                 \
-    cudaError_t e_ = (x);                                                              \
-    if (e_ != cudaSuccess) {                                                           \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_),     \
-                   __FILE__, __LINE__, #x);                                            \
-      std::exit(1);                                                                    \
-    }                                                                                  \
+#define CK(x)                                                                                \
+  do {                                                                                       \
+    cudaError_t e_ = (x);                                                                    \
+    if (e_ != cudaSuccess) {                                                                 \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
+                   __LINE__, #x);                                                            \
+      std::exit(1);                                                                          \
+    }                                                                                        \
   } while (0)
 
-#define CKS(x)                                                                         \
-  do {                                                                                 \
-    absl::Status s_ = (x);                                                             \
-    if (!s_.ok()) {                                                                    \
-      std::fprintf(stderr, "error at %s:%d: %s\n", __FILE__, __LINE__,                 \
-                   std::string(s_.message()).c_str());                                 \
-      std::exit(1);                                                                    \
-    }                                                                                  \
+#define CKS(x)                                                         \
+  do {                                                                 \
+    absl::Status s_ = (x);                                             \
+    if (!s_.ok()) {                                                    \
+      std::fprintf(stderr, "error at %s:%d: %s\n", __FILE__, __LINE__, \
+                   std::string(s_.message()).c_str());                 \
+      std::exit(1);                                                    \
+    }                                                                  \
   } while (0)
 
 __device__ __forceinline__ float HashUniform(uint64_t i, uint32_t seed) {
@@ -150,20 +150,21 @@ int main(int argc, char** argv) {
   char* c1 = DevAlloc<char>(copy_bytes);
   CK(cudaMemsetAsync(c0, 1, copy_bytes, st));
   const double t_copy = TimeIt(
-      [&] { CK(cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice, st)); }, st, 2, 9,
-      1);
+      [&] { CK(cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice, st)); }, st, 2, 9, 1);
   const double copy_bw = 2.0 * copy_bytes / t_copy;
   CK(cudaFree(c0));
   CK(cudaFree(c1));
-  std::printf("# bench_mamba1 on %s: %d SMs, clock %.0f MHz (cudaDevAttrClockRate), HBM bus %d bit\n",
-              prop.name, sms, clock_khz / 1e3, prop.memoryBusWidth);
+  std::printf(
+      "# bench_mamba1 on %s: %d SMs, clock %.0f MHz (cudaDevAttrClockRate), HBM bus %d bit\n",
+      prop.name, sms, clock_khz / 1e3, prop.memoryBusWidth);
   std::printf("# D2D cudaMemcpy 1 GiB: %.3f ms -> %.0f GB/s (read + write)\n", t_copy * 1e3,
               copy_bw / 1e9);
   std::printf("# SFU exp throughput assumed: %d SMs x 16/clk x %.0f MHz = %.2f Texp/s\n", sms,
               clock_khz / 1e3, sfu_rate / 1e12);
-  std::printf("# Mamba-2.8B layer: d_inner %lld, N %lld, bf16 u/delta/z/B/C/y, fp32 A/D/state, "
-              "mode default, delta_softplus, z gate, D skip\n",
-              static_cast<long long>(kDim), static_cast<long long>(kN));
+  std::printf(
+      "# Mamba-2.8B layer: d_inner %lld, N %lld, bf16 u/delta/z/B/C/y, fp32 A/D/state, "
+      "mode default, delta_softplus, z gate, D skip\n",
+      static_cast<long long>(kDim), static_cast<long long>(kN));
 
   // Shared weights.
   float* A = DevAlloc<float>(kDim * kN);
@@ -176,8 +177,9 @@ int main(int argc, char** argv) {
   F32Rand(dbias, kDim, -4.0f, -1.0f, 13);
 
   std::printf("\n## Prefill (selective scan)\n\n");
-  std::printf("| batch x L | tokens | time (us) | GB/s | %% of copy BW | exp bound (us) | "
-              "time / exp bound |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| batch x L | tokens | time (us) | GB/s | %% of copy BW | exp bound (us) | "
+      "time / exp bound |\n|---|---|---|---|---|---|---|\n");
   struct Case {
     int64_t b, L;
   };
@@ -238,7 +240,8 @@ int main(int argc, char** argv) {
     p.initial_state_block = dinit;
     p.final_state_block = dfin;
     const double t = TimeIt([&] { CKS(RunSelectiveScan(p, stream)); }, st, 2, quick ? 5 : 9, 1);
-    const double bytes = static_cast<double>(T) * kDim * 2 * 4 + static_cast<double>(T) * kN * 2 * 2;
+    const double bytes =
+        static_cast<double>(T) * kDim * 2 * 4 + static_cast<double>(T) * kN * 2 * 2;
     const double t_exp = static_cast<double>(T) * kDim * kN / sfu_rate;
     std::printf("| %lld x %lld | %lld | %.1f | %.0f | %.1f | %.1f | %.2f |\n",
                 static_cast<long long>(cs.b), static_cast<long long>(cs.L),
@@ -300,7 +303,8 @@ int main(int argc, char** argv) {
     p.state_block_in = didx;
     const double t = TimeIt([&] { CKS(RunMamba1StateUpdate(p, stream)); }, st, 5, 9, 50);
     const double bytes = static_cast<double>(b) * kDim * kN * 4 * 2 +
-                         static_cast<double>(b) * kDim * 2 * 4 + static_cast<double>(b) * kN * 2 * 2;
+                         static_cast<double>(b) * kDim * 2 * 4 +
+                         static_cast<double>(b) * kN * 2 * 2;
     std::printf("| %lld | %.2f | %.2f | %.0f | %.1f |\n", static_cast<long long>(b), t * 1e6,
                 bytes / 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw);
     std::fflush(stdout);

@@ -29,22 +29,22 @@
 namespace mambaserve {
 namespace {
 
-#define CHECK_CUDA(e)                                                                 \
-  do {                                                                                \
-    cudaError_t err_ = (e);                                                           \
-    if (err_ != cudaSuccess) {                                                        \
+#define CHECK_CUDA(e)                                                                         \
+  do {                                                                                        \
+    cudaError_t err_ = (e);                                                                   \
+    if (err_ != cudaSuccess) {                                                                \
       std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #e, cudaGetErrorString(err_), __FILE__, \
-                   __LINE__);                                                         \
-      std::exit(1);                                                                   \
-    }                                                                                 \
+                   __LINE__);                                                                 \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
-#define CHECK_OK(e)                                                                   \
-  do {                                                                                \
-    absl::Status st_ = (e);                                                           \
-    if (!st_.ok()) {                                                                  \
+#define CHECK_OK(e)                                                                    \
+  do {                                                                                 \
+    absl::Status st_ = (e);                                                            \
+    if (!st_.ok()) {                                                                   \
       std::fprintf(stderr, "%s failed: %s\n", #e, std::string(st_.message()).c_str()); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
+      std::exit(1);                                                                    \
+    }                                                                                  \
   } while (0)
 
 Buffer Alloc(int64_t n) {
@@ -124,7 +124,7 @@ int Main() {
   const int64_t H = 80, P = 64, G = 1, N = 128;
   const DType in_t = DType::kBF16;
   for (int64_t B : {1, 16, 64, 256}) {
-    const int64_t state_elems = H * P * N;                 // per block
+    const int64_t state_elems = H * P * N;  // per block
     const int64_t set_bytes = B * state_elems * 4;
     const int64_t sets = std::max<int64_t>(1, ((int64_t{256} << 20) + set_bytes - 1) / set_bytes);
     const int64_t nb = 1 + sets * B;
@@ -148,7 +148,8 @@ int Main() {
     std::vector<int32_t> blocks(sets * B);
     for (int64_t i = 0; i < sets * B; ++i) blocks[i] = static_cast<int32_t>(1 + i);
     Buffer dblocks = Alloc(sets * B * 4);
-    CHECK_OK(CopyBytes(dblocks.data(), Device::Cuda(0), blocks.data(), Device::Cpu(), sets * B * 4));
+    CHECK_OK(
+        CopyBytes(dblocks.data(), Device::Cuda(0), blocks.data(), Device::Cpu(), sets * B * 4));
     Mamba2StateUpdateParams p;
     p.batch = B;
     p.num_heads = H, p.head_dim = P, p.num_groups = G, p.d_state = N;
@@ -179,9 +180,10 @@ int Main() {
       });
       const double gbs = bytes / (us * 1e-6) / 1e9;
       if (rows == 0) {
-        std::printf("| mamba2_state_update | B=%lld H=80 P=64 G=1 N=128, bf16 in, f32 state | "
-                    "%.2f | %.0f | %.1f%% |\n",
-                    static_cast<long long>(B), us, gbs, 100.0 * gbs / copy_gbs);
+        std::printf(
+            "| mamba2_state_update | B=%lld H=80 P=64 G=1 N=128, bf16 in, f32 state | "
+            "%.2f | %.0f | %.1f%% |\n",
+            static_cast<long long>(B), us, gbs, 100.0 * gbs / copy_gbs);
       } else {
         sweep.push_back(std::to_string(B) + " rows=" + std::to_string(rows) + ": " +
                         std::to_string(us) + " us, " + std::to_string(100.0 * gbs / copy_gbs) +
@@ -217,8 +219,8 @@ int Main() {
     const double us = MedianUs(s, 10, 50, [&](int) { CHECK_OK(RunCausalConv1d(p, stream)); });
     const double bytes = 2.0 * T * dim * 2 + S * (W - 1) * dim * 2;
     const double gbs = bytes / (us * 1e-6) / 1e9;
-    std::printf("| causal_conv1d prefill | T=8x4096 dim=5376 W=4 bf16 | %.2f | %.0f | %.1f%% |\n", us,
-                gbs, 100.0 * gbs / copy_gbs);
+    std::printf("| causal_conv1d prefill | T=8x4096 dim=5376 W=4 bf16 | %.2f | %.0f | %.1f%% |\n",
+                us, gbs, 100.0 * gbs / copy_gbs);
   }
 
   // Gated RMSNorm, fused: T = 8 x 4096, I = 5120, G = 1 (per-rank size of the 2.7B layer).
@@ -240,8 +242,9 @@ int Main() {
                 gbs, 100.0 * gbs / copy_gbs);
   }
   CHECK_CUDA(cudaDeviceSynchronize());
-  std::printf("\nstate update tuning sweep (rows of state per thread group; the table uses the "
-              "default):\n");
+  std::printf(
+      "\nstate update tuning sweep (rows of state per thread group; the table uses the "
+      "default):\n");
   for (const auto& l : sweep) std::printf("  B=%s\n", l.c_str());
   return 0;
 }

@@ -82,7 +82,8 @@ absl::Status Run(int64_t layers) {
   const config::ModelConfig m = Mamba2_2p7b(layers);
   RandomWeights weights(m, 7);
   const absl::Time t0 = absl::Now();
-  ASSIGN_OR_RETURN(auto model, MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr));
+  ASSIGN_OR_RETURN(auto model,
+                   MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr));
   std::printf("model: Mamba2-2.7B shape, %lld layers, random bf16 weights (loaded in %.1f s)\n",
               static_cast<long long>(layers), absl::ToDoubleSeconds(absl::Now() - t0));
   ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig({DType::kBF16, DType::kF32}));
@@ -93,8 +94,10 @@ absl::Status Run(int64_t layers) {
   const int64_t in_rows = 2 * di + 2 * n + h, conv_dim = di + 2 * n;
   const int64_t layer_params = in_rows * dm + di * dm + conv_dim * (m.d_conv() + 1);
   const int64_t weight_bytes = 2 * (layers * layer_params + m.vocab_size() * dm);
-  std::printf("copy bandwidth (cudaMemcpy D2D, 1 GiB): %.0f GB/s; weights %.2f GB; state %.1f MB "
-              "per sequence\n\n", bw, weight_bytes / 1e9, block_bytes / 1e6);
+  std::printf(
+      "copy bandwidth (cudaMemcpy D2D, 1 GiB): %.0f GB/s; weights %.2f GB; state %.1f MB "
+      "per sequence\n\n",
+      bw, weight_bytes / 1e9, block_bytes / 1e6);
 
   std::printf("| batch | step ms | tokens/s | bytes/step GB | roofline ms | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|\n");
@@ -102,7 +105,8 @@ absl::Status Run(int64_t layers) {
   for (int64_t batch : {1, 16, 64}) {
     ForwardInput pre;
     for (int64_t s = 0; s < batch; ++s) {
-      for (int t = 0; t < 8; ++t) pre.token_ids.push_back(static_cast<int32_t>((s * 31 + t) % 50000));
+      for (int t = 0; t < 8; ++t)
+        pre.token_ids.push_back(static_cast<int32_t>((s * 31 + t) % 50000));
       pre.seq_lens.push_back(8);
       pre.initial_blocks.push_back(0);
       pre.final_blocks.push_back(static_cast<int32_t>(1 + s));
@@ -133,7 +137,8 @@ absl::Status Run(int64_t layers) {
   // Prefix caching: 8192-token prompt, 7168 tokens cached.
   const int64_t L = 8192, cached = 7168;
   ForwardInput full;
-  for (int64_t t = 0; t < L; ++t) full.token_ids.push_back(static_cast<int32_t>((t * 7919) % 50000));
+  for (int64_t t = 0; t < L; ++t)
+    full.token_ids.push_back(static_cast<int32_t>((t * 7919) % 50000));
   full.seq_lens = {static_cast<int32_t>(L)};
   full.initial_blocks = {0};
   full.final_blocks = {1};
@@ -165,7 +170,8 @@ absl::Status Run(int64_t layers) {
   std::printf("\n| prompt | cached | TTFT uncached ms | TTFT with hit ms | speedup | target |\n");
   std::printf("|---|---|---|---|---|---|\n");
   std::printf("| %lld | %lld | %.2f | %.2f | %.2fx | >= 6x |\n", static_cast<long long>(L),
-              static_cast<long long>(cached), Median(miss), Median(hit), Median(miss) / Median(hit));
+              static_cast<long long>(cached), Median(miss), Median(hit),
+              Median(miss) / Median(hit));
   return absl::OkStatus();
 }
 

@@ -19,14 +19,14 @@
 
 namespace {
 
-#define CK(expr)                                                                         \
-  do {                                                                                   \
-    cudaError_t e_ = (expr);                                                             \
-    if (e_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_),     \
-                   __FILE__, __LINE__);                                                  \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+#define CK(expr)                                                                               \
+  do {                                                                                         \
+    cudaError_t e_ = (expr);                                                                   \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), __FILE__, \
+                   __LINE__);                                                                  \
+      std::exit(1);                                                                            \
+    }                                                                                          \
   } while (0)
 
 __device__ __forceinline__ float HashUniform(uint64_t i, uint32_t seed) {
@@ -158,9 +158,8 @@ int main(int argc, char** argv) {
   std::printf("D2D copy bandwidth (1 GiB cudaMemcpy, read+write): %.1f GB/s\n", copy_gbs);
   std::printf("impl: %s, iters %d (median), warmup 3\n",
               impl == SsdCudaImpl::kTensorCore ? "tensor-core fused" : "sequential", iters);
-  std::printf(
-      "| shape | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours |%s\n",
-      anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
+  std::printf("| shape | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours |%s\n",
+              anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
   std::printf("|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
   int si = 0;
   std::vector<std::string> profile_lines;
@@ -246,13 +245,13 @@ int main(int argc, char** argv) {
       profile_lines.push_back(line);
     }
     // Bytes: read x, dt, B, C; write y and the final states (fp32).
-    const double bytes = T * (H * P * 2.0 * 2 + H * 2.0 + 2.0 * G * N * 2) +
-                         sh.b * block_elems * 4.0;
+    const double bytes =
+        T * (H * P * 2.0 * 2 + H * 2.0 + 2.0 * G * N * 2) + sh.b * block_elems * 4.0;
     // FLOPs of the chunked SSD algorithm at chunk Q (dense chunk products, as the anchor's
     // kernels count them): per head and chunk 2 Q^2 N (C B^T) + 2 Q^2 P ((CB o L) X)
     // + 2 Q N P (chunk state) + 2 Q N P (incoming state).
-    const double flops = static_cast<double>(T) / Q * H *
-                         (2.0 * Q * Q * N + 2.0 * Q * Q * P + 4.0 * Q * N * P);
+    const double flops =
+        static_cast<double>(T) / Q * H * (2.0 * Q * Q * N + 2.0 * Q * Q * P + 4.0 * Q * N * P);
     const double gbs = bytes / (ms * 1e-3) / 1e9;
     std::printf("| %s | %.4f | %.0f | %.1f%% | %.1f | %.2f | %.2fx |", sh.label, ms, gbs,
                 100.0 * gbs / copy_gbs, flops / (ms * 1e-3) / 1e12, sh.anchor_ms,

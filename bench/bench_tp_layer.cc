@@ -68,7 +68,8 @@ absl::Status Run(const Flags& f, int argc, char** argv) {
     return Median(ms);
   };
   ForwardInput pre;
-  for (int64_t t = 0; t < f.prefill_len; ++t) pre.token_ids.push_back(static_cast<int32_t>(t % 50000));
+  for (int64_t t = 0; t < f.prefill_len; ++t)
+    pre.token_ids.push_back(static_cast<int32_t>(t % 50000));
   pre.seq_lens = {static_cast<int32_t>(f.prefill_len)};
   pre.initial_blocks = {0};
   pre.final_blocks = {65};
@@ -104,7 +105,8 @@ absl::Status Run(const Flags& f, int argc, char** argv) {
         RETURN_IF_ERROR(comm->AllReduceSum(buf.data(), batch * f.d_model, dtype, model->stream()));
         for (int64_t l = 0; l < f.layers; ++l) {
           RETURN_IF_ERROR(comm->AllReduceSum(buf.data(), batch, DType::kF32, model->stream()));
-          RETURN_IF_ERROR(comm->AllReduceSum(buf.data(), batch * f.d_model, dtype, model->stream()));
+          RETURN_IF_ERROR(
+              comm->AllReduceSum(buf.data(), batch * f.d_model, dtype, model->stream()));
         }
         RETURN_IF_ERROR(model->stream().Synchronize());
         if (i >= 2) ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - a));

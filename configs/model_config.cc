@@ -281,8 +281,8 @@ absl::Status ValidateModelConfig(const config::ModelConfig& m) {
   RETURN_IF_ERROR(Positive("d_state", m.d_state()));
   RETURN_IF_ERROR(Positive("d_inner", m.d_inner()));
   if (m.d_conv() < 2 || m.d_conv() > 8) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model config: field 'd_conv' must be in [2, 8], got ", m.d_conv()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model config: field 'd_conv' must be in [2, 8], got ", m.d_conv()));
   }
   if (!(m.norm_eps() > 0)) {
     return absl::InvalidArgumentError("model config: field 'norm_eps' must be positive");
@@ -296,19 +296,19 @@ absl::Status ValidateModelConfig(const config::ModelConfig& m) {
   RETURN_IF_ERROR(Positive("n_groups", m.n_groups()));
   RETURN_IF_ERROR(Positive("chunk_size", m.chunk_size()));
   if (m.num_heads() * m.head_dim() != m.d_inner()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model config: num_heads * head_dim (", m.num_heads() * m.head_dim(),
-        ") must equal d_inner (", m.d_inner(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("model config: num_heads * head_dim (",
+                                                   m.num_heads() * m.head_dim(),
+                                                   ") must equal d_inner (", m.d_inner(), ")"));
   }
   if (m.num_heads() % m.n_groups() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("model config: field 'n_groups' (",
-                                                   m.n_groups(), ") must divide num_heads (",
-                                                   m.num_heads(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("model config: field 'n_groups' (", m.n_groups(),
+                                                   ") must divide num_heads (", m.num_heads(),
+                                                   ")"));
   }
   if (!(m.dt_limit_min() >= 0) || !(m.dt_limit_max() > m.dt_limit_min())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model config: field 'dt_limit' must satisfy 0 <= min < max, got (", m.dt_limit_min(),
-        ", ", m.dt_limit_max(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model config: field 'dt_limit' must satisfy 0 <= min < max, got (",
+                     m.dt_limit_min(), ", ", m.dt_limit_max(), ")"));
   }
   return absl::OkStatus();
 }
@@ -360,12 +360,12 @@ absl::StatusOr<config::MambaServeConfig> ParseServeConfigText(const std::string&
   }
   const auto& cache = c.cache();
   if (cache.block_size() <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": field 'cache.block_size' must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": field 'cache.block_size' must be positive"));
   }
   if (cache.conv_layout() != "SD" && cache.conv_layout() != "DS") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ": field 'cache.conv_layout' must be SD or DS, got '",
-                     cache.conv_layout(), "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": field 'cache.conv_layout' must be SD or DS, got '", cache.conv_layout(), "'"));
   }
   if (!cache.prefix_caching_mode().empty() && cache.prefix_caching_mode() != "align" &&
       cache.prefix_caching_mode() != "all") {
@@ -378,14 +378,17 @@ absl::StatusOr<config::MambaServeConfig> ParseServeConfigText(const std::string&
         absl::StrCat(origin, ": field 'cache.num_speculative_tokens' must be >= 0"));
   }
   if (c.parallel().tp_size() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": field 'parallel.tp_size' must be >= 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": field 'parallel.tp_size' must be >= 0"));
   }
   const auto& s = c.server();
-  for (auto [name, v] : {std::pair<const char*, int64_t>{"server.max_batch_size", s.max_batch_size()},
-                         {"server.max_num_batched_tokens", s.max_num_batched_tokens()},
-                         {"server.max_new_tokens_limit", s.max_new_tokens_limit()}}) {
+  for (auto [name, v] :
+       {std::pair<const char*, int64_t>{"server.max_batch_size", s.max_batch_size()},
+        {"server.max_num_batched_tokens", s.max_num_batched_tokens()},
+        {"server.max_new_tokens_limit", s.max_new_tokens_limit()}}) {
     if (v <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(origin, ": field '", name, "' must be positive"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": field '", name, "' must be positive"));
     }
   }
   return c;

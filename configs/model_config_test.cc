@@ -62,7 +62,9 @@ TEST(ModelConfig, TimeStepRankAuto) {
   EXPECT_EQ(m->d_inner(), 1536);
   ExpectErrorNames(ParseModelConfigJson(R"({"architectures": ["MambaForCausalLM"],
       "vocab_size": 100, "hidden_size": 768, "num_hidden_layers": 2, "state_size": 16,
-      "time_step_rank": "big"})").status(), "time_step_rank");
+      "time_step_rank": "big"})")
+                       .status(),
+                   "time_step_rank");
 }
 
 TEST(ModelConfig, StateSpacesFormat) {
@@ -92,7 +94,8 @@ TEST(ModelConfig, BadConfigsNameTheField) {
   ExpectErrorNames(
       ParseModelConfigJson(R"({"architectures": ["Mamba2ForCausalLM"], "vocab_size": -5,
         "hidden_size": 128, "num_hidden_layers": 2, "state_size": 64, "num_heads": 8,
-        "head_dim": 32})").status(),
+        "head_dim": 32})")
+          .status(),
       "vocab_size");  // negative
   ExpectErrorNames(
       ParseModelConfigJson("{" + base + R"(, "hidden_size": 100, "intermediate_size": 250})")
@@ -105,10 +108,10 @@ TEST(ModelConfig, BadConfigsNameTheField) {
       "d_conv");
   ExpectErrorNames(ParseModelConfigJson("{" + base + R"(, "hidden_size": "wide"})").status(),
                    "hidden_size");
-  ExpectErrorNames(ParseModelConfigJson(
-                       "{" + base + R"(, "hidden_size": 128, "time_step_limit": [1.0, 0.5]})")
-                       .status(),
-                   "dt_limit");
+  ExpectErrorNames(
+      ParseModelConfigJson("{" + base + R"(, "hidden_size": 128, "time_step_limit": [1.0, 0.5]})")
+          .status(),
+      "dt_limit");
   EXPECT_FALSE(ParseModelConfigJson("{not json").ok());
   EXPECT_EQ(ReadModelConfig("/nonexistent/dir").status().code(), absl::StatusCode::kNotFound);
 }
@@ -139,9 +142,8 @@ TEST(ServeConfig, BadServeConfigsNameTheField) {
                    "conv_layout");
   ExpectErrorNames(ParseServeConfigText("server { max_batch_size: -1 }", "t").status(),
                    "max_batch_size");
-  ExpectErrorNames(
-      ParseServeConfigText("model { architecture: MAMBA2 d_model: 64 }", "t").status(),
-      "vocab_size");
+  ExpectErrorNames(ParseServeConfigText("model { architecture: MAMBA2 d_model: 64 }", "t").status(),
+                   "vocab_size");
   EXPECT_FALSE(ParseServeConfigText("cache { no_such_field: 1 }", "t").ok());
   ExpectErrorNames(ParseServeConfigText("cache { prefix_caching_mode: \"some\" }", "t").status(),
                    "prefix_caching_mode");

@@ -16,9 +16,7 @@ namespace {
 
 constexpr int64_t kCpuAlignment = 64;  // one cache line; also enough for AVX-512 loads
 
-absl::Status NoCuda() {
-  return absl::FailedPreconditionError("this build has no CUDA backend");
-}
+absl::Status NoCuda() { return absl::FailedPreconditionError("this build has no CUDA backend"); }
 
 }  // namespace
 
@@ -89,8 +87,8 @@ absl::StatusOr<Buffer> Buffer::Allocate(Device device, int64_t nbytes) {
     const int64_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
     b.data_ = std::aligned_alloc(kCpuAlignment, rounded);
     if (b.data_ == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat("out of host memory allocating ", nbytes,
-                                                       " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of host memory allocating ", nbytes, " bytes"));
     }
     return b;
   }

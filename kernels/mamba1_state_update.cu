@@ -111,11 +111,6 @@ __device__ __forceinline__ void StoreStates(StateT* p, int count, bool vec, cons
     if (j < count) p[j] = FromF<StateT>(h[j]);
 }
 
-// MS_MAMBA1_KERNEL=v1 selects the first version (kept for comparison; see selective_scan.cu).
-bool UseV1() {
-  const char* v = std::getenv("MS_MAMBA1_KERNEL");
-  return v != nullptr && std::string(v) == "v1";
-}
 
 template <Discretization kMode, int kNPT, typename StateT>
 __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
@@ -334,7 +329,7 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
 
 template <Discretization kMode, int kNPT, typename StateT>
 absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st) {
-  if (a.N <= 16 && !UseV1()) {
+  if (a.N <= 16) {
     const int rt = 128;
     dim3 rgrid(static_cast<unsigned>((a.D + rt - 1) / rt), grid.y);
     Mamba1DecodeRowKernel<kMode, StateT><<<rgrid, rt, 0, st>>>(a);

@@ -113,179 +113,11 @@ __device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src,
   }
 }
 
-template <Discretization kMode, int kNPT>
-__global__ void __launch_bounds__(128) SelectiveScanKernel(const ScanArgs a) {
-  extern __shared__ __align__(16) char smem[];
-  const int seq = blockIdx.y;
-  const int64_t t0 = a.cu[seq];
-  const int64_t len = a.cu[seq + 1] - t0;
-  const int cpb = a.cpw * a.warps;
-  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * cpb;
-  if (c0 >= a.D) return;
-  const int valid_ch = static_cast<int>(min(static_cast<int64_t>(cpb), a.D - c0));
-  const int tid = threadIdx.x, nthreads = blockDim.x;
-  const int warp = tid >> 5, lane = tid & 31;
-  const int tpc = 1 << a.tpc_log2;
-  const int slot = lane >> a.tpc_log2;  // channel slot within the warp
-  const int sub = lane & (tpc - 1);
-  const int cl = warp * a.cpw + min(slot, a.cpw - 1);  // local channel (clamped for reads)
-  const int64_t d = c0 + cl;
-  const bool ch_valid = slot < a.cpw && cl < valid_ch;
-  const int64_t g = c0 / a.dpg;
-  const int64_t N = a.N;
-
-  // Registers: this lane's states and A coefficients (n = sub * kNPT + j).
-  float h[kNPT], Ar[kNPT];
-  const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
-#pragma unroll
-  for (int j = 0; j < kNPT; ++j) {
-    const int64_t n = sub * kNPT + j;
-    const bool valid = ch_valid && n < N;
-    Ar[j] = valid ? PrepareA<kMode>(a.A[d * N + n]) : 0.0f;
-    h[j] = (valid && in_blk != 0) ? LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + d * N + n)
-                                  : 0.0f;
-  }
-
-  float4* s_par = reinterpret_cast<float4*>(smem + a.off_par);
-  float* s_B = reinterpret_cast<float*>(smem + a.off_B);
-  float* s_C = reinterpret_cast<float*>(smem + a.off_C);
-  float* s_y = reinterpret_cast<float*>(smem + a.off_y);
-  float* s_spb = reinterpret_cast<float*>(smem + a.off_spb);
-  if (kMode == Discretization::kEventDriven) {
-    for (int i = tid; i < cpb; i += nthreads) s_spb[i] = i < valid_ch ? DevSoftplus(a.bias_A[c0 + i]) : 0.0f;
-  }
-  const int K = a.K;
-  auto raw_u = [&](int stage) { return smem + stage * a.raw_stage_bytes; };
-  auto raw_delta = [&](int stage) { return raw_u(stage) + K * a.seg_x; };
-  auto raw_z = [&](int stage) { return raw_u(stage) + 2 * K * a.seg_x; };
-  auto raw_B = [&](int stage) { return raw_u(stage) + 3 * K * a.seg_x; };
-  auto raw_C = [&](int stage) { return raw_B(stage) + K * a.seg_bc; };
-
-  auto issue = [&](int64_t cs, int stage) {
-    const int rows = static_cast<int>(min(static_cast<int64_t>(K), len - cs));
-    const int64_t row0 = t0 + cs;
-    CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx, rows,
-             valid_ch * a.esx, a.vec_u, tid, nthreads);
-    CopyRows(raw_delta(stage), a.seg_x, a.delta + (row0 * a.delta_rs + c0) * a.esx,
-             a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, tid, nthreads);
-    if (a.z) {
-      CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx, rows,
-               valid_ch * a.esx, a.vec_z, tid, nthreads);
-    }
-    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc,
-             a.B_rs * a.esbc, rows, static_cast<int>(N) * a.esbc, a.vec_B, tid, nthreads);
-    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc,
-             a.C_rs * a.esbc, rows, static_cast<int>(N) * a.esbc, a.vec_C, tid, nthreads);
-  };
-
-  // Next boundary (local token index) and its destination column.
-  int64_t next_b = -1, bj = 0;
-  if (a.block_size > 0) {
-    const int64_t pre = a.prefix[seq];
-    next_b = a.block_size - pre % a.block_size - 1;
-  }
-
-  const int64_t num_chunks = (len + K - 1) / K;
-  const int x_row = a.seg_x / a.esx, bc_row = a.seg_bc / a.esbc;
-  const unsigned full = 0xffffffffu;
-  if (num_chunks > 0) issue(0, 0);
-  CpAsyncCommit();
-  for (int64_t c = 0; c < num_chunks; ++c) {
-    const int64_t cs = c * K;
-    const int rows = static_cast<int>(min(static_cast<int64_t>(K), len - cs));
-    const int stage = static_cast<int>(c & 1);
-    if (c + 1 < num_chunks) issue(cs + K, stage ^ 1);
-    CpAsyncCommit();
-    CpAsyncWait1();
-    __syncthreads();
-    // Convert: per-(token, channel) scalars, per-(token, n) B and C.
-    {
-      const char* ru = raw_u(stage);
-      const char* rd = raw_delta(stage);
-      for (int i = tid; i < rows * cpb; i += nthreads) {
-        const int t = i / cpb, cc = i - t * cpb;
-        if (cc >= valid_ch) continue;
-        const float u = LoadElem(ru, a.x_dt, t * x_row + cc);
-        const float dl = LoadElem(rd, a.x_dt, t * x_row + cc);
-        const float bias = a.delta_bias ? a.delta_bias[c0 + cc] : 0.0f;
-        const float ev = kMode == Discretization::kEventDriven ? a.tau[t0 + cs + t] * s_spb[cc]
-                                                               : 0.0f;
-        const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
-        s_par[i] = make_float4(ts.dt_in, ts.dt_decay, ts.xin, ts.u);
-      }
-      const char* rb = raw_B(stage);
-      const char* rc = raw_C(stage);
-      for (int i = tid; i < rows * a.npad; i += nthreads) {
-        const int t = i / a.npad, n = i - t * a.npad;
-        s_B[i] = n < N ? LoadElem(rb, a.bc_dt, t * bc_row + n) : 0.0f;
-        s_C[i] = n < N ? LoadElem(rc, a.bc_dt, t * bc_row + n) : 0.0f;
-      }
-    }
-    __syncthreads();
-    // The recurrence over the chunk's tokens.
-#pragma unroll 2
-    for (int t = 0; t < rows; ++t) {
-      const float4 p = s_par[t * cpb + cl];
-      const TokenScalars ts{p.x, p.y, p.z, p.w};
-      float Bv[kNPT], Cv[kNPT];
-#pragma unroll
-      for (int j = 0; j < kNPT; j += 4) {
-        const float4 b4 = *reinterpret_cast<const float4*>(s_B + t * a.npad + sub * kNPT + j);
-        const float4 c4 = *reinterpret_cast<const float4*>(s_C + t * a.npad + sub * kNPT + j);
-        Bv[j] = b4.x, Bv[j + 1] = b4.y, Bv[j + 2] = b4.z, Bv[j + 3] = b4.w;
-        Cv[j] = c4.x, Cv[j + 1] = c4.y, Cv[j + 2] = c4.z, Cv[j + 3] = c4.w;
-      }
-      float yp = 0.0f;
-#pragma unroll
-      for (int j = 0; j < kNPT; ++j) {
-        h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
-        yp = fmaf(Cv[j], h[j], yp);
-      }
-      for (int off = tpc >> 1; off > 0; off >>= 1) yp += __shfl_xor_sync(full, yp, off);
-      if (sub == 0 && ch_valid) s_y[t * cpb + cl] = yp;
-      if (cs + t == next_b) {
-        const int64_t dst = a.bnd[seq * a.bnd_stride + bj];
-        if (dst != 0 && ch_valid) {
-#pragma unroll
-          for (int j = 0; j < kNPT; ++j) {
-            const int64_t n = sub * kNPT + j;
-            if (n < N) StoreElem(a.pool, a.st_dt, dst * a.block_stride + d * N + n, h[j]);
-          }
-        }
-        ++bj;
-        next_b += a.block_size;
-      }
-    }
-    __syncthreads();
-    // Epilogue: + D u, gate, store.
-    {
-      const char* rz = raw_z(stage);
-      for (int i = tid; i < rows * cpb; i += nthreads) {
-        const int t = i / cpb, cc = i - t * cpb;
-        if (cc >= valid_ch) continue;
-        float yv = s_y[i];
-        if (a.Dv) yv += a.Dv[c0 + cc] * s_par[i].w;
-        if (a.z) yv *= DevSilu(LoadElem(rz, a.x_dt, t * x_row + cc));
-        StoreElem(a.y, a.x_dt, (t0 + cs + t) * a.y_rs + c0 + cc, yv);
-      }
-    }
-    __syncthreads();
-  }
-  const int64_t out_blk = a.final_blk ? a.final_blk[seq] : 0;
-  if (out_blk != 0 && ch_valid) {
-#pragma unroll
-    for (int j = 0; j < kNPT; ++j) {
-      const int64_t n = sub * kNPT + j;
-      if (n < N) StoreElem(a.pool, a.st_dt, out_blk * a.block_stride + d * N + n, h[j]);
-    }
-  }
-}
-
-
 // ---------------------------------------------------------------------------------------------
-// Version 2 of the prefill kernel (the default): same data flow as version 1, with the work
-// outside the recurrence made cheap, since at one warp per SM sub-partition the kernel is bound
-// by instruction issue and latency rather than by the exponentials:
+// The prefill kernel (its second version; the first, with per-token branches and shuffles in the
+// recurrence, measured 2x slower and was removed, see bench/RESULTS_mamba1.md). The work outside
+// the recurrence is made cheap, since at one warp per SM sub-partition the kernel is bound by
+// instruction issue and latency rather than by the exponentials:
 //   - every thread converts and finishes a fixed channel (no divisions, per-channel constants in
 //     registers), the element type is dispatched once per chunk;
 //   - the recurrence loop has no branches or shuffles: each lane stores its partial y to shared
@@ -576,18 +408,11 @@ int PickVec(uintptr_t base, std::initializer_list<int64_t> byte_quantities) {
   return 2;
 }
 
-// MS_MAMBA1_KERNEL=v1 selects the first version of the kernels (kept as a reference for
-// debugging and comparison; the benchmark reports both).
-bool UseV1() {
-  const char* v = std::getenv("MS_MAMBA1_KERNEL");
-  return v != nullptr && std::string(v) == "v1";
-}
-
 int RoundUp16(int64_t x) { return static_cast<int>((x + 15) / 16 * 16); }
 
 template <Discretization kMode, int kNPT>
 absl::Status Launch(const ScanArgs& a, dim3 grid, int smem_bytes, cudaStream_t st) {
-  auto kernel = UseV1() ? SelectiveScanKernel<kMode, kNPT> : SelectiveScanKernelV2<kMode, kNPT>;
+  auto kernel = SelectiveScanKernelV2<kMode, kNPT>;
   CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   kernel<<<grid, a.warps * 32, smem_bytes, st>>>(a);

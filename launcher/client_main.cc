@@ -14,11 +14,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "launcher/client.h"
+#include "launcher/token_ids.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051", "server address (host:port or unix:/path)");
 ABSL_FLAG(std::string, ids, "", "generate: comma-separated prompt token ids");
@@ -53,14 +52,12 @@ api::GenerateRequest BaseRequest() {
 
 int Generate(MambaServeClient& client) {
   api::GenerateRequest req = BaseRequest();
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_ids), ',', absl::SkipEmpty())) {
-    int32_t id;
-    if (!absl::SimpleAtoi(s, &id)) {
-      std::fprintf(stderr, "--ids: '%s' is not an integer\n", std::string(s).c_str());
-      return 2;
-    }
-    req.add_prompt_ids(id);
+  auto ids = ParseTokenIds(absl::GetFlag(FLAGS_ids));
+  if (!ids.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(ids.status().message()).c_str());
+    return 2;
   }
+  for (int32_t id : *ids) req.add_prompt_ids(id);
   auto r = client.Generate(req);
   if (!r.ok()) {
     std::fprintf(stderr, "generate failed: %s\n", r.status().ToString().c_str());

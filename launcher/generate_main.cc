@@ -7,12 +7,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "configs/model_config.h"
 #include "core/status_macros.h"
+#include "launcher/token_ids.h"
 #include "layers/generate.h"
 #include "layers/mamba_model.h"
 #include "parallel/communicator.h"
@@ -28,12 +27,7 @@ namespace {
 
 absl::Status Main(int argc, char** argv) {
   ASSIGN_OR_RETURN(const MpiContext* mpi, InitMpi(&argc, &argv));
-  std::vector<int32_t> prompt;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_ids), ',', absl::SkipEmpty())) {
-    int32_t id;
-    MS_CHECK_ARG(absl::SimpleAtoi(s, &id), "--ids: '", std::string(s), "' is not an integer");
-    prompt.push_back(id);
-  }
+  ASSIGN_OR_RETURN(std::vector<int32_t> prompt, ParseTokenIds(absl::GetFlag(FLAGS_ids)));
   MS_CHECK_ARG(!prompt.empty(), "--ids is empty");
   ASSIGN_OR_RETURN(config::ModelConfig m, ReadModelConfig(absl::GetFlag(FLAGS_model)));
   ASSIGN_OR_RETURN(auto weights, CheckpointWeights::Open(absl::GetFlag(FLAGS_model)));

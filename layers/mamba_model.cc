@@ -22,11 +22,10 @@ Mamba1Dims Mamba1DimsOf(const config::ModelConfig& m) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::ModelConfig& m,
-                                                             const WeightSource& src,
-                                                             Device device, DType dtype,
-                                                             Communicator* comm) {
-  MS_CHECK_ARG(device.is_cuda() || dtype == DType::kF32,
-               "the CPU backend serves in float32; got ", DTypeName(dtype));
+                                                             const WeightSource& src, Device device,
+                                                             DType dtype, Communicator* comm) {
+  MS_CHECK_ARG(device.is_cuda() || dtype == DType::kF32, "the CPU backend serves in float32; got ",
+               DTypeName(dtype));
   std::unique_ptr<MambaModel> model(new MambaModel());
   model->config_ = m;
   model->device_ = device;
@@ -42,14 +41,12 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
   model->vocab_local_rows_ = vp.rows.size;
   model->vocab_row_begin_ = vp.rows.begin;
   model->vocab_valid_rows_ = vp.valid_rows;
-  ASSIGN_OR_RETURN(std::string emb_name,
-                   ResolveWeightName(src, {"backbone.embeddings.weight",
-                                           "backbone.embedding.weight"}));
+  ASSIGN_OR_RETURN(std::string emb_name, ResolveWeightName(src, {"backbone.embeddings.weight",
+                                                                 "backbone.embedding.weight"}));
   ASSIGN_OR_RETURN(auto emb_shape, src.Shape(emb_name));
-  MS_CHECK_ARG(emb_shape.size() == 2 && emb_shape[1] == m.d_model() &&
-                   emb_shape[0] >= m.vocab_size(),
-               emb_name, ": shape mismatch with vocab_size ", m.vocab_size(), " and d_model ",
-               m.d_model());
+  MS_CHECK_ARG(
+      emb_shape.size() == 2 && emb_shape[1] == m.d_model() && emb_shape[0] >= m.vocab_size(),
+      emb_name, ": shape mismatch with vocab_size ", m.vocab_size(), " and d_model ", m.d_model());
   std::vector<float> w;
   auto read_vocab_rows = [&](const std::string& name) -> absl::Status {
     RETURN_IF_ERROR(ReadRows(src, name, {{vp.rows.begin, vp.valid_rows}}, &w));
@@ -60,14 +57,13 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
   ASSIGN_OR_RETURN(model->embedding_, UploadAs(device, dtype, w));
   if (!m.tie_embeddings()) {
     ASSIGN_OR_RETURN(auto head_shape, src.Shape("lm_head.weight"));
-    MS_CHECK_ARG(head_shape.size() == 2 && head_shape[1] == m.d_model() &&
-                     head_shape[0] >= m.vocab_size(),
-                 "tensor 'lm_head.weight' has a shape that does not match vocab_size ",
-                 m.vocab_size(), " and d_model ", m.d_model());
+    MS_CHECK_ARG(
+        head_shape.size() == 2 && head_shape[1] == m.d_model() && head_shape[0] >= m.vocab_size(),
+        "tensor 'lm_head.weight' has a shape that does not match vocab_size ", m.vocab_size(),
+        " and d_model ", m.d_model());
     RETURN_IF_ERROR(read_vocab_rows("lm_head.weight"));
   }
-  ASSIGN_OR_RETURN(model->lm_head_,
-                   Linear::Create(device, dtype, vp.rows.size, m.d_model(), w));
+  ASSIGN_OR_RETURN(model->lm_head_, Linear::Create(device, dtype, vp.rows.size, m.d_model(), w));
 
   for (int64_t l = 0; l < m.n_layers(); ++l) {
     const std::string p = absl::StrCat("backbone.layers.", l, ".");
@@ -77,11 +73,13 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
     model->layer_norms_.push_back(std::move(nb));
     if (m.architecture() == config::MAMBA2) {
       ASSIGN_OR_RETURN(Mamba2ShardPlan plan, MakeMamba2ShardPlan(Mamba2DimsOf(m), tp, rank));
-      ASSIGN_OR_RETURN(Mamba2Mixer mx, Mamba2Mixer::Load(m, plan, src, p + "mixer.", device, dtype));
+      ASSIGN_OR_RETURN(Mamba2Mixer mx,
+                       Mamba2Mixer::Load(m, plan, src, p + "mixer.", device, dtype));
       model->mixers_.emplace_back(std::move(mx));
     } else {
       ASSIGN_OR_RETURN(Mamba1ShardPlan plan, MakeMamba1ShardPlan(Mamba1DimsOf(m), tp, rank));
-      ASSIGN_OR_RETURN(Mamba1Mixer mx, Mamba1Mixer::Load(m, plan, src, p + "mixer.", device, dtype));
+      ASSIGN_OR_RETURN(Mamba1Mixer mx,
+                       Mamba1Mixer::Load(m, plan, src, p + "mixer.", device, dtype));
       model->mixers_.emplace_back(std::move(mx));
     }
   }
@@ -100,12 +98,12 @@ absl::StatusOr<StatePoolConfig> MambaModel::PoolConfig(StateDTypes dtypes,
   c.conv_layout = layout;
   c.device = device_;
   if (m.architecture() == config::MAMBA2) {
-    Mamba2StateArgs a{m.num_heads(), m.head_dim(), m.n_groups(), m.d_state(), m.d_conv(), 0, tp(),
-                      rank()};
+    Mamba2StateArgs a{m.num_heads(), m.head_dim(), m.n_groups(), m.d_state(), m.d_conv(), 0,
+                      tp(),          rank()};
     ASSIGN_OR_RETURN(c.shapes, Mamba2StateShapes(a, layout, dtypes));
   } else {
-    ASSIGN_OR_RETURN(c.shapes, Mamba1StateShapes(m.d_inner(), m.d_state(), m.d_conv(), tp(),
-                                                 layout, dtypes));
+    ASSIGN_OR_RETURN(c.shapes,
+                     Mamba1StateShapes(m.d_inner(), m.d_state(), m.d_conv(), tp(), layout, dtypes));
   }
   return c;
 }
@@ -127,8 +125,8 @@ absl::Status MambaModel::Validate(const ForwardInput& in, const StatePool& pool)
       MS_CHECK_ARG(b >= 0 && b < pool.num_blocks(), "sequence ", s, ": block ", b,
                    " outside the pool of ", pool.num_blocks());
     }
-    MS_CHECK_ARG(s >= in.num_decode || (in.initial_blocks[s] != 0 &&
-                                        in.initial_blocks[s] == in.final_blocks[s]),
+    MS_CHECK_ARG(s >= in.num_decode ||
+                     (in.initial_blocks[s] != 0 && in.initial_blocks[s] == in.final_blocks[s]),
                  "decode sequence ", s, " needs one non-null block read and written in place");
     total += in.seq_lens[s];
   }
@@ -145,7 +143,8 @@ absl::Status MambaModel::Validate(const ForwardInput& in, const StatePool& pool)
   if (B > 0) {
     MS_CHECK_ARG(pool.conv_layout() == ConvLayout::kSD,
                  "kernel-written prefix caching needs the SD conv-state layout");
-    MS_CHECK_ARG(B >= config_.d_conv() - 1, "boundary_block_size ", B, " is shorter than the conv window");
+    MS_CHECK_ARG(B >= config_.d_conv() - 1, "boundary_block_size ", B,
+                 " is shorter than the conv window");
     MS_CHECK_ARG(config_.architecture() != config::MAMBA2 || B % config_.chunk_size() == 0,
                  "boundary_block_size ", B, " must be a multiple of chunk_size ",
                  config_.chunk_size());
@@ -311,29 +310,36 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
   }
 
   ASSIGN_OR_RETURN(void* hidden, workspace_->Get(kSlotHidden, T * dm * es));
-  ASSIGN_OR_RETURN(void* residual, workspace_->Get(kSlotResidual, T * dm * DTypeSize(residual_dtype_)));
+  ASSIGN_OR_RETURN(void* residual,
+                   workspace_->Get(kSlotResidual, T * dm * DTypeSize(residual_dtype_)));
   ASSIGN_OR_RETURN(void* normed, workspace_->Get(kSlotNormed, T * dm * es));
 
-  EmbeddingParams ep{T, dm, di, embedding_.data(), dtype_, vocab_row_begin_, vocab_valid_rows_,
-                     hidden, dtype_};
+  EmbeddingParams ep{
+      T, dm, di, embedding_.data(), dtype_, vocab_row_begin_, vocab_valid_rows_, hidden, dtype_};
   RETURN_IF_ERROR(RunEmbedding(ep, stream_));
   if (tp() > 1) RETURN_IF_ERROR(comm_->AllReduceSum(hidden, T * dm, dtype_, stream_));
 
   for (int64_t l = 0; l < config_.n_layers(); ++l) {
-    AddRmsNormParams np_{T, dm, hidden, dtype_, residual, residual_dtype_, l > 0,
-                         layer_norms_[l].data(), DType::kF32, normed, dtype_,
-                         static_cast<float>(config_.norm_eps())};
+    AddRmsNormParams np_{T,           dm,
+                         hidden,      dtype_,
+                         residual,    residual_dtype_,
+                         l > 0,       layer_norms_[l].data(),
+                         DType::kF32, normed,
+                         dtype_,      static_cast<float>(config_.norm_eps())};
     RETURN_IF_ERROR(RunAddRmsNorm(np_, stream_));
     ASSIGN_OR_RETURN(StateTensorRef conv, pool.Ref(l, 0));
     ASSIGN_OR_RETURN(StateTensorRef ssm, pool.Ref(l, 1));
-    absl::Status st = std::visit(
-        [&](const auto& mixer) { return mixer.Forward(normed, hidden, conv, ssm, ctx); },
-        mixers_[l]);
+    absl::Status st =
+        std::visit([&](const auto& mixer) { return mixer.Forward(normed, hidden, conv, ssm, ctx); },
+                   mixers_[l]);
     RETURN_IF_ERROR(st);
   }
-  AddRmsNormParams fin{T, dm, hidden, dtype_, residual, residual_dtype_, true,
-                       final_norm_.data(), DType::kF32, normed, dtype_,
-                       static_cast<float>(config_.norm_eps())};
+  AddRmsNormParams fin{T,           dm,
+                       hidden,      dtype_,
+                       residual,    residual_dtype_,
+                       true,        final_norm_.data(),
+                       DType::kF32, normed,
+                       dtype_,      static_cast<float>(config_.norm_eps())};
   RETURN_IF_ERROR(RunAddRmsNorm(fin, stream_));
 
   const void* head_in = normed;
@@ -345,14 +351,16 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
   }
   const int64_t V = vocab_local_rows_;
   ASSIGN_OR_RETURN(void* local_logits, workspace_->Get(kSlotLogits, rows * V * 4));
-  RETURN_IF_ERROR(lm_head_.Forward(head_in, dm, rows, local_logits, V, DType::kF32, stream_, blas_));
+  RETURN_IF_ERROR(
+      lm_head_.Forward(head_in, dm, rows, local_logits, V, DType::kF32, stream_, blas_));
   const void* gathered = local_logits;
   if (tp() > 1) {
     ASSIGN_OR_RETURN(void* all, workspace_->Get(kSlotGathered, tp() * rows * V * 4));
     RETURN_IF_ERROR(comm_->AllGather(local_logits, all, rows * V, DType::kF32, stream_));
     gathered = all;
   }
-  std::vector<float> host(static_cast<size_t>(tp() * rows * V));
+  std::vector<float>& host = host_logits_;
+  host.resize(static_cast<size_t>(tp() * rows * V));
   RETURN_IF_ERROR(CopyBytes(host.data(), Device::Cpu(), gathered, device_,
                             static_cast<int64_t>(host.size()) * 4, &stream_));
   RETURN_IF_ERROR(stream_.Synchronize());

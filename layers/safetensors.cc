@@ -43,32 +43,24 @@ absl::StatusOr<StDType> ParseStDType(const std::string& s) {
   return absl::InvalidArgumentError(absl::StrCat("unsupported dtype ", s));
 }
 
-double LoadElement(const uint8_t* p, StDType t) {
+// Element i of a tensor's bytes as double: the float types through core's conversions.
+double LoadElement(const uint8_t* base, StDType t, int64_t i) {
   switch (t) {
-    case StDType::kF32: {
-      float f;
-      std::memcpy(&f, p, 4);
-      return f;
-    }
-    case StDType::kBF16: {
-      bf16 b;
-      std::memcpy(&b.bits, p, 2);
-      return ToFloat(b);
-    }
-    case StDType::kF16: {
-      f16 h;
-      std::memcpy(&h.bits, p, 2);
-      return ToFloat(h);
-    }
+    case StDType::kF32:
+      return LoadAsFloat(base, DType::kF32, i);
+    case StDType::kBF16:
+      return LoadAsFloat(base, DType::kBF16, i);
+    case StDType::kF16:
+      return LoadAsFloat(base, DType::kF16, i);
     case StDType::kI32: {
-      int32_t i;
-      std::memcpy(&i, p, 4);
-      return i;
+      int32_t v;
+      std::memcpy(&v, base + i * 4, 4);
+      return v;
     }
     case StDType::kI64: {
-      int64_t i;
-      std::memcpy(&i, p, 8);
-      return static_cast<double>(i);
+      int64_t v;
+      std::memcpy(&v, base + i * 8, 8);
+      return static_cast<double>(v);
     }
   }
   return 0;
@@ -114,8 +106,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return fail(absl::StrCat("header of ", header_len, " bytes exceeds the 100 MB limit"));
   }
   if (8 + static_cast<int64_t>(header_len) > f->map_size_) {
-    return fail(absl::StrCat("truncated: header of ", header_len, " bytes but file has ",
-                             f->map_size_));
+    return fail(
+        absl::StrCat("truncated: header of ", header_len, " bytes but file has ", f->map_size_));
   }
   const char* hdr = reinterpret_cast<const char*>(f->map_ + 8);
   json j = json::parse(hdr, hdr + header_len, nullptr, /*allow_exceptions=*/false);
@@ -169,8 +161,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
             [](const SafetensorInfo* a, const SafetensorInfo* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     if (by_offset[i]->begin < by_offset[i - 1]->end) {
-      return fail(absl::StrCat("tensors '", by_offset[i - 1]->name, "' and '",
-                               by_offset[i]->name, "' overlap"));
+      return fail(absl::StrCat("tensors '", by_offset[i - 1]->name, "' and '", by_offset[i]->name,
+                               "' overlap"));
     }
   }
   return f;
@@ -223,7 +215,7 @@ absl::Status SafetensorsFile::ReadAsFloat(const std::string& name,
       std::memcpy(out->data() + o, p, static_cast<size_t>(inner) * 4);
     } else {
       for (int64_t i = 0; i < inner; ++i) {
-        (*out)[static_cast<size_t>(o + i)] = static_cast<float>(LoadElement(p + i * esize, info->dtype));
+        (*out)[static_cast<size_t>(o + i)] = static_cast<float>(LoadElement(p, info->dtype, i));
       }
     }
     for (int d = rank - 2; d >= 0; --d) {
@@ -239,11 +231,10 @@ absl::Status SafetensorsFile::ReadAsInt(const std::string& name, std::vector<int
   if (info->dtype != StDType::kI32 && info->dtype != StDType::kI64) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' is not integer"));
   }
-  const int64_t esize = StDTypeSize(info->dtype);
   out->resize(static_cast<size_t>(info->numel()));
   for (int64_t i = 0; i < info->numel(); ++i) {
     (*out)[static_cast<size_t>(i)] =
-        static_cast<int64_t>(LoadElement(data_ + info->begin + i * esize, info->dtype));
+        static_cast<int64_t>(LoadElement(data_ + info->begin, info->dtype, i));
   }
   return absl::OkStatus();
 }
@@ -281,8 +272,8 @@ absl::StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::Open(const std::str
         if (f->path() == dir + "/" + file) holder = f.get();
       }
       if (holder == nullptr || !holder->tensors().count(tensor)) {
-        return absl::NotFoundError(absl::StrCat(index_path, ": tensor '", tensor,
-                                                "' is not in ", file));
+        return absl::NotFoundError(
+            absl::StrCat(index_path, ": tensor '", tensor, "' is not in ", file));
       }
       c.where_[tensor] = holder;
     }
