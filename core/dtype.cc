@@ -1,6 +1,7 @@
 #include "core/dtype.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -54,29 +55,46 @@ f16 ToF16(float f) {
   return f16{static_cast<uint16_t>(sign | (exp << 10) | ((v >> 13) & 0x3ffu))};
 }
 
+// memcpy, not typed indexing: callers may pass unaligned bytes (a safetensors data section), and
+// a 2- or 4-byte memcpy compiles to a plain load.
 float LoadAsFloat(const void* base, DType t, int64_t i) {
+  const char* p = static_cast<const char*>(base) + i * DTypeSize(t);
   switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(base)[i];
-    case DType::kBF16:
-      return ToFloat(static_cast<const bf16*>(base)[i]);
-    case DType::kF16:
-      return ToFloat(static_cast<const f16*>(base)[i]);
+    case DType::kF32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::kBF16: {
+      bf16 v;
+      std::memcpy(&v.bits, p, 2);
+      return ToFloat(v);
+    }
+    case DType::kF16: {
+      f16 v;
+      std::memcpy(&v.bits, p, 2);
+      return ToFloat(v);
+    }
   }
   return 0.0f;
 }
 
 void StoreFromFloat(void* base, DType t, int64_t i, float v) {
+  char* p = static_cast<char*>(base) + i * DTypeSize(t);
   switch (t) {
     case DType::kF32:
-      static_cast<float*>(base)[i] = v;
+      std::memcpy(p, &v, 4);
       return;
-    case DType::kBF16:
-      static_cast<bf16*>(base)[i] = ToBf16(v);
+    case DType::kBF16: {
+      const uint16_t bits = ToBf16(v).bits;
+      std::memcpy(p, &bits, 2);
       return;
-    case DType::kF16:
-      static_cast<f16*>(base)[i] = ToF16(v);
+    }
+    case DType::kF16: {
+      const uint16_t bits = ToF16(v).bits;
+      std::memcpy(p, &bits, 2);
       return;
+    }
   }
 }
 

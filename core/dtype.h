@@ -80,7 +80,7 @@ constexpr DType DTypeOf<f16>() {
   return DType::kF16;
 }
 
-// Reads element i of an array of dtype t as float; writes likewise (CPU only).
+// Reads element i of an array of dtype t as float; writes likewise (CPU only; any alignment).
 float LoadAsFloat(const void* base, DType t, int64_t i);
 void StoreFromFloat(void* base, DType t, int64_t i, float v);
 
