@@ -25,8 +25,7 @@ class Buffer {
   static absl::StatusOr<Buffer> Allocate(Device device, int64_t nbytes);
   // Allocates a tensor-sized buffer and returns a contiguous view of it through `view`.
   static absl::StatusOr<Buffer> ForTensor(Device device, DType dtype,
-                                          std::initializer_list<int64_t> shape,
-                                          TensorView* view);
+                                          std::initializer_list<int64_t> shape, TensorView* view);
 
   void* data() const { return data_; }
   int64_t nbytes() const { return nbytes_; }

@@ -36,8 +36,7 @@ TEST(Buffer, ForTensorAndCopyZero) {
 }
 
 TEST(Buffer, FreeMemoryIsAGpuQuery) {
-  EXPECT_EQ(DeviceFreeMemory(Device::Cpu()).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(DeviceFreeMemory(Device::Cpu()).status().code(), absl::StatusCode::kFailedPrecondition);
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; the GPU half runs on the GPU machine";
   auto before = DeviceFreeMemory(Device::Cuda(0));
   ASSERT_TRUE(before.ok()) << before.status();

@@ -8,8 +8,7 @@ std::vector<ChunkRange> SplitIntoChunks(int64_t length, int64_t chunk_size) {
   return SplitIntoAlignedChunks(0, length, chunk_size);
 }
 
-std::vector<ChunkRange> SplitIntoAlignedChunks(int64_t offset, int64_t length,
-                                               int64_t chunk_size) {
+std::vector<ChunkRange> SplitIntoAlignedChunks(int64_t offset, int64_t length, int64_t chunk_size) {
   std::vector<ChunkRange> chunks;
   if (chunk_size <= 0) return chunks;
   int64_t pos = 0;

@@ -22,8 +22,7 @@ std::vector<ChunkRange> SplitIntoChunks(int64_t length, int64_t chunk_size);
 // Like SplitIntoChunks, but the first chunk ends at the first multiple of chunk_size after
 // `offset` (for a sequence whose first `offset` tokens were already processed, so chunk
 // boundaries stay aligned to absolute positions, as block-aligned prefix caching needs).
-std::vector<ChunkRange> SplitIntoAlignedChunks(int64_t offset, int64_t length,
-                                               int64_t chunk_size);
+std::vector<ChunkRange> SplitIntoAlignedChunks(int64_t offset, int64_t length, int64_t chunk_size);
 
 // Concatenates per-chunk rows (each chunk's rows, `row_width` values each) back into one array
 // in chunk order. The chunks must tile [0, total) without gaps.

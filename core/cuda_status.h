@@ -14,8 +14,8 @@ namespace mambaserve {
 inline absl::Status CudaStatus(cudaError_t e, const char* expr, const char* file, int line) {
   if (e == cudaSuccess) return absl::OkStatus();
   return absl::InternalError(absl::StrCat("CUDA error ", cudaGetErrorName(e), " (",
-                                          cudaGetErrorString(e), ") in ", expr, " at ", file,
-                                          ":", line));
+                                          cudaGetErrorString(e), ") in ", expr, " at ", file, ":",
+                                          line));
 }
 
 inline absl::Status CublasStatus(cublasStatus_t e, const char* expr, const char* file, int line) {

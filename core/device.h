@@ -18,9 +18,7 @@ struct Device {
   bool is_cpu() const { return type == DeviceType::kCpu; }
   bool is_cuda() const { return type == DeviceType::kCuda; }
   bool operator==(const Device&) const = default;
-  std::string ToString() const {
-    return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
-  }
+  std::string ToString() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 };
 
 // True when this binary has the CUDA backend and at least one GPU is visible.

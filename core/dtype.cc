@@ -24,7 +24,8 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
   if (name == "f32" || name == "float32" || name == "fp32" || name == "F32") return DType::kF32;
   if (name == "bf16" || name == "bfloat16" || name == "BF16") return DType::kBF16;
   if (name == "f16" || name == "float16" || name == "fp16" || name == "F16") return DType::kF16;
-  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", std::string(name), "' (expected f32, bf16 or f16)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype '", std::string(name), "' (expected f32, bf16 or f16)"));
 }
 
 float ToFloat(f16 x) {

@@ -40,7 +40,7 @@ TEST(DType, F16RoundTripsAndRoundsLikeIeee) {
     EXPECT_EQ(ToFloat(ToF16(v)), v) << v;
   }
   EXPECT_TRUE(std::isinf(ToFloat(ToF16(70000.0f))));
-  EXPECT_EQ(ToFloat(ToF16(1.0f + 1.0f / 4096)), 1.0f);  // below half an ulp (2^-11)
+  EXPECT_EQ(ToFloat(ToF16(1.0f + 1.0f / 4096)), 1.0f);               // below half an ulp (2^-11)
   EXPECT_EQ(ToFloat(ToF16(1.0f + 3.0f / 2048)), 1.0f + 1.0f / 512);  // tie to even
 }
 
@@ -49,8 +49,9 @@ TEST(DType, LoadStoreThroughAnyType) {
   bf16 b[2];
   f16 h[2];
   for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
-    void* base = t == DType::kF32 ? static_cast<void*>(f)
-                 : t == DType::kBF16 ? static_cast<void*>(b) : static_cast<void*>(h);
+    void* base = t == DType::kF32    ? static_cast<void*>(f)
+                 : t == DType::kBF16 ? static_cast<void*>(b)
+                                     : static_cast<void*>(h);
     StoreFromFloat(base, t, 1, -3.25f);
     EXPECT_EQ(LoadAsFloat(base, t, 1), -3.25f) << DTypeName(t);
   }

@@ -34,9 +34,9 @@ class LogMessage {
 #define MS_LOG_SEVERITY_ERROR ::mambaserve::LogSeverity::kError
 #define MS_LOG_SEVERITY_FATAL ::mambaserve::LogSeverity::kFatal
 
-#define MS_LOG(level)                                                     \
-  if (MS_LOG_SEVERITY_##level < ::mambaserve::MinLogLevel()) {            \
-  } else                                                                  \
+#define MS_LOG(level)                                          \
+  if (MS_LOG_SEVERITY_##level < ::mambaserve::MinLogLevel()) { \
+  } else                                                       \
     ::mambaserve::LogMessage(MS_LOG_SEVERITY_##level, __FILE__, __LINE__).stream()
 
 #endif  // MAMBASERVE_CORE_LOGGING_H_

@@ -17,8 +17,8 @@ inline absl::Status MpiStatus(int code, const char* expr, const char* file, int 
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) len = 0;
-  return absl::InternalError(absl::StrCat("MPI error ", code, " (", std::string(text, len),
-                                          ") in ", expr, " at ", file, ":", line));
+  return absl::InternalError(absl::StrCat("MPI error ", code, " (", std::string(text, len), ") in ",
+                                          expr, " at ", file, ":", line));
 }
 
 }  // namespace mambaserve

@@ -14,8 +14,8 @@ namespace mambaserve {
 inline absl::Status NcclStatus(ncclResult_t r, const char* expr, const char* file, int line) {
   if (r == ncclSuccess) return absl::OkStatus();
   return absl::InternalError(absl::StrCat("NCCL error ", static_cast<int>(r), " (",
-                                          ncclGetErrorString(r), ") in ", expr, " at ", file,
-                                          ":", line));
+                                          ncclGetErrorString(r), ") in ", expr, " at ", file, ":",
+                                          line));
 }
 
 }  // namespace mambaserve

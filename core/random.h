@@ -13,7 +13,9 @@ namespace mambaserve {
 class Rng {
  public:
   explicit Rng(uint64_t seed) : engine_(seed) {}
-  float Uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(engine_); }
+  float Uniform(float lo, float hi) {
+    return std::uniform_real_distribution<float>(lo, hi)(engine_);
+  }
   float Normal(float mean = 0.0f, float stddev = 1.0f) {
     return std::normal_distribution<float>(mean, stddev)(engine_);
   }

@@ -9,10 +9,10 @@
 #define MS_CONCAT_INNER_(a, b) a##b
 #define MS_CONCAT_(a, b) MS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                       \
-  do {                                              \
-    ::absl::Status ms_status_ = (expr);             \
-    if (!ms_status_.ok()) return ms_status_;        \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status ms_status_ = (expr);      \
+    if (!ms_status_.ok()) return ms_status_; \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -24,8 +24,8 @@
   ASSIGN_OR_RETURN_IMPL_(MS_CONCAT_(ms_statusor_, __LINE__), lhs, expr)
 
 // Returns InvalidArgument with a message built from the remaining arguments when cond is false.
-#define MS_CHECK_ARG(cond, ...)                                                 \
-  do {                                                                          \
+#define MS_CHECK_ARG(cond, ...)                                                    \
+  do {                                                                             \
     if (!(cond)) return ::absl::InvalidArgumentError(::absl::StrCat(__VA_ARGS__)); \
   } while (0)
 

@@ -6,8 +6,7 @@
 
 namespace mambaserve {
 
-TensorView::TensorView(void* data, DType dtype, Device device,
-                       std::initializer_list<int64_t> shape)
+TensorView::TensorView(void* data, DType dtype, Device device, std::initializer_list<int64_t> shape)
     : TensorView(data, dtype, device, shape.begin(), static_cast<int>(shape.size())) {}
 
 TensorView::TensorView(void* data, DType dtype, Device device, const int64_t* shape, int rank)
@@ -77,8 +76,8 @@ absl::Status TensorView::Expect(const char* name, DType dtype,
     if (ok && s != -1 && shape_[d] != s) ok = false;
     ++d;
   }
-  MS_CHECK_ARG(ok, name, ": shape ", ShapeString(), ", expected [",
-               absl::StrJoin(shape, ", "), "] (-1 = any)");
+  MS_CHECK_ARG(ok, name, ": shape ", ShapeString(), ", expected [", absl::StrJoin(shape, ", "),
+               "] (-1 = any)");
   return absl::OkStatus();
 }
 

@@ -32,8 +32,7 @@ TEST(TensorView, SliceAndIndexShareMemory) {
 
 TEST(TensorView, SizesBeyond32Bits) {
   // A view is only metadata, so a huge shape can be described without memory.
-  TensorView t(reinterpret_cast<void*>(0x1000), DType::kBF16, Device::Cpu(),
-               {524288, 8192, 2});
+  TensorView t(reinterpret_cast<void*>(0x1000), DType::kBF16, Device::Cpu(), {524288, 8192, 2});
   EXPECT_EQ(t.numel(), int64_t{524288} * 8192 * 2);
   EXPECT_GT(t.nbytes(), int64_t{1} << 33);
   EXPECT_EQ(t.stride(0), 16384);

@@ -31,8 +31,8 @@ absl::Status ValidatePool(const ConvStatePool& s, const ConvWeights& w, DType x_
     MS_CHECK_ARG(s.state_block_stride >= (s.state_len - 1) * s.state_stride + w.dim,
                  "causal_conv1d: state_block_stride ", s.state_block_stride, " too small");
   } else {
-    MS_CHECK_ARG(s.state_stride >= s.state_len, "causal_conv1d: DS state_stride ",
-                 s.state_stride, " < state_len ", s.state_len);
+    MS_CHECK_ARG(s.state_stride >= s.state_len, "causal_conv1d: DS state_stride ", s.state_stride,
+                 " < state_len ", s.state_len);
     MS_CHECK_ARG(s.state_block_stride >= (w.dim - 1) * s.state_stride + s.state_len,
                  "causal_conv1d: state_block_stride ", s.state_block_stride, " too small");
   }
@@ -58,23 +58,23 @@ absl::Status RunCausalConv1d(const CausalConv1dParams& p, const Stream& stream) 
   MS_CHECK_ARG(p.cu_seqlens != nullptr, "causal_conv1d: cu_seqlens is null");
   if (p.num_tokens > 0) {
     MS_CHECK_ARG(p.x != nullptr && p.out != nullptr, "causal_conv1d: x or out is null");
-    MS_CHECK_ARG(p.x_row_stride >= p.w.dim || p.num_tokens == 1,
-                 "causal_conv1d: x_row_stride ", p.x_row_stride, " < dim ", p.w.dim);
-    MS_CHECK_ARG(p.out_row_stride >= p.w.dim || p.num_tokens == 1,
-                 "causal_conv1d: out_row_stride ", p.out_row_stride, " < dim ", p.w.dim);
+    MS_CHECK_ARG(p.x_row_stride >= p.w.dim || p.num_tokens == 1, "causal_conv1d: x_row_stride ",
+                 p.x_row_stride, " < dim ", p.w.dim);
+    MS_CHECK_ARG(p.out_row_stride >= p.w.dim || p.num_tokens == 1, "causal_conv1d: out_row_stride ",
+                 p.out_row_stride, " < dim ", p.w.dim);
   }
   MS_CHECK_ARG(p.x != p.out || p.num_tokens == 0, "causal_conv1d: out must not alias x");
   if (p.num_seqs == 0) return absl::OkStatus();
   if (!stream.is_cuda()) {
     MS_CHECK_ARG(p.cu_seqlens[0] >= 0, "causal_conv1d: cu_seqlens[0] < 0");
     for (int64_t s = 0; s < p.num_seqs; ++s) {
-      MS_CHECK_ARG(p.cu_seqlens[s + 1] >= p.cu_seqlens[s], "causal_conv1d: cu_seqlens decreases at ",
-                   s);
+      MS_CHECK_ARG(p.cu_seqlens[s + 1] >= p.cu_seqlens[s],
+                   "causal_conv1d: cu_seqlens decreases at ", s);
     }
     MS_CHECK_ARG(p.cu_seqlens[p.num_seqs] <= p.num_tokens, "causal_conv1d: cu_seqlens[num_seqs] ",
                  p.cu_seqlens[p.num_seqs], " > num_tokens ", p.num_tokens);
-    RETURN_IF_ERROR(
-        CheckBlocksHost(p.initial_state_block, p.num_seqs, p.pool.num_blocks, "initial_state_block"));
+    RETURN_IF_ERROR(CheckBlocksHost(p.initial_state_block, p.num_seqs, p.pool.num_blocks,
+                                    "initial_state_block"));
     RETURN_IF_ERROR(
         CheckBlocksHost(p.final_state_block, p.num_seqs, p.pool.num_blocks, "final_state_block"));
     return RunCausalConv1dCpu(p);

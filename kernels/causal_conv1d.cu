@@ -38,8 +38,12 @@ struct Cvt<float> {
 };
 template <>
 struct Cvt<__nv_bfloat16> {
-  static __device__ __forceinline__ float Load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-  static __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+  static __device__ __forceinline__ float Load(const __nv_bfloat16* p) {
+    return __bfloat162float(*p);
+  }
+  static __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) {
+    *p = __float2bfloat16_rn(v);
+  }
 };
 template <>
 struct Cvt<__half> {
@@ -88,7 +92,10 @@ __device__ __forceinline__ int64_t FindSeq(const int32_t* cu, int64_t num_seqs, 
   int64_t lo = 0, hi = num_seqs;  // invariant: cu[lo] <= t < cu[hi]
   while (hi - lo > 1) {
     const int64_t mid = (lo + hi) / 2;
-    if (cu[mid] <= t) lo = mid; else hi = mid;
+    if (cu[mid] <= t)
+      lo = mid;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -177,7 +184,7 @@ __global__ void __launch_bounds__(kThreads) ConvPrefillKernel(const CausalConv1d
       for (int j = 0; j < CPT; ++j) win[i][j] = win[src][j];
     }
   }
-  auto step = [&](const float (&xt)[CPT], int64_t t) {
+  auto step = [&](const float(&xt)[CPT], int64_t t) {
     float o[CPT];
 #pragma unroll
     for (int j = 0; j < CPT; ++j) {
@@ -276,7 +283,8 @@ __global__ void __launch_bounds__(kThreads) ConvUpdateKernel(const CausalConv1dU
   float buf[W - 1 + kMaxTokensPerSeq];
   const int64_t r0 = WindowRow(s, W);
 #pragma unroll
-  for (int i = 0; i < W - 1; ++i) buf[i] = LoadF(s.conv_state, s.state_dtype, StateOffset(s, blk, r0 + i, c));
+  for (int i = 0; i < W - 1; ++i)
+    buf[i] = LoadF(s.conv_state, s.state_dtype, StateOffset(s, blk, r0 + i, c));
   for (int64_t j = 0; j < Ts; ++j) {
     buf[W - 1 + j] = LoadF(p.x, p.dtype, seq * p.x_seq_stride + j * p.x_token_stride + c);
   }
@@ -307,9 +315,9 @@ absl::Status LaunchPrefillVec(const CausalConv1dParams& p, int64_t max_tokens, c
   const dim3 grid(static_cast<unsigned>((threads_needed + kThreads - 1) / kThreads),
                   static_cast<unsigned>((max_tokens + kChunk - 1) / kChunk));
   switch (p.w.width) {
-#define MS_CONV_CASE(WW)                                            \
-  case WW:                                                          \
-    ConvPrefillKernel<XT, WW, CPT><<<grid, kThreads, 0, st>>>(p);   \
+#define MS_CONV_CASE(WW)                                          \
+  case WW:                                                        \
+    ConvPrefillKernel<XT, WW, CPT><<<grid, kThreads, 0, st>>>(p); \
     break;
     MS_CONV_CASE(2)
     MS_CONV_CASE(3)
@@ -378,9 +386,9 @@ absl::Status RunCausalConv1dUpdateCuda(const CausalConv1dUpdateParams& p, const 
   const dim3 grid(static_cast<unsigned>((p.w.dim + kThreads - 1) / kThreads),
                   static_cast<unsigned>(p.num_seqs));
   switch (p.w.width) {
-#define MS_CONV_CASE(WW)                                     \
-  case WW:                                                   \
-    ConvUpdateKernel<WW><<<grid, kThreads, 0, st>>>(p);      \
+#define MS_CONV_CASE(WW)                                \
+  case WW:                                              \
+    ConvUpdateKernel<WW><<<grid, kThreads, 0, st>>>(p); \
     break;
     MS_CONV_CASE(2)
     MS_CONV_CASE(3)

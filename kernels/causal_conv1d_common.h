@@ -11,11 +11,9 @@ namespace mambaserve {
 namespace conv_internal {
 
 // Element offset of (block, row, channel) in the pool.
-MS_HOST_DEVICE int64_t StateOffset(const ConvStatePool& s, int64_t block, int64_t row,
-                                   int64_t c) {
-  return s.layout == ConvStateLayout::kSD
-             ? block * s.state_block_stride + row * s.state_stride + c
-             : block * s.state_block_stride + c * s.state_stride + row;
+MS_HOST_DEVICE int64_t StateOffset(const ConvStatePool& s, int64_t block, int64_t row, int64_t c) {
+  return s.layout == ConvStateLayout::kSD ? block * s.state_block_stride + row * s.state_stride + c
+                                          : block * s.state_block_stride + c * s.state_stride + row;
 }
 
 // First row of the conv window (W-1 rows) in a block.

@@ -26,7 +26,8 @@ CpuWeights LoadWeights(const ConvWeights& cw) {
   r.w.resize(static_cast<size_t>(cw.dim * W));
   r.b.assign(static_cast<size_t>(cw.dim), 0.0f);
   for (int64_t c = 0; c < cw.dim; ++c) {
-    for (int64_t k = 0; k < W; ++k) r.w[c * W + k] = LoadAsFloat(cw.weight, cw.weight_dtype, c * ws + k);
+    for (int64_t k = 0; k < W; ++k)
+      r.w[c * W + k] = LoadAsFloat(cw.weight, cw.weight_dtype, c * ws + k);
     if (cw.bias != nullptr) r.b[c] = LoadAsFloat(cw.bias, cw.weight_dtype, c);
   }
   return r;
@@ -56,10 +57,12 @@ absl::Status RunCausalConv1dCpu(const CausalConv1dParams& p) {
     for (int64_t c = 0; c < p.w.dim; ++c) {
       // Old block rows (all of them: kTail shifts the whole block).
       for (int64_t r = 0; r < R; ++r) {
-        old[r] = ib != 0 ? LoadAsFloat(s.conv_state, s.state_dtype, StateOffset(s, ib, r, c)) : 0.0f;
+        old[r] =
+            ib != 0 ? LoadAsFloat(s.conv_state, s.state_dtype, StateOffset(s, ib, r, c)) : 0.0f;
       }
       for (int64_t i = 0; i < w1; ++i) buf[i] = old[win + i];
-      for (int64_t t = 0; t < L; ++t) buf[w1 + t] = LoadAsFloat(p.x, p.dtype, (t0 + t) * p.x_row_stride + c);
+      for (int64_t t = 0; t < L; ++t)
+        buf[w1 + t] = LoadAsFloat(p.x, p.dtype, (t0 + t) * p.x_row_stride + c);
       for (int64_t t = 0; t < L; ++t) {
         StoreFromFloat(p.out, p.dtype, (t0 + t) * p.out_row_stride + c,
                        ConvAt(cw, c, W, buf.data() + t, p.w.silu));

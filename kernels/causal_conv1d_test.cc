@@ -4,6 +4,8 @@
 // SiLU, against float64); bf16/f16 outputs 1e-2 (one final rounding to 8 or 11 mantissa bits,
 // relative error <= 2^-8 per element). Conv states hold copies of inputs, so they are compared
 // exactly (f32 state, or the state in the inputs' own dtype, represents every input exactly).
+#include "kernels/causal_conv1d.h"
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -13,7 +15,6 @@
 #include "core/random.h"
 #include "core/stream.h"
 #include "gtest/gtest.h"
-#include "kernels/causal_conv1d.h"
 
 namespace mambaserve {
 namespace {
@@ -62,7 +63,7 @@ struct Fixture {
   int64_t R, num_blocks = 9, pitch;  // pitch: SD row pitch / DS channel pitch
   int64_t wpitch;                    // weight row pitch
   DType sdt;
-  std::vector<float> w, bias;        // values (rounded)
+  std::vector<float> w, bias;  // values (rounded)
   std::vector<uint8_t> w_bytes, bias_bytes, pool;
 
   explicit Fixture(const Case& cs, Rng& rng) : c(cs) {
@@ -189,11 +190,13 @@ void RunPrefillCase(const Case& cs, uint64_t seed) {
         std::vector<double> all = old_rows;
         for (int64_t t = 0; t < lens[s]; ++t) all.push_back(xv[(cu[s] + t) * xs + ch]);
         for (int64_t r = 0; r < f.R; ++r) {
-          ASSERT_EQ(f.State(fin[s], r, ch), all[all.size() - f.R + r]) << "seq " << s << " row " << r;
+          ASSERT_EQ(f.State(fin[s], r, ch), all[all.size() - f.R + r])
+              << "seq " << s << " row " << r;
         }
       } else {
         for (int64_t r = 0; r < W - 1; ++r) {
-          ASSERT_EQ(f.State(fin[s], r, ch), st[st.size() - (W - 1) + r]) << "seq " << s << " row " << r;
+          ASSERT_EQ(f.State(fin[s], r, ch), st[st.size() - (W - 1) + r])
+              << "seq " << s << " row " << r;
         }
         for (int64_t r = W - 1; r < f.R; ++r) {
           ASSERT_EQ(f.State(fin[s], r, ch), before.State(fin[s], r, ch)) << "head rows >= W-1 kept";
@@ -291,7 +294,8 @@ void RunUpdateCase(const Case& cs, int64_t Ts, bool in_place, uint64_t seed) {
     for (int64_t ch = 0; ch < dim; ++ch) {
       if (blocks[s] == 0) {
         for (int64_t j = 0; j < Ts; ++j)
-          ASSERT_EQ(At(cs.dtype, out, s * ss + j * ts + ch), in_place ? xv[s * ss + j * ts + ch] : 768.0f);
+          ASSERT_EQ(At(cs.dtype, out, s * ss + j * ts + ch),
+                    in_place ? xv[s * ss + j * ts + ch] : 768.0f);
         continue;
       }
       std::vector<double> st = before.History(blocks[s], ch);

@@ -103,14 +103,20 @@ std::vector<ConvCase> ConvCases() {
     for (int64_t W : {2, 3, 4, 8}) {
       for (auto layout : {ConvStateLayout::kSD, ConvStateLayout::kDS}) {
         for (auto align : {ConvStateAlign::kTail, ConvStateAlign::kHead}) {
-          v.push_back({37 + W * 31, W, W % 3, layout, align, dt, W % 2 == 0,
+          v.push_back({37 + W * 31,
+                       W,
+                       W % 3,
+                       layout,
+                       align,
+                       dt,
+                       W % 2 == 0,
                        {1, W - 1, 0, 200, 2, 65, 129}});
         }
       }
     }
   }
-  v.push_back({5376, 4, 3, ConvStateLayout::kSD, ConvStateAlign::kTail, DType::kBF16, false,
-               {300, 1, 77}});
+  v.push_back(
+      {5376, 4, 3, ConvStateLayout::kSD, ConvStateAlign::kTail, DType::kBF16, false, {300, 1, 77}});
   return v;
 }
 
@@ -120,8 +126,8 @@ TEST(ConvNormUpdateGpu, CausalConv1dPrefillMatchesCpu) {
   uint64_t seed = 1;
   for (const ConvCase& c : ConvCases()) {
     SCOPED_TRACE(absl::StrCat("dim=", c.dim, " W=", c.width, " extra=", c.extra_rows,
-                              " layout=", static_cast<int>(c.layout), " align=",
-                              static_cast<int>(c.align), " ", DTypeName(c.dtype)));
+                              " layout=", static_cast<int>(c.layout),
+                              " align=", static_cast<int>(c.align), " ", DTypeName(c.dtype)));
     Rng rng(seed++);
     const int64_t R = c.width - 1 + c.extra_rows, nb = 2 * c.lens.size() + 3;
     const DType sdt = c.state_f32 ? DType::kF32 : c.dtype;
@@ -131,11 +137,12 @@ TEST(ConvNormUpdateGpu, CausalConv1dPrefillMatchesCpu) {
     std::vector<int32_t> cu(S + 1, 0), ib(S), fb(S);
     for (int64_t s = 0; s < S; ++s) {
       cu[s + 1] = cu[s] + c.lens[s];
-      ib[s] = s % 3 == 1 ? 0 : static_cast<int32_t>(1 + s);       // 0 = zeros
+      ib[s] = s % 3 == 1 ? 0 : static_cast<int32_t>(1 + s);                      // 0 = zeros
       fb[s] = s % 4 == 3 ? 0 : static_cast<int32_t>(s % 2 ? 1 + s : 1 + S + s);  // some in place
     }
     const int64_t T = cu[S] + 3, xs = c.dim + 7, os = c.dim + 1;
-    Bytes x = RandomBytes(c.dtype, T * xs, rng), w = RandomBytes(c.dtype, c.dim * c.width, rng, 0.5f),
+    Bytes x = RandomBytes(c.dtype, T * xs, rng),
+          w = RandomBytes(c.dtype, c.dim * c.width, rng, 0.5f),
           bias = RandomBytes(c.dtype, c.dim, rng, 0.5f), pool = RandomBytes(sdt, nb * bstride, rng),
           out = Pack(c.dtype, std::vector<float>(T * os, 768.0f));
     Dev dx = Dev::Of(x), dw = Dev::Of(w), dbias = Dev::Of(bias), dpool = Dev::Of(pool),
@@ -191,9 +198,9 @@ TEST(ConvNormUpdateGpu, CausalConv1dUpdateMatchesCpu) {
   uint64_t seed = 100;
   for (const ConvCase& c : ConvCases()) {
     for (int64_t Ts : {1, 4}) {
-      SCOPED_TRACE(absl::StrCat("dim=", c.dim, " W=", c.width, " Ts=", Ts, " layout=",
-                                static_cast<int>(c.layout), " align=", static_cast<int>(c.align),
-                                " ", DTypeName(c.dtype)));
+      SCOPED_TRACE(absl::StrCat("dim=", c.dim, " W=", c.width, " Ts=", Ts,
+                                " layout=", static_cast<int>(c.layout),
+                                " align=", static_cast<int>(c.align), " ", DTypeName(c.dtype)));
       Rng rng(seed++);
       const int64_t R = c.width - 1 + std::max(c.extra_rows, Ts - 1), S = 9, nb = S + 2;
       const DType sdt = c.state_f32 ? DType::kF32 : c.dtype;
@@ -202,8 +209,10 @@ TEST(ConvNormUpdateGpu, CausalConv1dUpdateMatchesCpu) {
       std::vector<int32_t> blk(S);
       for (int64_t s = 0; s < S; ++s) blk[s] = s % 4 == 2 ? 0 : static_cast<int32_t>(1 + s);
       const int64_t ts = c.dim + 3, ss = Ts * ts + 5;
-      Bytes x = RandomBytes(c.dtype, S * ss, rng), w = RandomBytes(c.dtype, c.dim * c.width, rng, 0.5f),
-            bias = RandomBytes(c.dtype, c.dim, rng, 0.5f), pool = RandomBytes(sdt, nb * bstride, rng),
+      Bytes x = RandomBytes(c.dtype, S * ss, rng),
+            w = RandomBytes(c.dtype, c.dim * c.width, rng, 0.5f),
+            bias = RandomBytes(c.dtype, c.dim, rng, 0.5f),
+            pool = RandomBytes(sdt, nb * bstride, rng),
             out = Pack(c.dtype, std::vector<float>(S * ss, 768.0f));
       Dev dx = Dev::Of(x), dw = Dev::Of(w), dbias = Dev::Of(bias), dpool = Dev::Of(pool),
           dout = Dev::Of(out), dblk = Dev::Of(AsBytes(blk));
@@ -258,7 +267,9 @@ TEST(ConvNormUpdateGpu, GatedRmsNormMatchesCpu) {
   SKIP_WITHOUT_GPU();
   Stream gs = GpuStream();
   uint64_t seed = 200;
-  struct Shape { int64_t T, G, gs, tp; };
+  struct Shape {
+    int64_t T, G, gs, tp;
+  };
   for (Shape sh : {Shape{7, 1, 5120, 1}, Shape{33, 8, 640, 2}, Shape{5, 3, 37, 1},
                    Shape{9, 3, 8, 2}, Shape{4, 1, 48, 4}, Shape{6, 6, 6, 4}}) {
     for (DType dt : {DType::kF32, DType::kBF16}) {
@@ -309,7 +320,8 @@ TEST(ConvNormUpdateGpu, GatedRmsNormMatchesCpu) {
             std::fill(sums.begin(), sums.end(), 0.0f);
             Dev zero = Dev::Of(AsBytes(sums));
             dsums = std::move(zero);
-            ASSERT_TRUE(RunGatedRmsNorm(make(false, r, GatedRmsNormMode::kPartialSums), Stream()).ok());
+            ASSERT_TRUE(
+                RunGatedRmsNorm(make(false, r, GatedRmsNormMode::kPartialSums), Stream()).ok());
             ASSERT_TRUE(RunGatedRmsNorm(make(true, r, GatedRmsNormMode::kPartialSums), gs).ok());
             ASSERT_TRUE(gs.Synchronize().ok());
             const Bytes g = dsums.Get(sums.size() * 4);
@@ -369,7 +381,8 @@ void RunM2Case(const M2Shape& s, DType dt, DType sdt, bool spec_out, int variant
   for (int64_t b = 0; b < s.batch; ++b) {
     bin[b] = b % 5 == 3 ? 0 : static_cast<int32_t>(1 + b);
     for (int64_t t = 0; t < s.Ts; ++t) {
-      bout[b * s.Ts + t] = (b == 0 && t == 0) ? 0 : static_cast<int32_t>(1 + s.batch + b * s.Ts + t);
+      bout[b * s.Ts + t] =
+          (b == 0 && t == 0) ? 0 : static_cast<int32_t>(1 + s.batch + b * s.Ts + t);
     }
   }
   Dev dx = Dev::Of(x), dz = Dev::Of(z), dB = Dev::Of(B), dC = Dev::Of(C), ddt = Dev::Of(dtv),
@@ -442,7 +455,8 @@ void RunM2Case(const M2Shape& s, DType dt, DType sdt, bool spec_out, int variant
       for (int64_t t = 0; spec_out && t < s.Ts; ++t) written |= bout[b * s.Ts + t] == k;
     }
     if (written) continue;
-    ASSERT_EQ(0, std::memcmp(gstate.data() + k * sblk * es, state.data() + k * sblk * es, sblk * es))
+    ASSERT_EQ(0,
+              std::memcmp(gstate.data() + k * sblk * es, state.data() + k * sblk * es, sblk * es))
         << "block " << k;
   }
 }
@@ -452,13 +466,13 @@ TEST(ConvNormUpdateGpu, Mamba2StateUpdateMatchesCpu) {
   Stream gs = GpuStream();
   uint64_t seed = 300;
   const std::vector<M2Shape> shapes = {
-      {16, 1, 80, 64, 1, 128},          // Mamba2-2.7B layer
-      {5, 1, 6, 5, 3, 7},               // odd sizes, scalar path
-      {3, 1, 3, 4, 2, 9, 6, 4, 1},      // straddling rank mapping
-      {4, 3, 8, 16, 2, 64},             // multi-token
-      {2, 2, 4, 8, 1, 256, 1, 8, 0},    // N = 256, replicated group
-      {6, 1, 4, 33, 2, 16},             // N = 16, P not a multiple of the tile
-      {3, 2, 2, 8, 1, 96},              // N not a power of two (masked lanes)
+      {16, 1, 80, 64, 1, 128},        // Mamba2-2.7B layer
+      {5, 1, 6, 5, 3, 7},             // odd sizes, scalar path
+      {3, 1, 3, 4, 2, 9, 6, 4, 1},    // straddling rank mapping
+      {4, 3, 8, 16, 2, 64},           // multi-token
+      {2, 2, 4, 8, 1, 256, 1, 8, 0},  // N = 256, replicated group
+      {6, 1, 4, 33, 2, 16},           // N = 16, P not a multiple of the tile
+      {3, 2, 2, 8, 1, 96},            // N not a power of two (masked lanes)
   };
   for (const M2Shape& s : shapes) {
     for (DType dt : {DType::kF32, DType::kBF16}) {

@@ -16,24 +16,21 @@ absl::Status RunGatedRmsNorm(const GatedRmsNormParams& p, const Stream& stream) 
   MS_CHECK_ARG(p.y != nullptr, "gated_rmsnorm: y is null");
   MS_CHECK_ARG(p.y_row_stride >= p.dim || p.num_tokens == 1, "gated_rmsnorm: y_row_stride < dim");
   if (p.z != nullptr) {
-    MS_CHECK_ARG(p.z_row_stride >= p.dim || p.num_tokens == 1,
-                 "gated_rmsnorm: z_row_stride < dim");
+    MS_CHECK_ARG(p.z_row_stride >= p.dim || p.num_tokens == 1, "gated_rmsnorm: z_row_stride < dim");
   }
   const int64_t first_group = p.channel_offset / p.group_size;
   const int64_t last_group = (p.channel_offset + p.dim - 1) / p.group_size;
   switch (p.mode) {
     case GatedRmsNormMode::kFused:
       MS_CHECK_ARG(p.dim % p.group_size == 0 && p.channel_offset % p.group_size == 0,
-                   "gated_rmsnorm: fused mode needs whole groups (dim ", p.dim,
-                   ", channel_offset ", p.channel_offset, ", group_size ", p.group_size,
-                   "); use the split form");
+                   "gated_rmsnorm: fused mode needs whole groups (dim ", p.dim, ", channel_offset ",
+                   p.channel_offset, ", group_size ", p.group_size, "); use the split form");
       break;
     case GatedRmsNormMode::kPartialSums:
     case GatedRmsNormMode::kApply:
       MS_CHECK_ARG(p.sums != nullptr, "gated_rmsnorm: split form needs sums");
-      MS_CHECK_ARG(first_group >= p.sums_group_offset,
-                   "gated_rmsnorm: sums_group_offset ", p.sums_group_offset,
-                   " > first touched group ", first_group);
+      MS_CHECK_ARG(first_group >= p.sums_group_offset, "gated_rmsnorm: sums_group_offset ",
+                   p.sums_group_offset, " > first touched group ", first_group);
       MS_CHECK_ARG(p.sums_row_stride >= last_group - p.sums_group_offset + 1 || p.num_tokens == 1,
                    "gated_rmsnorm: sums_row_stride ", p.sums_row_stride, " < groups touched");
       break;

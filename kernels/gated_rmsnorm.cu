@@ -61,8 +61,8 @@ __device__ __forceinline__ float Ld<__half>::F(const void* p, int64_t i) {
 }
 
 template <typename XT>
-__global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(const GatedRmsNormParams p,
-                                                                int64_t g_first) {
+__global__ void __launch_bounds__(kThreads)
+    GatedRmsNormKernel(const GatedRmsNormParams p, int64_t g_first) {
   __shared__ float red[kThreads / 32];
   __shared__ float total;
   const int64_t t = blockIdx.x;
@@ -150,8 +150,8 @@ __device__ __forceinline__ void StoreVec(void* base, int64_t i, const float (&v)
 }
 
 template <typename XT, int VEC>
-__global__ void __launch_bounds__(kThreads) GatedRmsNormVecKernel(const GatedRmsNormParams p,
-                                                                   int64_t g_first) {
+__global__ void __launch_bounds__(kThreads)
+    GatedRmsNormVecKernel(const GatedRmsNormParams p, int64_t g_first) {
   __shared__ float red[kThreads / 32];
   __shared__ float total;
   const int64_t t = blockIdx.x;
@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kThreads) GatedRmsNormVecKernel(const GatedRms
   const int64_t oo = t * p.out_row_stride + c0;
   const bool has_z = p.z != nullptr;
   float v[kCache][VEC], gate[kCache][VEC];
-  auto load = [&](int64_t vi, float (&vv)[VEC], float (&gg)[VEC]) {
+  auto load = [&](int64_t vi, float(&vv)[VEC], float(&gg)[VEC]) {
     float y[VEC];
     LoadVec<XT, VEC>(p.y, yo + vi * VEC, y);
     if (has_z) {
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kThreads) GatedRmsNormVecKernel(const GatedRms
     }
   }
   const float rstd = rsqrtf(ss / static_cast<float>(p.group_size) + p.eps);
-  auto emit = [&](int64_t vi, const float (&vv)[VEC], const float (&gg)[VEC]) {
+  auto emit = [&](int64_t vi, const float(&vv)[VEC], const float(&gg)[VEC]) {
     float o[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
@@ -257,11 +257,11 @@ absl::Status RunGatedRmsNormCuda(const GatedRmsNormParams& p, const Stream& stre
   // pointers allow 16-byte vectors.
   const int64_t vec = 16 / DTypeSize(p.dtype);
   auto aligned = [&](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  const bool use_vec = p.group_size % vec == 0 && p.channel_offset % vec == 0 && p.dim % vec == 0 &&
-                       p.y_row_stride % vec == 0 && aligned(p.y) &&
-                       (p.z == nullptr || (p.z_row_stride % vec == 0 && aligned(p.z))) &&
-                       (p.mode == GatedRmsNormMode::kPartialSums ||
-                        (p.out_row_stride % vec == 0 && aligned(p.out)));
+  const bool use_vec =
+      p.group_size % vec == 0 && p.channel_offset % vec == 0 && p.dim % vec == 0 &&
+      p.y_row_stride % vec == 0 && aligned(p.y) &&
+      (p.z == nullptr || (p.z_row_stride % vec == 0 && aligned(p.z))) &&
+      (p.mode == GatedRmsNormMode::kPartialSums || (p.out_row_stride % vec == 0 && aligned(p.out)));
   if (use_vec) {
     switch (p.dtype) {
       case DType::kF32:

@@ -39,7 +39,7 @@ enum class GatedRmsNormMode : int32_t { kFused = 0, kPartialSums = 1, kApply = 2
 struct GatedRmsNormParams {
   GatedRmsNormMode mode = GatedRmsNormMode::kFused;
   int64_t num_tokens = 0;
-  int64_t dim = 0;  // local channels
+  int64_t dim = 0;            // local channels
   DType dtype = DType::kF32;  // y, z, out: f32/bf16/f16
 
   const void* y = nullptr;  // y[t, c] at y[t * y_row_stride + c]

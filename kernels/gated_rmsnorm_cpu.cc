@@ -32,7 +32,8 @@ absl::Status RunGatedRmsNormCpu(const GatedRmsNormParams& p) {
       }
     }
     if (p.mode == GatedRmsNormMode::kPartialSums) {
-      for (int64_t g = 0; g < ng; ++g) p.sums[t * p.sums_row_stride + g_first + g - p.sums_group_offset] = ss[g];
+      for (int64_t g = 0; g < ng; ++g)
+        p.sums[t * p.sums_row_stride + g_first + g - p.sums_group_offset] = ss[g];
       continue;
     }
     for (int64_t c = 0; c < p.dim; ++c) {

@@ -3,6 +3,8 @@
 // Tolerances: fp32 1e-5 relative norm error (fp32 sums of <= a few hundred squares and one
 // rsqrt, against float64); bf16/f16 1e-2 (inputs are exact in the oracle; the output is rounded
 // once, relative error <= 2^-8 per element).
+#include "kernels/gated_rmsnorm.h"
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -12,7 +14,6 @@
 #include "core/random.h"
 #include "core/stream.h"
 #include "gtest/gtest.h"
-#include "kernels/gated_rmsnorm.h"
 
 namespace mambaserve {
 namespace {
@@ -102,7 +103,9 @@ GatedRmsNormParams Base(Inputs& in, int64_t c0, int64_t dim, bool nbg, float eps
 
 TEST(GatedRmsNormCpu, FusedMatchesOracle) {
   uint64_t seed = 1;
-  struct Shape { int64_t T, G, gs; };
+  struct Shape {
+    int64_t T, G, gs;
+  };
   for (Shape sh : {Shape{5, 1, 64}, Shape{3, 3, 37}, Shape{7, 4, 16}, Shape{1, 2, 129}}) {
     for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
       for (bool nbg : {false, true}) {
@@ -119,7 +122,8 @@ TEST(GatedRmsNormCpu, FusedMatchesOracle) {
           std::vector<double> got;
           for (int64_t t = 0; t < sh.T; ++t) {
             for (int64_t c = 0; c < I; ++c) got.push_back(LoadAsFloat(out.data(), dt, t * os + c));
-            for (int64_t c = I; c < os; ++c) ASSERT_EQ(LoadAsFloat(out.data(), dt, t * os + c), 768.0f);
+            for (int64_t c = I; c < os; ++c)
+              ASSERT_EQ(LoadAsFloat(out.data(), dt, t * os + c), 768.0f);
           }
           EXPECT_LT(RelErr(ref, got), Tol(dt));
         }
@@ -132,7 +136,9 @@ TEST(GatedRmsNormCpu, FusedMatchesOracle) {
 // sums added on the host (the all-reduce), pass 2 per rank, equals the fused norm and the oracle.
 TEST(GatedRmsNormCpu, SplitFormEqualsFused) {
   uint64_t seed = 100;
-  struct Shape { int64_t T, G, gs, tp; };
+  struct Shape {
+    int64_t T, G, gs, tp;
+  };
   for (Shape sh : {Shape{4, 3, 8, 2}, Shape{3, 1, 48, 4}, Shape{5, 2, 21, 3}, Shape{2, 6, 6, 4}}) {
     for (DType dt : {DType::kF32, DType::kBF16}) {
       for (bool nbg : {false, true}) {
@@ -167,7 +173,8 @@ TEST(GatedRmsNormCpu, SplitFormEqualsFused) {
             ASSERT_TRUE(RunGatedRmsNorm(p, Stream()).ok());
             for (int64_t t = 0; t < T; ++t)
               for (int64_t g = g0; g <= g1; ++g)
-                total[t * sh.G + g] += rank_sums[r][t * p.sums_row_stride + g - p.sums_group_offset];
+                total[t * sh.G + g] +=
+                    rank_sums[r][t * p.sums_row_stride + g - p.sums_group_offset];
           }
           // The sums themselves against float64.
           std::vector<double> ref_ss, got_ss;
@@ -175,7 +182,8 @@ TEST(GatedRmsNormCpu, SplitFormEqualsFused) {
             for (int64_t g = 0; g < sh.G; ++g) {
               double ss = 0;
               for (int64_t i = 0; i < sh.gs; ++i) {
-                const double y = in.y[t * in.ys + g * sh.gs + i], z = in.z[t * in.zs + g * sh.gs + i];
+                const double y = in.y[t * in.ys + g * sh.gs + i],
+                             z = in.z[t * in.zs + g * sh.gs + i];
                 const double v = nbg ? y : y * z / (1.0 + std::exp(-z));
                 ss += v * v;
               }

@@ -19,9 +19,10 @@ constexpr Discretization kModes[] = {Discretization::kDefault, Discretization::k
                                      Discretization::kBilinear, Discretization::kDirac,
                                      Discretization::kEventDriven};
 
-#define SKIP_WITHOUT_GPU()                                                             \
-  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device (or a CPU-only build): the "  \
-                                        "Mamba-1 GPU tests run on the GPU machine"
+#define SKIP_WITHOUT_GPU()                                     \
+  if (!CudaAvailable())                                        \
+  GTEST_SKIP() << "no CUDA device (or a CPU-only build): the " \
+                  "Mamba-1 GPU tests run on the GPU machine"
 
 absl::StatusOr<Stream> GpuStream() { return Stream::Create(Device::Cuda(0)); }
 
@@ -41,8 +42,8 @@ const Shape kShapes[] = {
     {96, 16, 2, {129, 1, 64}},
     {40, 64, 1, {33, 2}},
     {24, 256, 3, {70}},
-    {20, 5, 1, {17, 1, 3}},   // odd N, dim not a multiple of the channel tile
-    {5120, 16, 1, {200}},     // the Mamba-2.8B width
+    {20, 5, 1, {17, 1, 3}},             // odd N, dim not a multiple of the channel tile
+    {5120, 16, 1, {200}},               // the Mamba-2.8B width
     {5120, 16, 1, {100, 37, 128, 90}},  // enough warps for 4-warp blocks
 };
 
@@ -80,7 +81,8 @@ TEST_P(GpuPrefillTest, MatchesCpuAndOracle) {
   ASSERT_TRUE(got.ok()) << got.status();
   const double e = RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T));
   EXPECT_LT(e, CrossTol(x_dtype)) << "y, CUDA vs CPU";
-  std::vector<double> a(got->pool.begin(), got->pool.end()), b(want->pool.begin(), want->pool.end());
+  std::vector<double> a(got->pool.begin(), got->pool.end()),
+      b(want->pool.begin(), want->pool.end());
   EXPECT_LT(RelErr(a, b), CrossTol(state_dtype)) << "state pool, CUDA vs CPU";
   if (p.T * p.D * p.N < 20'000'000) ExpectPrefillMatchesOracle(p, *got, RunOracle(p), "CUDA");
 }
@@ -117,8 +119,7 @@ TEST(GpuPrefill, F16AndMixedBCDtypes) {
   }
 }
 
-class GpuDecodeTest
-    : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};
+class GpuDecodeTest : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};
 
 TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
   SKIP_WITHOUT_GPU();
@@ -147,8 +148,7 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
       auto got = RunDecode(p, num_spec, num_spec > 0, nullptr, *gpu);
       ASSERT_TRUE(got.ok()) << got.status();
       const std::string what = absl::StrCat("dim ", sh.dim, " N ", sh.d_state, " spec ", num_spec);
-      EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)),
-                CrossTol(x_dtype))
+      EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)), CrossTol(x_dtype))
           << what;
       std::vector<double> a(got->pool.begin(), got->pool.end()),
           b(want->pool.begin(), want->pool.end());
@@ -158,15 +158,15 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Matrix, GpuDecodeTest,
-    ::testing::Combine(::testing::ValuesIn(kModes), ::testing::Values(DType::kF32, DType::kBF16),
-                       ::testing::Values(DType::kF32, DType::kBF16)),
-    [](const auto& info) {
-      return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
-                          DTypeName(std::get<1>(info.param)), "_state",
-                          DTypeName(std::get<2>(info.param)));
-    });
+INSTANTIATE_TEST_SUITE_P(Matrix, GpuDecodeTest,
+                         ::testing::Combine(::testing::ValuesIn(kModes),
+                                            ::testing::Values(DType::kF32, DType::kBF16),
+                                            ::testing::Values(DType::kF32, DType::kBF16)),
+                         [](const auto& info) {
+                           return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
+                                               DTypeName(std::get<1>(info.param)), "_state",
+                                               DTypeName(std::get<2>(info.param)));
+                         });
 
 // On the GPU the prefill and decode kernels share the device-side discretisation, so a prefill
 // of n then m decodes equals a prefill of n + m up to fp32 reassociation.

@@ -22,8 +22,8 @@ absl::Status Validate(const Mamba1StateUpdateParams& p, bool on_cpu) {
   MS_CHECK_ARG(p.u && p.delta && p.A && p.B && p.C && p.y && p.state_pool && p.state_block_in,
                "mamba1_state_update: u, delta, A, B, C, y, state_pool and state_block_in are "
                "required");
-  MS_CHECK_ARG(p.u_row_stride >= p.dim && p.delta_row_stride >= p.dim &&
-                   p.y_row_stride >= p.dim && (!p.z || p.z_row_stride >= p.dim),
+  MS_CHECK_ARG(p.u_row_stride >= p.dim && p.delta_row_stride >= p.dim && p.y_row_stride >= p.dim &&
+                   (!p.z || p.z_row_stride >= p.dim),
                "mamba1_state_update: row strides of u, delta, z, y must be >= dim");
   MS_CHECK_ARG(p.state_block_stride == 0 || p.state_block_stride >= p.dim * p.d_state,
                "mamba1_state_update: state_block_stride smaller than dim * d_state");

@@ -111,7 +111,6 @@ __device__ __forceinline__ void StoreStates(StateT* p, int count, bool vec, cons
     if (j < count) p[j] = FromF<StateT>(h[j]);
 }
 
-
 template <Discretization kMode, int kNPT, typename StateT>
 __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
   const int64_t b = blockIdx.y;
@@ -178,7 +177,6 @@ __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
   }
 }
 
-
 // Version 2 (the default for d_state <= 16): one thread owns a whole channel (its N states in
 // registers), so each thread moves 64 bytes of fp32 state each way with vector accesses, y needs
 // no shuffles, and u / delta / z / y accesses are coalesced across the warp.
@@ -232,8 +230,8 @@ __device__ __forceinline__ void StoreRow16(StateT* p, bool vec, int N, const flo
 }
 
 // 16 values of B or C (fp32 or 16-bit) from `p`.
-__device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t off, bool vec,
-                                         int N, float* v) {
+__device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t off, bool vec, int N,
+                                         float* v) {
   if (vec) {
     if (dtype == kF32) {
       const float4* q = reinterpret_cast<const float4*>(static_cast<const float*>(base) + off);
@@ -425,8 +423,8 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   const int64_t esbc = DTypeSize(p.bc_dtype);
   a.row_vec_bc = p.d_state == 16 && aligned16(p.B) && aligned16(p.C) &&
                  (p.B_row_stride * esbc) % 16 == 0 && (p.C_row_stride * esbc) % 16 == 0 &&
-                 (p.n_groups == 1 || ((p.B_group_stride * esbc) % 16 == 0 &&
-                                      (p.C_group_stride * esbc) % 16 == 0));
+                 (p.n_groups == 1 ||
+                  ((p.B_group_stride * esbc) % 16 == 0 && (p.C_group_stride * esbc) % 16 == 0));
   const int threads = 256;
   const int cpb = threads / tpc;
   dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.batch));

@@ -18,8 +18,7 @@ absl::Status RunMamba1StateUpdateCpu(const Mamba1StateUpdateParams& p) {
     for (int64_t d = 0; d < D; ++d) {
       const int64_t g = d / dpg;
       const float* A = p.A + d * N;
-      const float sp_bias_A =
-          p.mode == Discretization::kEventDriven ? Softplus(p.bias_A[d]) : 0.0f;
+      const float sp_bias_A = p.mode == Discretization::kEventDriven ? Softplus(p.bias_A[d]) : 0.0f;
       LoadState(p.state_pool, p.state_dtype, in_block, block_stride, d, N, h.data());
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t r = b * tokens + t;

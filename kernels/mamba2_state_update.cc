@@ -1,9 +1,9 @@
 // Validation and dispatch of the Mamba-2 state update (see mamba2_state_update.h).
 #include "kernels/mamba2_state_update.h"
-#include "kernels/mamba2_state_update_internal.h"
 
 #include "absl/status/status.h"
 #include "core/status_macros.h"
+#include "kernels/mamba2_state_update_internal.h"
 
 namespace mambaserve {
 
@@ -30,10 +30,9 @@ absl::Status ValidateMamba2StateUpdate(const Mamba2StateUpdateParams& p) {
   MS_CHECK_ARG(p.state_p_stride >= p.d_state, "mamba2_state_update: state_p_stride < d_state");
   MS_CHECK_ARG(p.state_head_stride >= (p.head_dim - 1) * p.state_p_stride + p.d_state,
                "mamba2_state_update: state_head_stride too small");
-  MS_CHECK_ARG(
-      p.state_block_stride >= (p.num_heads - 1) * p.state_head_stride +
-                                  (p.head_dim - 1) * p.state_p_stride + p.d_state,
-      "mamba2_state_update: state_block_stride too small");
+  MS_CHECK_ARG(p.state_block_stride >= (p.num_heads - 1) * p.state_head_stride +
+                                           (p.head_dim - 1) * p.state_p_stride + p.d_state,
+               "mamba2_state_update: state_block_stride too small");
   if (p.batch == 0) return absl::OkStatus();
   MS_CHECK_ARG(p.x && p.B && p.C && p.y && p.dt && p.A && p.state && p.state_block_in,
                "mamba2_state_update: x, B, C, y, dt, A, state and state_block_in are required");
@@ -53,8 +52,8 @@ absl::Status RunMamba2StateUpdate(const Mamba2StateUpdateParams& p, const Stream
       if (p.state_block_out == nullptr) continue;
       for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
         const int32_t k = p.state_block_out[b * out_stride + t];
-        MS_CHECK_ARG(k >= 0 && k < p.num_blocks, "mamba2_state_update: state_block_out[", b, ",",
-                     t, "] = ", k, " out of range");
+        MS_CHECK_ARG(k >= 0 && k < p.num_blocks, "mamba2_state_update: state_block_out[", b, ",", t,
+                     "] = ", k, " out of range");
       }
     }
     return RunMamba2StateUpdateCpu(p);

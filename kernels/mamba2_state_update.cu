@@ -50,7 +50,9 @@ __device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
   }
 }
 
-__device__ __forceinline__ float Bf16BitsToFloat(uint32_t bits16) { return __uint_as_float(bits16 << 16); }
+__device__ __forceinline__ float Bf16BitsToFloat(uint32_t bits16) {
+  return __uint_as_float(bits16 << 16);
+}
 __device__ __forceinline__ uint32_t FloatToBf16Bits(float v) {
   return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v)));
 }
@@ -88,7 +90,8 @@ struct StateIO<uint16_t, 8> {  // bf16 bits
   static __device__ __forceinline__ void Store(uint16_t* p, const float (&v)[8]) {
     uint32_t w[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) w[i] = FloatToBf16Bits(v[2 * i]) | (FloatToBf16Bits(v[2 * i + 1]) << 16);
+    for (int i = 0; i < 4; ++i)
+      w[i] = FloatToBf16Bits(v[2 * i]) | (FloatToBf16Bits(v[2 * i + 1]) << 16);
     __stcs(reinterpret_cast<uint4*>(p), make_uint4(w[0], w[1], w[2], w[3]));
   }
 };
@@ -98,7 +101,8 @@ struct StateIO<uint16_t, 1> {
     v[0] = Bf16BitsToFloat(__ldcs(reinterpret_cast<const unsigned short*>(p)));
   }
   static __device__ __forceinline__ void Store(uint16_t* p, const float (&v)[1]) {
-    __stcs(reinterpret_cast<unsigned short*>(p), static_cast<unsigned short>(FloatToBf16Bits(v[0])));
+    __stcs(reinterpret_cast<unsigned short*>(p),
+           static_cast<unsigned short>(FloatToBf16Bits(v[0])));
   }
 };
 
@@ -123,7 +127,8 @@ constexpr int MinBlocksFor() {
 }
 
 template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
-__global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>()) Mamba2StateUpdateKernel(const KernelArgs a) {
+__global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
+    Mamba2StateUpdateKernel(const KernelArgs a) {
   extern __shared__ float smem[];  // B[N], C[N] of the current token
   const Mamba2StateUpdateParams& p = a.p;
   constexpr int kGroups = kThreads / LANES;
@@ -154,8 +159,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
   const int tid = threadIdx.x;
   const float b_pre = tid < N ? LoadF(p.B, p.dtype, bo0 + tid) : 0.0f;
   const float c_pre = tid < N ? LoadF(p.C, p.dtype, co0 + tid) : 0.0f;
-  const float x_pre =
-      tid < kRowsPerBlock && block_row0 + tid < P ? LoadF(p.x, p.dtype, xo0 + block_row0 + tid) : 0.0f;
+  const float x_pre = tid < kRowsPerBlock && block_row0 + tid < P
+                          ? LoadF(p.x, p.dtype, xo0 + block_row0 + tid)
+                          : 0.0f;
   const float dt_pre = LoadF(p.dt, p.dt_dtype, b * p.dt_batch_stride + h * p.dt_head_stride);
 
   float s[ROWS][CHUNKS][VEC];
@@ -166,9 +172,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
     for (int c = 0; c < CHUNKS; ++c) {
       const int64_t seg = static_cast<int64_t>(c) * LANES + lane;
       if (row < P && seg < a.segs) {
-        StateIO<StT, VEC>::Load(state + kin * p.state_block_stride + head_off +
-                                    row * p.state_p_stride + seg * VEC,
-                                s[r][c]);
+        StateIO<StT, VEC>::Load(
+            state + kin * p.state_block_stride + head_off + row * p.state_p_stride + seg * VEC,
+            s[r][c]);
       } else {
 #pragma unroll
         for (int v = 0; v < VEC; ++v) s[r][c][v] = 0.0f;
@@ -189,8 +195,9 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
       Cs[i] = (t == 0 && i == tid) ? c_pre : LoadF(p.C, p.dtype, co + i);
     }
     for (int64_t i = tid; i < kRowsPerBlock; i += kThreads) {
-      Xs[i] = (t == 0 && i == tid) ? x_pre
-                                   : (block_row0 + i < P ? LoadF(p.x, p.dtype, xo + block_row0 + i) : 0.0f);
+      Xs[i] = (t == 0 && i == tid)
+                  ? x_pre
+                  : (block_row0 + i < P ? LoadF(p.x, p.dtype, xo + block_row0 + i) : 0.0f);
     }
     __syncthreads();
 
@@ -229,7 +236,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
         }
       }
 #pragma unroll
-      for (int off = LANES / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off, LANES);
+      for (int off = LANES / 2; off > 0; off /= 2)
+        acc += __shfl_xor_sync(0xffffffffu, acc, off, LANES);
       if (row_ok && lane == 0) {
         float y = acc;
         if (p.D != nullptr) y += (p.d_per_channel ? p.D[h * P + row] : p.D[h]) * x;
@@ -237,17 +245,17 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
           y *= Silu(LoadF(p.z, p.dtype,
                           b * p.z_batch_stride + t * p.z_token_stride + h * p.z_head_stride + row));
         }
-        StoreF(p.y, p.dtype, b * p.y_batch_stride + t * p.y_token_stride + h * p.y_head_stride + row,
-               y);
+        StoreF(p.y, p.dtype,
+               b * p.y_batch_stride + t * p.y_token_stride + h * p.y_head_stride + row, y);
       }
       if (row_ok && kout > 0) {
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
           const int64_t seg = static_cast<int64_t>(c) * LANES + lane;
           if (seg < a.segs) {
-            StateIO<StT, VEC>::Store(state + kout * p.state_block_stride + head_off +
-                                         row * p.state_p_stride + seg * VEC,
-                                     s[r][c]);
+            StateIO<StT, VEC>::Store(
+                state + kout * p.state_block_stride + head_off + row * p.state_p_stride + seg * VEC,
+                s[r][c]);
           }
         }
       }
@@ -269,12 +277,13 @@ absl::Status LaunchRows(const KernelArgs& a0, cudaStream_t stream) {
   KernelArgs a = a0;
   a.ptiles = (a.p.head_dim + kRowsPerBlock - 1) / kRowsPerBlock;
   const int64_t blocks = a.p.batch * a.p.num_heads * a.ptiles;
-  if (blocks > 0x7fffffffLL) return absl::InvalidArgumentError("mamba2_state_update: grid too large");
+  if (blocks > 0x7fffffffLL)
+    return absl::InvalidArgumentError("mamba2_state_update: grid too large");
   const size_t smem = (2 * static_cast<size_t>(a.p.d_state) + kRowsPerBlock) * sizeof(float);
   if (smem > 48 * 1024) {
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              static_cast<int>(smem)));
+    CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>
       <<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);
@@ -356,7 +365,8 @@ absl::Status RunMamba2StateUpdateCuda(const Mamba2StateUpdateParams& p, const St
 
 absl::Status RunMamba2StateUpdateCudaRows(const Mamba2StateUpdateParams& p, const Stream& stream,
                                           int rows) {
-  if (!stream.is_cuda()) return absl::InvalidArgumentError("RunMamba2StateUpdateCudaRows: CPU stream");
+  if (!stream.is_cuda())
+    return absl::InvalidArgumentError("RunMamba2StateUpdateCudaRows: CPU stream");
   RETURN_IF_ERROR(ValidateMamba2StateUpdate(p));
   if (p.batch == 0) return absl::OkStatus();
   return RunWithRows(p, stream, rows);

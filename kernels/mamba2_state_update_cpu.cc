@@ -29,14 +29,15 @@ absl::Status RunMamba2StateUpdateCpu(const Mamba2StateUpdateParams& p) {
         }
         const float D = p.D == nullptr ? 0.0f : (p.d_per_channel ? p.D[h * P + pp] : p.D[h]);
         for (int64_t t = 0; t < Ts; ++t) {
-          float dt = LoadAsFloat(p.dt, p.dt_dtype,
-                                 b * p.dt_batch_stride + t * p.dt_token_stride + h * p.dt_head_stride);
+          float dt =
+              LoadAsFloat(p.dt, p.dt_dtype,
+                          b * p.dt_batch_stride + t * p.dt_token_stride + h * p.dt_head_stride);
           if (p.dt_bias != nullptr) dt += p.dt_bias[h];
           if (p.dt_softplus) dt = Softplus(dt);
           dt = ClampDt(dt, p.dt_min, p.dt_max);
           const float dA = std::exp(dt * A);
-          const float x = LoadAsFloat(p.x, p.dtype,
-                                      b * p.x_batch_stride + t * p.x_token_stride + h * p.x_head_stride + pp);
+          const float x = LoadAsFloat(
+              p.x, p.dtype, b * p.x_batch_stride + t * p.x_token_stride + h * p.x_head_stride + pp);
           const int64_t bo = b * p.B_batch_stride + t * p.B_token_stride + g * p.B_group_stride;
           const int64_t co = b * p.C_batch_stride + t * p.C_token_stride + g * p.C_group_stride;
           float y = 0.0f;
@@ -46,10 +47,12 @@ absl::Status RunMamba2StateUpdateCpu(const Mamba2StateUpdateParams& p) {
           }
           y += D * x;
           if (p.z != nullptr) {
-            y *= Silu(LoadAsFloat(p.z, p.dtype,
-                                  b * p.z_batch_stride + t * p.z_token_stride + h * p.z_head_stride + pp));
+            y *= Silu(LoadAsFloat(
+                p.z, p.dtype,
+                b * p.z_batch_stride + t * p.z_token_stride + h * p.z_head_stride + pp));
           }
-          StoreFromFloat(p.y, p.dtype, b * p.y_batch_stride + t * p.y_token_stride + h * p.y_head_stride + pp, y);
+          StoreFromFloat(p.y, p.dtype,
+                         b * p.y_batch_stride + t * p.y_token_stride + h * p.y_head_stride + pp, y);
           int64_t kout = -1;
           if (p.state_block_out != nullptr) {
             kout = p.state_block_out[b * out_stride + t];

@@ -4,6 +4,8 @@
 // Tolerances: fp32 1e-5 relative norm error (fp32 recurrence over a few tokens and a dot product
 // of N terms, against float64); bf16/f16 inputs are exact in the oracle, so bf16/f16 outputs
 // and a bf16 state get 1e-2 (one rounding per stored value, <= 2^-8 relative).
+#include "kernels/mamba2_state_update.h"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -14,7 +16,6 @@
 #include "core/random.h"
 #include "core/stream.h"
 #include "gtest/gtest.h"
-#include "kernels/mamba2_state_update.h"
 #include "kernels/mamba_math.h"
 #include "kernels/reference_scan.h"
 
@@ -179,10 +180,12 @@ void RunCase(const Shape& s, const Opts& o, uint64_t seed) {
           for (int64_t t = 0; t < s.Ts; ++t) ASSERT_EQ(pr.Y(b, t, h, pp), 768.0);
           continue;
         }
-        std::vector<double> x(s.Ts), dt(s.Ts), A(s.N, pr.A[h]), B(s.Ts * s.N), C(s.Ts * s.N), h0(s.N);
+        std::vector<double> x(s.Ts), dt(s.Ts), A(s.N, pr.A[h]), B(s.Ts * s.N), C(s.Ts * s.N),
+            h0(s.N);
         for (int64_t t = 0; t < s.Ts; ++t) {
           x[t] = pr.x[b * pr.xb + t * pr.xt + h * pr.xh + pp];
-          double d = pr.dt[b * pr.dtb + t * pr.dtt + h * pr.dth] + (o.dt_bias ? pr.dt_bias[h] : 0.0);
+          double d =
+              pr.dt[b * pr.dtb + t * pr.dtt + h * pr.dth] + (o.dt_bias ? pr.dt_bias[h] : 0.0);
           d = Softplus<double>(d);
           if (o.clamp) d = std::min(std::max(d, 0.05), 0.6);
           dt[t] = d;
@@ -191,7 +194,8 @@ void RunCase(const Shape& s, const Opts& o, uint64_t seed) {
             C[t * s.N + n] = pr.Cv[b * pr.bb + t * pr.bt + g * pr.bg + n];
           }
         }
-        for (int64_t n = 0; n < s.N; ++n) h0[n] = pr.state[kin * pr.sblk + h * pr.sh + pp * pr.sp + n];
+        for (int64_t n = 0; n < s.N; ++n)
+          h0[n] = pr.state[kin * pr.sblk + h * pr.sh + pp * pr.sp + n];
         ReferenceChannelScan rs;
         rs.x = x;
         rs.dt = dt;
@@ -210,8 +214,10 @@ void RunCase(const Shape& s, const Opts& o, uint64_t seed) {
           ref_y.push_back(y);
           got_y.push_back(pr.Y(b, t, h, pp));
           int64_t k = -1;
-          if (o.spec_out) k = pr.blk_out[b * s.Ts + t];
-          else if (t == s.Ts - 1) k = kin;
+          if (o.spec_out)
+            k = pr.blk_out[b * s.Ts + t];
+          else if (t == s.Ts - 1)
+            k = kin;
           if (k <= 0) continue;
           written[k] = true;
           for (int64_t n = 0; n < s.N; ++n) {
@@ -237,11 +243,10 @@ void RunCase(const Shape& s, const Opts& o, uint64_t seed) {
 TEST(Mamba2StateUpdateCpu, MatchesReference) {
   uint64_t seed = 1;
   const std::vector<Shape> shapes = {
-      {4, 1, 4, 8, 1, 16},
-      {5, 1, 6, 5, 3, 7},                  // odd sizes, G > 1
-      {3, 1, 3, 4, 2, 9, 6, 4, 1},         // straddling rank: H=12,G=3,tp=2 rank 1 (6 + j)/4 - 1
-      {4, 3, 4, 6, 2, 12},                 // multi-token
-      {2, 2, 2, 3, 1, 33, 1, 4, 0},        // tp % G: G=1 replicated, first_head=1
+      {4, 1, 4, 8, 1, 16},          {5, 1, 6, 5, 3, 7},  // odd sizes, G > 1
+      {3, 1, 3, 4, 2, 9, 6, 4, 1},   // straddling rank: H=12,G=3,tp=2 rank 1 (6 + j)/4 - 1
+      {4, 3, 4, 6, 2, 12},           // multi-token
+      {2, 2, 2, 3, 1, 33, 1, 4, 0},  // tp % G: G=1 replicated, first_head=1
   };
   for (const Shape& s : shapes) {
     for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {

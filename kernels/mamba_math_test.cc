@@ -40,7 +40,8 @@ TEST(Discretize, DefaultIsExpDecayAndEulerInput) {
 }
 
 TEST(Discretize, ZohIsExactForConstantInput) {
-  // dh/dt = a h + b x with constant x from h(0) = h0 gives h(dt) = e^{a dt} h0 + (e^{a dt}-1)/a b x.
+  // dh/dt = a h + b x with constant x from h(0) = h0 gives h(dt) = e^{a dt} h0 + (e^{a dt}-1)/a b
+  // x.
   const double a = -1.7, b = 0.8, x = 1.3, h0 = 0.4, dt = 0.35;
   auto s = Discretize(Discretization::kZoh, dt, dt, a);
   const double exact = std::exp(a * dt) * h0 + (std::exp(a * dt) - 1.0) / a * b * x;
@@ -132,11 +133,18 @@ TEST(ReferenceScan, SplittingTheSequenceAndCarryingTheStateChangesNothing) {
     ReferenceChannelScan full{mode, x, dt, {}, A, B, C, 0.3, {}};
     auto all = RunReferenceChannelScan(full);
     const int cut = 4;
-    ReferenceChannelScan head{mode, std::span(x).first(cut), std::span(dt).first(cut), {}, A,
-                              std::span(B).first(cut * N), std::span(C).first(cut * N), 0.3, {}};
+    ReferenceChannelScan head{mode, std::span(x).first(cut),     std::span(dt).first(cut),    {},
+                              A,    std::span(B).first(cut * N), std::span(C).first(cut * N), 0.3,
+                              {}};
     auto first = RunReferenceChannelScan(head);
-    ReferenceChannelScan tail{mode, std::span(x).subspan(cut), std::span(dt).subspan(cut), {}, A,
-                              std::span(B).subspan(cut * N), std::span(C).subspan(cut * N), 0.3,
+    ReferenceChannelScan tail{mode,
+                              std::span(x).subspan(cut),
+                              std::span(dt).subspan(cut),
+                              {},
+                              A,
+                              std::span(B).subspan(cut * N),
+                              std::span(C).subspan(cut * N),
+                              0.3,
                               first.h_final};
     auto second = RunReferenceChannelScan(tail);
     for (int t = cut; t < L; ++t) EXPECT_NEAR(second.y[t - cut], all.y[t], 1e-14);

@@ -23,10 +23,11 @@ TEST(AddRmsNorm, MatchesFloat64OracleWithAndWithoutResidual) {
   Rng rng(7);
   const int64_t T = 5, D = 37;
   for (bool add : {false, true}) {
-    auto x = rng.NormalVector(T * D), res = rng.NormalVector(T * D), w = rng.UniformVector(D, 0.5, 1.5);
+    auto x = rng.NormalVector(T * D), res = rng.NormalVector(T * D),
+         w = rng.UniformVector(D, 0.5, 1.5);
     std::vector<float> res_out = res, out(T * D, NAN);
-    AddRmsNormParams p{T, D, x.data(), DType::kF32, res_out.data(), DType::kF32, add,
-                       w.data(), DType::kF32, out.data(), DType::kF32, 1e-5f};
+    AddRmsNormParams p{T,   D,        x.data(),    DType::kF32, res_out.data(), DType::kF32,
+                       add, w.data(), DType::kF32, out.data(),  DType::kF32,    1e-5f};
     ASSERT_TRUE(RunAddRmsNorm(p, Stream()).ok());
     std::vector<double> want(T * D), want_res(T * D);
     for (int64_t t = 0; t < T; ++t) {
@@ -50,8 +51,8 @@ TEST(AddRmsNorm, Bf16OutputAndResidualRounding) {
   std::vector<bf16> res(T * D), out(T * D);
   for (int64_t i = 0; i < T * D; ++i) res[i] = ToBf16(rng.Normal());
   std::vector<bf16> res0 = res;
-  AddRmsNormParams p{T, D, x.data(), DType::kF32, res.data(), DType::kBF16, true,
-                     w.data(), DType::kF32, out.data(), DType::kBF16, 1e-5f};
+  AddRmsNormParams p{T,    D,        x.data(),    DType::kF32, res.data(),   DType::kBF16,
+                     true, w.data(), DType::kF32, out.data(),  DType::kBF16, 1e-5f};
   ASSERT_TRUE(RunAddRmsNorm(p, Stream()).ok());
   for (int64_t i = 0; i < T * D; ++i) {
     EXPECT_EQ(res[i].bits, ToBf16(x[i] + ToFloat(res0[i])).bits);
@@ -66,8 +67,8 @@ TEST(Embedding, VocabParallelSlicesSumToTheFullLookup) {
   std::vector<float> sum(T * D, 0.f);
   for (int64_t begin : {0, 5}) {  // two ranks of 5 rows
     std::vector<float> out(T * D, NAN);
-    EmbeddingParams p{T, D, ids.data(), table.data() + begin * D, DType::kF32, begin, 5,
-                      out.data(), DType::kF32};
+    EmbeddingParams p{T, D,          ids.data(), table.data() + begin * D, DType::kF32, begin,
+                      5, out.data(), DType::kF32};
     ASSERT_TRUE(RunEmbedding(p, Stream()).ok());
     for (int64_t i = 0; i < T * D; ++i) sum[i] += out[i];
   }
@@ -95,7 +96,8 @@ TEST(ModelOpsGpu, MatchCpu) {
   ASSERT_TRUE(stream.ok());
   Rng rng(10);
   const int64_t T = 7, D = 300;
-  auto x = rng.NormalVector(T * D), res = rng.NormalVector(T * D), w = rng.UniformVector(D, 0.5, 1.5);
+  auto x = rng.NormalVector(T * D), res = rng.NormalVector(T * D),
+       w = rng.UniformVector(D, 0.5, 1.5);
   auto up = [&](const void* h, int64_t bytes) {
     auto b = Buffer::Allocate(Device::Cuda(0), bytes);
     EXPECT_TRUE(b.ok());
@@ -105,15 +107,15 @@ TEST(ModelOpsGpu, MatchCpu) {
   Buffer dx = up(x.data(), T * D * 4), dres = up(res.data(), T * D * 4), dw = up(w.data(), D * 4);
   auto dout = Buffer::Allocate(Device::Cuda(0), T * D * 2);
   ASSERT_TRUE(dout.ok());
-  AddRmsNormParams gp{T, D, dx.data(), DType::kF32, dres.data(), DType::kF32, true,
-                      dw.data(), DType::kF32, dout->data(), DType::kBF16, 1e-5f};
+  AddRmsNormParams gp{T,    D,         dx.data(),   DType::kF32,  dres.data(),  DType::kF32,
+                      true, dw.data(), DType::kF32, dout->data(), DType::kBF16, 1e-5f};
   ASSERT_TRUE(RunAddRmsNorm(gp, *stream).ok());
   ASSERT_TRUE(stream->Synchronize().ok());
   std::vector<bf16> gout(T * D), cout(T * D);
   ASSERT_TRUE(CopyBytes(gout.data(), Device::Cpu(), dout->data(), dout->device(), T * D * 2).ok());
   std::vector<float> cres = res;
-  AddRmsNormParams cp{T, D, x.data(), DType::kF32, cres.data(), DType::kF32, true,
-                      w.data(), DType::kF32, cout.data(), DType::kBF16, 1e-5f};
+  AddRmsNormParams cp{T,    D,        x.data(),    DType::kF32, cres.data(),  DType::kF32,
+                      true, w.data(), DType::kF32, cout.data(), DType::kBF16, 1e-5f};
   ASSERT_TRUE(RunAddRmsNorm(cp, Stream()).ok());
   for (int64_t i = 0; i < T * D; ++i) {
     // bf16 outputs may differ by one rounding step where the fp32 sums differ in order.
@@ -122,8 +124,15 @@ TEST(ModelOpsGpu, MatchCpu) {
   std::vector<int32_t> ids{3, 1, 4, 1, 5, 6, 2};  // rows of the 7-row table x
   Buffer dids = up(ids.data(), T * 4);
   auto demb = Buffer::Allocate(Device::Cuda(0), T * D * 4);
-  EmbeddingParams ep{T, D, static_cast<const int32_t*>(dids.data()), dx.data(), DType::kF32, 0, 7,
-                     demb->data(), DType::kF32};
+  EmbeddingParams ep{T,
+                     D,
+                     static_cast<const int32_t*>(dids.data()),
+                     dx.data(),
+                     DType::kF32,
+                     0,
+                     7,
+                     demb->data(),
+                     DType::kF32};
   ASSERT_TRUE(RunEmbedding(ep, *stream).ok());
   ASSERT_TRUE(stream->Synchronize().ok());
   std::vector<float> gemb(T * D);

@@ -22,7 +22,7 @@ struct ReferenceChannelScan {
   std::span<const double> B;         // [L * N], row t is token t
   std::span<const double> C;         // [L * N]
   double D = 0.0;
-  std::span<const double> h0;        // [N] initial state; empty = zeros
+  std::span<const double> h0;  // [N] initial state; empty = zeros
 };
 
 struct ReferenceScanResult {

@@ -17,8 +17,8 @@ absl::Status Validate(const SelectiveScanParams& p, bool on_cpu) {
   MS_CHECK_ARG(p.dim > 0, "selective_scan: dim must be positive, got ", p.dim);
   MS_CHECK_ARG(p.d_state > 0 && p.d_state <= kSelectiveScanMaxDState,
                "selective_scan: d_state must be in [1, 256], got ", p.d_state);
-  MS_CHECK_ARG(p.n_groups > 0 && p.dim % p.n_groups == 0, "selective_scan: n_groups ",
-               p.n_groups, " must divide dim ", p.dim);
+  MS_CHECK_ARG(p.n_groups > 0 && p.dim % p.n_groups == 0, "selective_scan: n_groups ", p.n_groups,
+               " must divide dim ", p.dim);
   MS_CHECK_ARG(IsValidMode(p.mode), "selective_scan: unknown discretization ",
                static_cast<int>(p.mode));
   if (p.num_tokens == 0 && p.num_seqs == 0) return absl::OkStatus();
@@ -54,8 +54,9 @@ absl::Status Validate(const SelectiveScanParams& p, bool on_cpu) {
   for (int64_t s = 0; s < p.num_seqs; ++s) {
     MS_CHECK_ARG(p.cu_seqlens[s + 1] >= p.cu_seqlens[s], "selective_scan: cu_seqlens decreases");
   }
-  MS_CHECK_ARG(p.cu_seqlens[p.num_seqs] == p.num_tokens, "selective_scan: cu_seqlens[S] = ",
-               p.cu_seqlens[p.num_seqs], " but num_tokens = ", p.num_tokens);
+  MS_CHECK_ARG(p.cu_seqlens[p.num_seqs] == p.num_tokens,
+               "selective_scan: cu_seqlens[S] = ", p.cu_seqlens[p.num_seqs],
+               " but num_tokens = ", p.num_tokens);
   auto check_block = [&](int64_t b, const char* what) -> absl::Status {
     MS_CHECK_ARG(b >= 0 && b < p.num_state_blocks, "selective_scan: ", what, " block ", b,
                  " out of range [0, ", p.num_state_blocks, ")");
@@ -69,8 +70,8 @@ absl::Status Validate(const SelectiveScanParams& p, bool on_cpu) {
       const int64_t len = p.cu_seqlens[s + 1] - p.cu_seqlens[s];
       const int64_t count =
           (p.prefix_offset[s] + len) / p.block_size - p.prefix_offset[s] / p.block_size;
-      MS_CHECK_ARG(count <= p.boundary_blocks_stride, "selective_scan: sequence ", s,
-                   " crosses ", count, " block boundaries but boundary_blocks_stride is ",
+      MS_CHECK_ARG(count <= p.boundary_blocks_stride, "selective_scan: sequence ", s, " crosses ",
+                   count, " block boundaries but boundary_blocks_stride is ",
                    p.boundary_blocks_stride);
       for (int64_t j = 0; j < count; ++j) {
         RETURN_IF_ERROR(

@@ -95,8 +95,7 @@ __device__ __forceinline__ void CopyUnit(char* d, const char* s, int vec) {
 }
 
 __device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src, int64_t src_rs,
-                                         int rows, int row_bytes, int vec, int tid,
-                                         int nthreads) {
+                                         int rows, int row_bytes, int vec, int tid, int nthreads) {
   const int upr = row_bytes / vec;
   if (upr > 0 && upr <= nthreads && nthreads % upr == 0) {
     // Fixed (row, unit) pattern per thread: one division per call.
@@ -145,9 +144,8 @@ __device__ __forceinline__ __half FromF<__half>(float v) {
 
 template <Discretization kMode, typename XT>
 __device__ __forceinline__ void ConvertChunkV2(const ScanArgs& a, const char* ru, const char* rd,
-                                               float4* s_par, int rows, int cpb, int cc,
-                                               int rstep, int x_row, float bias, float spb,
-                                               int64_t tok0) {
+                                               float4* s_par, int rows, int cpb, int cc, int rstep,
+                                               int x_row, float bias, float spb, int64_t tok0) {
   const XT* u = reinterpret_cast<const XT*>(ru);
   const XT* dl = reinterpret_cast<const XT*>(rd);
 #pragma unroll 4
@@ -209,9 +207,8 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
   const int rstep = nthreads / cpb;
   const bool cc_valid = cc < valid_ch;
   const float bias = (cc_valid && a.delta_bias) ? a.delta_bias[c0 + cc] : 0.0f;
-  const float spb = (cc_valid && kMode == Discretization::kEventDriven)
-                        ? DevSoftplus(a.bias_A[c0 + cc])
-                        : 0.0f;
+  const float spb =
+      (cc_valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[c0 + cc]) : 0.0f;
   const float Dd = (cc_valid && a.Dv) ? a.Dv[c0 + cc] : 0.0f;
 
   float h[kNPT], Ar[kNPT];
@@ -247,10 +244,10 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
       CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx, rows,
                valid_ch * a.esx, a.vec_z, tid, nthreads);
     }
-    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc,
-             a.B_rs * a.esbc, rows, static_cast<int>(N) * a.esbc, a.vec_B, tid, nthreads);
-    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc,
-             a.C_rs * a.esbc, rows, static_cast<int>(N) * a.esbc, a.vec_C, tid, nthreads);
+    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc, a.B_rs * a.esbc,
+             rows, static_cast<int>(N) * a.esbc, a.vec_B, tid, nthreads);
+    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc, a.C_rs * a.esbc,
+             rows, static_cast<int>(N) * a.esbc, a.vec_C, tid, nthreads);
   };
 
   int64_t next_b = -1, bj = 0;
@@ -277,8 +274,8 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
         ConvertChunkV2<kMode, __half>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc,
                                       rstep, x_row, bias, spb, t0 + cs);
       } else {
-        ConvertChunkV2<kMode, float>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc,
-                                     rstep, x_row, bias, spb, t0 + cs);
+        ConvertChunkV2<kMode, float>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc, rstep,
+                                     x_row, bias, spb, t0 + cs);
       }
     }
     {
@@ -380,8 +377,8 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
         EpilogueChunkV2<__nv_bfloat16>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row,
                                        tpc, Dd, t0 + cs, c0 + cc);
       } else if (a.x_dt == kF16) {
-        EpilogueChunkV2<__half>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc,
-                                Dd, t0 + cs, c0 + cc);
+        EpilogueChunkV2<__half>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
+                                t0 + cs, c0 + cc);
       } else {
         EpilogueChunkV2<float>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
                                t0 + cs, c0 + cc);
@@ -443,9 +440,9 @@ absl::Status LaunchMode(Discretization mode, const ScanArgs& a, dim3 grid, int s
 absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& stream) {
   if (p.num_seqs == 0) return absl::OkStatus();
   MS_CHECK_ARG(p.num_seqs <= 65535, "selective_scan (CUDA): at most 65535 sequences per call");
-  MS_CHECK_ARG(p.state_dtype == DType::kF32 || p.state_dtype == DType::kBF16 ||
-                   p.state_dtype == DType::kF16,
-               "selective_scan: bad state dtype");
+  MS_CHECK_ARG(
+      p.state_dtype == DType::kF32 || p.state_dtype == DType::kBF16 || p.state_dtype == DType::kF16,
+      "selective_scan: bad state dtype");
   cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
   ScanArgs a{};
   a.D = p.dim;
@@ -525,11 +522,13 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
   a.seg_bc = RoundUp16(p.d_state * a.esbc);
   const int64_t tail_x = (p.dim % cpb) * a.esx;
-  a.vec_u = PickVec(reinterpret_cast<uintptr_t>(p.u), {p.u_row_stride * a.esx, cpb * a.esx, tail_x});
+  a.vec_u =
+      PickVec(reinterpret_cast<uintptr_t>(p.u), {p.u_row_stride * a.esx, cpb * a.esx, tail_x});
   a.vec_delta = PickVec(reinterpret_cast<uintptr_t>(p.delta),
                         {p.delta_row_stride * a.esx, cpb * a.esx, tail_x});
-  a.vec_z = p.z ? PickVec(reinterpret_cast<uintptr_t>(p.z), {p.z_row_stride * a.esx, cpb * a.esx, tail_x})
-                : 16;
+  a.vec_z =
+      p.z ? PickVec(reinterpret_cast<uintptr_t>(p.z), {p.z_row_stride * a.esx, cpb * a.esx, tail_x})
+          : 16;
   a.vec_B = PickVec(reinterpret_cast<uintptr_t>(p.B),
                     {p.B_row_stride * a.esbc, p.B_group_stride * a.esbc, p.d_state * a.esbc});
   a.vec_C = PickVec(reinterpret_cast<uintptr_t>(p.C),

@@ -20,8 +20,7 @@ absl::Status RunSelectiveScanCpu(const SelectiveScanParams& p) {
     for (int64_t d = 0; d < D; ++d) {
       const int64_t g = d / dpg;
       const float* A = p.A + d * N;
-      const float sp_bias_A =
-          p.mode == Discretization::kEventDriven ? Softplus(p.bias_A[d]) : 0.0f;
+      const float sp_bias_A = p.mode == Discretization::kEventDriven ? Softplus(p.bias_A[d]) : 0.0f;
       LoadState(p.state_pool, p.state_dtype, in_block, block_stride, d, N, h.data());
       for (int64_t t = t0; t < t1; ++t) {
         const float u = LoadAsFloat(p.u, p.x_dtype, t * p.u_row_stride + d);

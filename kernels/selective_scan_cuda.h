@@ -55,9 +55,9 @@ __device__ __forceinline__ float DevSilu(float x) { return __fdividef(x, 1.0f + 
 // Modes whose decay is exp(dt_decay * A) and whose input term is a per-(token, channel) scalar
 // times B: those take the fast path below (one ex2 per element, A pre-scaled by log2(e)).
 template <Discretization kMode>
-constexpr bool kExpDecayMode = kMode == Discretization::kDefault ||
-                               kMode == Discretization::kDirac ||
-                               kMode == Discretization::kEventDriven;
+constexpr bool kExpDecayMode =
+    kMode == Discretization::kDefault || kMode == Discretization::kDirac ||
+    kMode == Discretization::kEventDriven;
 
 // Per-(token, channel) scalars of a step, computed once and shared by the N states.
 struct TokenScalars {

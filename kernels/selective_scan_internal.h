@@ -37,8 +37,8 @@ inline float FinishOutput(float y_ssm, float u, const float* D, int64_t d, const
   return y;
 }
 
-inline void LoadState(const void* pool, DType dt, int64_t block, int64_t block_stride,
-                      int64_t d, int64_t N, float* h) {
+inline void LoadState(const void* pool, DType dt, int64_t block, int64_t block_stride, int64_t d,
+                      int64_t N, float* h) {
   if (block == 0) {
     for (int64_t n = 0; n < N; ++n) h[n] = 0.0f;
     return;

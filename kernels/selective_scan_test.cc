@@ -44,16 +44,16 @@ TEST_P(PrefillOracleTest, MatchesFloat64Oracle) {
   ExpectPrefillMatchesOracle(p, *out, RunOracle(p), DiscretizationName(mode));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllModes, PrefillOracleTest,
-    ::testing::Combine(::testing::ValuesIn(kModes),
-                       ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
-                       ::testing::Values(DType::kF32, DType::kBF16)),
-    [](const auto& info) {
-      return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
-                          DTypeName(std::get<1>(info.param)), "_state",
-                          DTypeName(std::get<2>(info.param)));
-    });
+INSTANTIATE_TEST_SUITE_P(AllModes, PrefillOracleTest,
+                         ::testing::Combine(::testing::ValuesIn(kModes),
+                                            ::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Values(DType::kF32, DType::kBF16)),
+                         [](const auto& info) {
+                           return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
+                                               DTypeName(std::get<1>(info.param)), "_state",
+                                               DTypeName(std::get<2>(info.param)));
+                         });
 
 TEST(Prefill, GroupedBCLargeStateNoGateNoBiasInPlace) {
   for (Discretization mode : kModes) {

@@ -5,9 +5,9 @@
 #ifndef MAMBASERVE_KERNELS_SELECTIVE_SCAN_TEST_UTIL_H_
 #define MAMBASERVE_KERNELS_SELECTIVE_SCAN_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -32,12 +32,14 @@ namespace mambaserve::scan_test {
 
 inline std::vector<uint8_t> ToBytes(const std::vector<float>& v, DType t) {
   std::vector<uint8_t> out(v.size() * DTypeSize(t));
-  for (size_t i = 0; i < v.size(); ++i) StoreFromFloat(out.data(), t, static_cast<int64_t>(i), v[i]);
+  for (size_t i = 0; i < v.size(); ++i)
+    StoreFromFloat(out.data(), t, static_cast<int64_t>(i), v[i]);
   return out;
 }
 inline std::vector<float> FromBytes(const std::vector<uint8_t>& b, DType t) {
   std::vector<float> out(b.size() / DTypeSize(t));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = LoadAsFloat(b.data(), t, static_cast<int64_t>(i));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = LoadAsFloat(b.data(), t, static_cast<int64_t>(i));
   return out;
 }
 
@@ -94,9 +96,9 @@ struct ScanProblemOptions {
   // Per-sequence initial block: true = a fresh random state in its own block, false = block 0.
   std::vector<bool> initial_state;  // empty = all true
   // Per-sequence final block written (false = block 0, not written).
-  std::vector<bool> final_state;  // empty = all true
-  bool final_in_place = false;    // final block = initial block where there is one
-  int64_t block_size = 0;         // boundary states on when > 0
+  std::vector<bool> final_state;       // empty = all true
+  bool final_in_place = false;         // final block = initial block where there is one
+  int64_t block_size = 0;              // boundary states on when > 0
   std::vector<int64_t> prefix_offset;  // per sequence, when block_size > 0
   uint64_t seed = 1;
 };
@@ -278,8 +280,7 @@ inline absl::StatusOr<ScanOutputs> RunPrefill(const ScanProblem& p, const Stream
 // comes from p.initial_block (as state_block_in); with `per_token_out` every token's state goes
 // to its own fresh block (returned through out_blocks), otherwise the update is in place.
 inline absl::StatusOr<ScanOutputs> RunDecode(const ScanProblem& p, int64_t num_spec,
-                                             bool per_token_out,
-                                             std::vector<int32_t>* out_blocks,
+                                             bool per_token_out, std::vector<int32_t>* out_blocks,
                                              const Stream& stream, ScanProblem* grown = nullptr) {
   const int64_t tokens = 1 + num_spec;
   for (int64_t s = 0; s < p.S; ++s) {
@@ -353,8 +354,8 @@ inline absl::StatusOr<ScanOutputs> RunDecode(const ScanProblem& p, int64_t num_s
   ScanOutputs out;
   ASSIGN_OR_RETURN(auto yb, arr.Get(y, T1 * p.y_stride * DTypeSize(p.o.x_dtype)));
   out.y = FromBytes(yb, p.o.x_dtype);
-  ASSIGN_OR_RETURN(auto pb, arr.Get(dpool, num_blocks * p.block_stride *
-                                              DTypeSize(p.o.state_dtype)));
+  ASSIGN_OR_RETURN(auto pb,
+                   arr.Get(dpool, num_blocks * p.block_stride * DTypeSize(p.o.state_dtype)));
   out.pool = FromBytes(pb, p.o.state_dtype);
   return out;
 }
@@ -427,8 +428,8 @@ inline Oracle RunOracle(const ScanProblem& p) {
 }
 
 // Gathers y[t, :] for tokens [t0, t1) into doubles (from a kernel's output rows).
-inline std::vector<double> GatherY(const ScanProblem& p, const std::vector<float>& y,
-                                   int64_t t0, int64_t t1) {
+inline std::vector<double> GatherY(const ScanProblem& p, const std::vector<float>& y, int64_t t0,
+                                   int64_t t1) {
   std::vector<double> out;
   for (int64_t t = t0; t < t1; ++t)
     for (int64_t d = 0; d < p.D; ++d) out.push_back(y[t * p.y_stride + d]);
@@ -444,8 +445,7 @@ inline std::vector<double> OracleState(const ScanProblem& p, const Oracle& o, in
   return std::vector<double>(o.h_all.begin() + token * p.D * p.N,
                              o.h_all.begin() + (token + 1) * p.D * p.N);
 }
-inline std::vector<double> OracleY(const ScanProblem& p, const Oracle& o, int64_t t0,
-                                   int64_t t1) {
+inline std::vector<double> OracleY(const ScanProblem& p, const Oracle& o, int64_t t0, int64_t t1) {
   return std::vector<double>(o.y.begin() + t0 * p.D, o.y.begin() + t1 * p.D);
 }
 
@@ -463,7 +463,6 @@ inline std::vector<int32_t> UntouchedBlocks(const ScanProblem& p) {
   return out;
 }
 
-
 // Tolerances (relative norm error against float64): fp32 arithmetic over a few hundred steps
 // stays near 1e-6, so 2e-5 leaves room without hiding real bugs; a 16-bit output or state is
 // rounded once at the end (relative 2^-9 for bf16, 2^-12 for f16), so 1e-2 covers it.
@@ -476,8 +475,8 @@ inline void ExpectPrefillMatchesOracle(const ScanProblem& p, const ScanOutputs& 
   const double tol_y = TolFor(p.o.x_dtype), tol_h = TolFor(p.o.state_dtype);
   for (int64_t s = 0; s < p.S; ++s) {
     if (p.Len(s) == 0) continue;
-    const double e = RelErr(GatherY(p, out.y, p.cu[s], p.cu[s + 1]),
-                            OracleY(p, o, p.cu[s], p.cu[s + 1]));
+    const double e =
+        RelErr(GatherY(p, out.y, p.cu[s], p.cu[s + 1]), OracleY(p, o, p.cu[s], p.cu[s + 1]));
     EXPECT_LT(e, tol_y) << what << ": y of sequence " << s << " (len " << p.Len(s) << ")";
     if (p.final_block[s] != 0) {
       const std::vector<double> want =
@@ -492,8 +491,7 @@ inline void ExpectPrefillMatchesOracle(const ScanProblem& p, const ScanOutputs& 
       if (blk == 0) continue;
       const int64_t k = (p.prefix_offset[s] / p.o.block_size + j + 1) * p.o.block_size;
       const int64_t local = k - p.prefix_offset[s] - 1;
-      const double eb =
-          RelErr(GatherBlock(p, out.pool, blk), OracleState(p, o, p.cu[s] + local));
+      const double eb = RelErr(GatherBlock(p, out.pool, blk), OracleState(p, o, p.cu[s] + local));
       EXPECT_LT(eb, tol_h) << what << ": boundary state " << j << " of sequence " << s;
     }
   }
@@ -575,8 +573,8 @@ inline absl::StatusOr<ParityErrors> PrefillThenDecodeParity(ScanProblemOptions o
   pre.final_block = full.final_block;
   ASSIGN_OR_RETURN(ScanOutputs pre_out, RunPrefill(pre, stream));
   for (int64_t s = 0; s < full.S; ++s) {
-    err.y = std::max(err.y, RelErrRows(pre, pre_out.y, pre.cu[s], full, full_out.y, full.cu[s],
-                                       n[s]));
+    err.y =
+        std::max(err.y, RelErrRows(pre, pre_out.y, pre.cu[s], full, full_out.y, full.cu[s], n[s]));
   }
   std::vector<float> pool = pre_out.pool;
   for (int64_t j = 0; j < m; ++j) {
@@ -588,8 +586,8 @@ inline absl::StatusOr<ParityErrors> PrefillThenDecodeParity(ScanProblemOptions o
     dec.final_block = full.final_block;
     ASSIGN_OR_RETURN(ScanOutputs dec_out, RunDecode(dec, 0, false, nullptr, stream));
     for (int64_t s = 0; s < full.S; ++s) {
-      err.y = std::max(err.y, RelErrRows(dec, dec_out.y, s, full, full_out.y,
-                                         full.cu[s] + n[s] + j, 1));
+      err.y = std::max(err.y,
+                       RelErrRows(dec, dec_out.y, s, full, full_out.y, full.cu[s] + n[s] + j, 1));
     }
     pool = dec_out.pool;
   }

@@ -17,8 +17,7 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
   MS_CHECK_ARG(p.d_state > 0, "ssd: d_state must be > 0, got ", p.d_state);
   MS_CHECK_ARG(p.chunk_size >= 16 && (p.chunk_size & (p.chunk_size - 1)) == 0,
                "ssd: chunk_size must be a power of two >= 16, got ", p.chunk_size);
-  const int64_t hpg =
-      p.heads_per_group > 0 ? p.heads_per_group : p.num_heads / p.num_groups;
+  const int64_t hpg = p.heads_per_group > 0 ? p.heads_per_group : p.num_heads / p.num_groups;
   if (p.heads_per_group == 0) {
     MS_CHECK_ARG(p.num_heads % p.num_groups == 0 && p.first_head == 0 && p.first_group == 0,
                  "ssd: with heads_per_group = 0, num_heads (", p.num_heads,
@@ -34,17 +33,15 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
                "] outside [0, ", p.num_groups, ")");
   MS_CHECK_ARG(p.x && p.dt && p.A && p.B && p.C && p.y, "ssd: x, dt, A, B, C and y are required");
   MS_CHECK_ARG(p.cu_seqlens || p.num_seqs == 0, "ssd: cu_seqlens is required");
-  MS_CHECK_ARG(p.x_head_stride >= p.head_dim || p.num_heads == 1,
-               "ssd: x_head_stride (", p.x_head_stride, ") < head_dim (", p.head_dim, ")");
-  MS_CHECK_ARG(p.y_head_stride >= p.head_dim || p.num_heads == 1,
-               "ssd: y_head_stride (", p.y_head_stride, ") < head_dim (", p.head_dim, ")");
+  MS_CHECK_ARG(p.x_head_stride >= p.head_dim || p.num_heads == 1, "ssd: x_head_stride (",
+               p.x_head_stride, ") < head_dim (", p.head_dim, ")");
+  MS_CHECK_ARG(p.y_head_stride >= p.head_dim || p.num_heads == 1, "ssd: y_head_stride (",
+               p.y_head_stride, ") < head_dim (", p.head_dim, ")");
   MS_CHECK_ARG(p.x_token_stride >= 0 && p.y_token_stride >= 0 && p.dt_token_stride >= 0 &&
                    p.B_token_stride >= 0 && p.C_token_stride >= 0 && p.z_token_stride >= 0,
                "ssd: strides must be >= 0");
-  MS_CHECK_ARG(p.B_group_stride >= p.d_state || p.num_groups == 1,
-               "ssd: B_group_stride < d_state");
-  MS_CHECK_ARG(p.C_group_stride >= p.d_state || p.num_groups == 1,
-               "ssd: C_group_stride < d_state");
+  MS_CHECK_ARG(p.B_group_stride >= p.d_state || p.num_groups == 1, "ssd: B_group_stride < d_state");
+  MS_CHECK_ARG(p.C_group_stride >= p.d_state || p.num_groups == 1, "ssd: C_group_stride < d_state");
   MS_CHECK_ARG(!p.z || p.z_head_stride >= p.head_dim || p.num_heads == 1,
                "ssd: z_head_stride < head_dim");
   MS_CHECK_ARG(!(p.dt_min > p.dt_max) && !std::isnan(p.dt_min) && !std::isnan(p.dt_max),
@@ -53,8 +50,8 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
                "ssd: state_dtype must be f32 or bf16, got ", DTypeName(p.state_dtype));
   const bool uses_pool = p.initial_state_block || p.final_state_block || p.block_size > 0;
   if (uses_pool) {
-    const int64_t head_stride = p.state_head_stride > 0 ? p.state_head_stride
-                                                        : p.head_dim * p.d_state;
+    const int64_t head_stride =
+        p.state_head_stride > 0 ? p.state_head_stride : p.head_dim * p.d_state;
     MS_CHECK_ARG(p.state != nullptr, "ssd: state pool pointer is null but block indices given");
     MS_CHECK_ARG(p.num_blocks >= 1, "ssd: num_blocks must be >= 1");
     MS_CHECK_ARG(head_stride >= p.head_dim * p.d_state, "ssd: state_head_stride (", head_stride,

@@ -20,8 +20,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -169,11 +169,11 @@ __global__ void SsdSequentialKernel(SsdChunkScanParams p) {
 // ------------------------------------------------------------------------------------------
 namespace tc {
 
-constexpr int kT = 64;   // tokens per sub-chunk (padded)
-constexpr int kN = 128;  // padded d_state
-constexpr int kP = 64;   // channels per CTA
-constexpr int kThreads = 512;  // 16 warps
-constexpr int kPitchX = kP + 8;   // bf16 elements per smem row (16 B pad: conflict-free ldmatrix)
+constexpr int kT = 64;           // tokens per sub-chunk (padded)
+constexpr int kN = 128;          // padded d_state
+constexpr int kP = 64;           // channels per CTA
+constexpr int kThreads = 512;    // 16 warps
+constexpr int kPitchX = kP + 8;  // bf16 elements per smem row (16 B pad: conflict-free ldmatrix)
 constexpr int kPitchBC = kN + 8;
 constexpr int kPitchG = kT + 8;
 constexpr int kPitchH = kP + 8;
@@ -186,7 +186,7 @@ struct __align__(16) Smem {
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
-  float cum[2][kT];  // double buffered: warp 0 prepares the next sub-chunk's
+  float cum[2][kT];         // double buffered: warp 0 prepares the next sub-chunk's
   float dt[2][kT];
   float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
   float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
@@ -218,8 +218,8 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint3
 }
 
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
-               "l"(gmem), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void CpAsyncWait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
@@ -244,8 +244,8 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
   } else {
     for (int idx = threadIdx.x; idx < kT * kCols; idx += kThreads) {
       const int r = idx / kCols, c = idx % kCols;
-      dst[r * kPitch + c] = (r < rows_valid && c < cols_valid) ? src[r * row_stride + c]
-                                                               : __float2bfloat16_rn(0.0f);
+      dst[r * kPitch + c] =
+          (r < rows_valid && c < cols_valid) ? src[r * row_stride + c] : __float2bfloat16_rn(0.0f);
     }
   }
 }
@@ -270,12 +270,11 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
   if (k >= num_segs) return len;
   int64_t seg = (len + num_segs - 1) / num_segs;
   seg = (seg + 63) / 64 * 64;
-  int64_t a = off + k * seg;                     // absolute position
-  a = (a + cut_len - 1) / cut_len * cut_len;     // on the sub-chunk grid
+  int64_t a = off + k * seg;                  // absolute position
+  a = (a + cut_len - 1) / cut_len * cut_len;  // on the sub-chunk grid
   const int64_t pos = a - off;
   return pos < len ? pos : len;
 }
-
 
 __global__ void __launch_bounds__(kThreads, 1)
     SsdTensorCoreKernel(SsdChunkScanParams p, int cut_len, bool vec_in, int y_mode, int skip,
@@ -297,10 +296,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
   if (state_pass && seg == sa.num_segs - 1) return;  // its end state is never needed
   // Incoming state: the pool's initial block, or (segments) the workspace.
-  const float* ws_in = sa.num_segs > 1 && !state_pass
-                           ? sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) *
-                                          p.num_heads + hd) * (P * N)
-                           : nullptr;
+  const float* ws_in =
+      sa.num_segs > 1 && !state_pass
+          ? sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N)
+          : nullptr;
   const int64_t g = GroupOf(p, hd);
   const float A = p.A[hd];
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
@@ -374,8 +373,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     LoadTile<kN, kPitchBC>(sm.b[buf], bg + t * p.B_token_stride, p.B_token_stride, len_c, cols_n,
                            vec_in);
     if (!state_pass) {
-      LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c,
-                             cols_n, vec_in);
+      LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c, cols_n,
+                             vec_in);
     }
   };
   // D for this thread's output channels pp = 16*cq + 8*j + 2*t4 + e.
@@ -385,7 +384,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const int pp = 16 * cq + 8 * j + 2 * t4 + e;
-      dcoef[j][e] = p.D == nullptr ? 0.0f
+      dcoef[j][e] = p.D == nullptr    ? 0.0f
                     : p.D_per_channel ? (pp < cols_p ? p.D[hd * P + p0 + pp] : 0.0f)
                                       : p.D[hd];
     }
@@ -399,8 +398,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int j = lane + 32 * hf;
-      dt_raw[hf] = j < len_c ? LoadF(p.dt, p.dt_dtype, (q.t0 + pos + j) * p.dt_token_stride + hd)
-                             : 0.0f;
+      dt_raw[hf] =
+          j < len_c ? LoadF(p.dt, p.dt_dtype, (q.t0 + pos + j) * p.dt_token_stride + hd) : 0.0f;
     }
   };
   auto scan_dt = [&](int buf, int len_c) {
@@ -568,8 +567,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int i = 16 * rb + gq + 8 * e2;
         if (i < len_c) {
           const int64_t t = q.t0 + pos + i;
-          bf16_t* yrow = static_cast<bf16_t*>(p.y) + t * p.y_token_stride +
-                         hd * p.y_head_stride + p0;
+          bf16_t* yrow =
+              static_cast<bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
 #pragma unroll
           for (int j = 0; j < 2; ++j) {
             const int pp = 16 * cq + 8 * j + 2 * t4;
@@ -645,8 +644,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   flush_y();
   if (state_pass) {  // local end state -> workspace slot seg + 1, and the segment's log decay
-    float* out = sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg + 1) * p.num_heads + hd) *
-                             (P * N);
+    float* out =
+        sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg + 1) * p.num_heads + hd) * (P * N);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -656,8 +655,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     if (tid == 0 && blockIdx.z == 0) {
-      sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] =
-          seg_logdec;
+      sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] = seg_logdec;
     }
     return;
   }
@@ -698,21 +696,21 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
   cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
   const bool tc_ok = p.dtype == DType::kBF16 && p.d_state <= tc::kN;
   SsdCudaImpl impl = p.cuda_impl;
-  if (impl == SsdCudaImpl::kAuto) impl = tc_ok ? SsdCudaImpl::kTensorCore : SsdCudaImpl::kSequential;
+  if (impl == SsdCudaImpl::kAuto)
+    impl = tc_ok ? SsdCudaImpl::kTensorCore : SsdCudaImpl::kSequential;
   MS_CHECK_ARG(p.num_seqs <= 0x7fffffff && p.num_heads <= 65535,
                "ssd cuda: num_seqs or num_heads too large for the grid");
   if (impl == SsdCudaImpl::kTensorCore) {
-    MS_CHECK_ARG(tc_ok, "ssd cuda: the tensor-core path needs bf16 inputs and d_state <= ",
-                 tc::kN);
+    MS_CHECK_ARG(tc_ok, "ssd cuda: the tensor-core path needs bf16 inputs and d_state <= ", tc::kN);
     const bool vec_in = Aligned16(p.x) && Aligned16(p.B) && Aligned16(p.C) &&
                         p.x_token_stride % 8 == 0 && p.x_head_stride % 8 == 0 &&
                         p.B_token_stride % 8 == 0 && p.B_group_stride % 8 == 0 &&
                         p.C_token_stride % 8 == 0 && p.C_group_stride % 8 == 0 &&
                         p.head_dim % 8 == 0 && p.d_state % 8 == 0;
-    const bool vec_y = (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0 &&
-                       p.y_token_stride % 2 == 0 && p.y_head_stride % 2 == 0;
-    const bool vec_y16 = Aligned16(p.y) && p.y_token_stride % 8 == 0 &&
-                         p.y_head_stride % 8 == 0 && p.head_dim % 8 == 0;
+    const bool vec_y = (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0 && p.y_token_stride % 2 == 0 &&
+                       p.y_head_stride % 2 == 0;
+    const bool vec_y16 = Aligned16(p.y) && p.y_token_stride % 8 == 0 && p.y_head_stride % 8 == 0 &&
+                         p.head_dim % 8 == 0;
     const int y_mode = vec_y16 ? 2 : (vec_y ? 1 : 0);
     const int cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     const size_t smem = sizeof(tc::Smem);

@@ -60,10 +60,10 @@ struct SsdChunkScanParams {
   // ---- sizes ----
   int64_t num_tokens = 0;  // T: rows of x/dt/B/C/z/y; cu_seqlens[num_seqs] <= T
   int64_t num_seqs = 0;
-  int64_t num_heads = 0;   // H (local heads of this call)
-  int64_t head_dim = 0;    // P
-  int64_t num_groups = 0;  // G (local groups; B and C have G groups)
-  int64_t d_state = 0;     // N
+  int64_t num_heads = 0;     // H (local heads of this call)
+  int64_t head_dim = 0;      // P
+  int64_t num_groups = 0;    // G (local groups; B and C have G groups)
+  int64_t d_state = 0;       // N
   int64_t chunk_size = 256;  // Q: a power of two >= 16
 
   // Head-to-group mapping (parallel/mamba2_groups.h, Mamba2RankSlice::LocalGroupOfHead):
@@ -114,7 +114,7 @@ struct SsdChunkScanParams {
   const int32_t* cu_seqlens = nullptr;  // (num_seqs + 1), non-decreasing, cu_seqlens[0] >= 0
 
   // ---- state pool ----
-  void* state = nullptr;  // see the file comment; may be null when no block index is used
+  void* state = nullptr;            // see the file comment; may be null when no block index is used
   DType state_dtype = DType::kF32;  // f32 or bf16
   int64_t num_blocks = 0;           // every block index must be < num_blocks
   int64_t state_block_stride = 0;   // elements between blocks (>= H * state_head_stride)
@@ -126,8 +126,8 @@ struct SsdChunkScanParams {
   const int32_t* final_state_block = nullptr;
 
   // ---- prefix caching: block-boundary states (see the file comment) ----
-  int64_t block_size = 0;                    // 0 = off; else a multiple of chunk_size
-  const int32_t* prefix_offset = nullptr;    // (num_seqs) or null (= all 0)
+  int64_t block_size = 0;                           // 0 = off; else a multiple of chunk_size
+  const int32_t* prefix_offset = nullptr;           // (num_seqs) or null (= all 0)
   const int32_t* boundary_state_blocks = nullptr;   // flat list of block indices
   const int32_t* boundary_state_offsets = nullptr;  // (num_seqs + 1)
 

@@ -97,7 +97,8 @@ absl::Status RunSsdChunkScanCpu(const SsdChunkScanParams& p) {
           run += d * A;
           cum[i] = run;
           for (int64_t q = 0; q < P; ++q) {
-            xs[i * P + q] = LoadAsFloat(p.x, p.dtype, t * p.x_token_stride + hd * p.x_head_stride + q);
+            xs[i * P + q] =
+                LoadAsFloat(p.x, p.dtype, t * p.x_token_stride + hd * p.x_head_stride + q);
           }
           for (int64_t n = 0; n < N; ++n) {
             Bs[i * N + n] =

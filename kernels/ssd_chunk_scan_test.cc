@@ -1,4 +1,6 @@
 // CPU reference of the SSD chunked scan against the float64 sequential-recurrence oracle.
+#include "kernels/ssd_chunk_scan.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -6,7 +8,6 @@
 
 #include "core/stream.h"
 #include "gtest/gtest.h"
-#include "kernels/ssd_chunk_scan.h"
 #include "kernels/ssd_chunk_scan_testutil.h"
 
 namespace mambaserve {
@@ -87,8 +88,8 @@ TEST(SsdChunkScanCpu, PackedBatchEqualsSequencesOneByOne) {
   }
   for (int64_t t = pr.cu[0]; t < pr.cu.back(); ++t) {
     const int64_t row = t * pr.p.y_token_stride * esz;
-    ASSERT_EQ(0, std::memcmp(y_single.data() + row, y_packed.data() + row,
-                             pr.p.y_token_stride * esz))
+    ASSERT_EQ(0,
+              std::memcmp(y_single.data() + row, y_packed.data() + row, pr.p.y_token_stride * esz))
         << "row " << t;
   }
   EXPECT_EQ(pool, pool_packed);

@@ -27,7 +27,7 @@ struct Case {
   DType dtype = DType::kF32;
   DType state_dtype = DType::kF32;
   bool has_D = true, D_per_channel = false, has_z = false, has_dt_bias = true;
-  bool initial_states = true;   // give most sequences an initial block (some the null block)
+  bool initial_states = true;  // give most sequences an initial block (some the null block)
   bool final_states = true;
   int64_t block_size = 0;       // boundary states when > 0
   bool prefix_offsets = false;  // random prefix offsets
@@ -239,13 +239,14 @@ inline Oracle RunOracle(const Problem& pr) {
             const int32_t b = pr.bnd_blocks[pr.bnd_offsets[s] + i];
             if (b == 0) continue;
             const int64_t a = (off / c.block_size + 1 + i) * c.block_size;  // absolute position
-            const int64_t local = a - off - 1;                               // last token index
+            const int64_t local = a - off - 1;                              // last token index
             for (int64_t n = 0; n < N; ++n) o.state[sidx(b, h, q, n)] = r.h_all[local * N + n];
           }
         }
         const int32_t fb = pr.final_block[s];
         if (fb != 0) {
-          for (int64_t n = 0; n < N; ++n) o.state[sidx(fb, h, q, n)] = len > 0 ? r.h_final[n] : h0[n];
+          for (int64_t n = 0; n < N; ++n)
+            o.state[sidx(fb, h, q, n)] = len > 0 ? r.h_final[n] : h0[n];
         }
       }
     }
@@ -257,7 +258,7 @@ struct Errors {
   double y_rel = 0.0;      // relative norm error of y over covered rows
   double state_rel = 0.0;  // relative norm error over written state blocks
   int64_t y_nonfinite = 0;
-  int64_t uncovered_touched = 0;  // y rows outside sequences that lost their poison
+  int64_t uncovered_touched = 0;       // y rows outside sequences that lost their poison
   int64_t pool_untouched_changed = 0;  // pool elements the run should not write that changed
 };
 
@@ -274,7 +275,8 @@ inline Errors Compare(const Problem& pr, const std::vector<uint8_t>& y,
     const bool covered = p.num_seqs > 0 && t >= pr.cu[0] && t < pr.cu[p.num_seqs];
     for (int64_t h = 0; h < H; ++h) {
       for (int64_t q = 0; q < P; ++q) {
-        const double got = LoadAsFloat(y.data(), c.dtype, t * p.y_token_stride + h * p.y_head_stride + q);
+        const double got =
+            LoadAsFloat(y.data(), c.dtype, t * p.y_token_stride + h * p.y_head_stride + q);
         if (!covered) {
           if (!std::isnan(got)) ++e.uncovered_touched;
           continue;
@@ -311,8 +313,8 @@ inline Errors Compare(const Problem& pr, const std::vector<uint8_t>& y,
 }
 
 inline std::string Describe(const Errors& e) {
-  return absl::StrCat("y_rel=", e.y_rel, " state_rel=", e.state_rel,
-                      " y_nonfinite=", e.y_nonfinite, " uncovered_touched=", e.uncovered_touched,
+  return absl::StrCat("y_rel=", e.y_rel, " state_rel=", e.state_rel, " y_nonfinite=", e.y_nonfinite,
+                      " uncovered_touched=", e.uncovered_touched,
                       " pool_untouched_changed=", e.pool_untouched_changed);
 }
 

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-
 #include "core/buffer.h"
 #include "core/device.h"
 #include "core/stream.h"
@@ -70,8 +69,7 @@ void RunOnGpu(const Problem& pr, SsdCudaImpl impl, const Stream& stream, std::ve
   y->resize(pr.y.size());
   state->resize(pr.state.size());
   ASSERT_TRUE(CopyBytes(y->data(), Device::Cpu(), yd, Device::Cuda(0), y->size()).ok());
-  ASSERT_TRUE(
-      CopyBytes(state->data(), Device::Cpu(), sd, Device::Cuda(0), state->size()).ok());
+  ASSERT_TRUE(CopyBytes(state->data(), Device::Cpu(), sd, Device::Cuda(0), state->size()).ok());
 }
 
 TEST(SsdChunkScanGpu, MatchesOracleAndCpuOnShapeMatrix) {
@@ -97,8 +95,7 @@ TEST(SsdChunkScanGpu, MatchesOracleAndCpuOnShapeMatrix) {
     }
     for (const auto& [impl, segs] : runs) {
       const bool tcore = impl == SsdCudaImpl::kTensorCore;
-      const std::string label =
-          tcore ? absl::StrCat("tc/segs=", segs) : std::string("sequential");
+      const std::string label = tcore ? absl::StrCat("tc/segs=", segs) : std::string("sequential");
       SCOPED_TRACE(label);
       std::vector<uint8_t> y, state;
       RunOnGpu(pr, impl, *stream, &y, &state, segs);

@@ -111,8 +111,9 @@ int Load(MambaServeClient& client) {
   }
   for (auto& t : threads) t.join();
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  std::printf("| streams | seconds | requests | errors | requests/s | tokens/s | TTFT p50 ms | "
-              "TTFT p99 ms | ITL p50 ms | ITL p99 ms |\n");
+  std::printf(
+      "| streams | seconds | requests | errors | requests/s | tokens/s | TTFT p50 ms | "
+      "TTFT p99 ms | ITL p50 ms | ITL p99 ms |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   std::printf("| %d | %.1f | %lld | %lld | %.2f | %.1f | %.2f | %.2f | %.2f | %.2f |\n", streams,
               secs, static_cast<long long>(requests), static_cast<long long>(errors),

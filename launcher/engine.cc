@@ -47,14 +47,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(MambaModel* model, StateP
   ASSIGN_OR_RETURN(BlockAllocator alloc, BlockAllocator::Create(pool->num_blocks()));
   e->allocator_ = std::make_unique<BlockAllocator>(std::move(alloc));
   SequenceStatesConfig sc;
-  sc.mode = !options.enable_prefix_caching ? PrefixCachingMode::kNone
+  sc.mode = !options.enable_prefix_caching  ? PrefixCachingMode::kNone
             : options.kernel_written_states ? PrefixCachingMode::kAll
                                             : PrefixCachingMode::kAlign;
   sc.block_size = options.block_size;
   if (options.enable_prefix_caching) {
-    ASSIGN_OR_RETURN(PrefixCache cache,
-                     PrefixCache::Create(e->allocator_.get(),
-                                         {options.block_size, options.chunk_size}));
+    ASSIGN_OR_RETURN(
+        PrefixCache cache,
+        PrefixCache::Create(e->allocator_.get(), {options.block_size, options.chunk_size}));
     e->cache_ = std::make_unique<PrefixCache>(std::move(cache));
   }
   ASSIGN_OR_RETURN(SequenceStates states,
@@ -74,8 +74,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerateParams par
                "prompt of ", params.prompt.size(), " tokens exceeds the limit of ",
                options_.max_prompt_tokens);
   for (size_t i = 0; i < params.prompt.size(); ++i) {
-    MS_CHECK_ARG(params.prompt[i] >= 0 && params.prompt[i] < vocab, "prompt_ids[", i, "] = ",
-                 params.prompt[i], " is outside the vocabulary [0, ", vocab, ")");
+    MS_CHECK_ARG(params.prompt[i] >= 0 && params.prompt[i] < vocab, "prompt_ids[", i,
+                 "] = ", params.prompt[i], " is outside the vocabulary [0, ", vocab, ")");
   }
   MS_CHECK_ARG(params.max_new_tokens > 0 && params.max_new_tokens <= options_.max_new_tokens_limit,
                "max_new_tokens must be in [1, ", options_.max_new_tokens_limit, "], got ",
@@ -328,9 +328,8 @@ absl::StatusOr<bool> Engine::Step() {
   }
   int64_t window_tokens = 0;
   for (const auto& [t, n] : token_times_) window_tokens += n;
-  const double span = token_times_.size() > 1
-                          ? absl::ToDoubleSeconds(now - token_times_.front().first)
-                          : 0.0;
+  const double span =
+      token_times_.size() > 1 ? absl::ToDoubleSeconds(now - token_times_.front().first) : 0.0;
   stats_.tokens_per_second = span > 0 ? window_tokens / span : 0.0;
   stats_.requests_running = static_cast<int64_t>(running_.size());
   stats_.requests_queued = static_cast<int64_t>(waiting_.size());

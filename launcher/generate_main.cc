@@ -40,7 +40,8 @@ absl::Status Main(int argc, char** argv) {
   ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig({dtype, DType::kF32}));
   ASSIGN_OR_RETURN(StatePool pool, StatePool::Create(pc, 2));
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(auto out, GreedyGenerate(*model, pool, {prompt}, absl::GetFlag(FLAGS_max_new_tokens)));
+  ASSIGN_OR_RETURN(auto out,
+                   GreedyGenerate(*model, pool, {prompt}, absl::GetFlag(FLAGS_max_new_tokens)));
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   if (mpi->world_rank == 0) {
     std::printf("%s\n", absl::StrJoin(out[0], " ").c_str());

@@ -70,7 +70,8 @@ absl::Status Serve(int argc, char** argv) {
   }
   const int64_t tp = cfg.parallel().tp_size();
   MS_CHECK_ARG(tp == 0 || tp == mpi->world_size, "config: field 'parallel.tp_size' is ", tp,
-               " but mpirun started ", mpi->world_size, " ranks (pipeline parallelism is not "
+               " but mpirun started ", mpi->world_size,
+               " ranks (pipeline parallelism is not "
                "supported; use tp_size 0 or the rank count)");
   const Device device = mpi->device;
   DType dtype = DType::kF32;
@@ -93,8 +94,10 @@ absl::Status Serve(int argc, char** argv) {
   if (budget <= 0 && device.is_cuda()) {
     ASSIGN_OR_RETURN(int64_t free_bytes, DeviceFreeMemory(device));
     const double fraction = cfg.cache().gpu_memory_fraction();
-    MS_CHECK_ARG(fraction > 0 && fraction < 1, "config: field 'cache.gpu_memory_fraction' must be "
-                 "in (0, 1), got ", fraction);
+    MS_CHECK_ARG(fraction > 0 && fraction < 1,
+                 "config: field 'cache.gpu_memory_fraction' must be "
+                 "in (0, 1), got ",
+                 fraction);
     budget = static_cast<int64_t>(fraction * static_cast<double>(free_bytes));
   }
   if (budget <= 0) budget = int64_t{64} << 20;
@@ -147,8 +150,7 @@ absl::Status Serve(int argc, char** argv) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", cfg.server().listen_address()));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.server().listen_address()));
   }
   service.set_ready(true);
   MS_LOG(INFO) << "serving on " << cfg.server().listen_address() << " (tp " << mpi->world_size

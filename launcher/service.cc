@@ -9,8 +9,7 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-grpc::Status MambaServeService::Generate(grpc::ServerContext* ctx,
-                                         const api::GenerateRequest* req,
+grpc::Status MambaServeService::Generate(grpc::ServerContext* ctx, const api::GenerateRequest* req,
                                          grpc::ServerWriter<api::GenerateResponse>* writer) {
   if (!ready_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is not ready");
   GenerateParams p;

@@ -11,7 +11,8 @@ namespace mambaserve {
 
 class MambaServeService final : public api::MambaServe::Service {
  public:
-  MambaServeService(Engine* engine, api::InfoResponse info) : engine_(engine), info_(std::move(info)) {}
+  MambaServeService(Engine* engine, api::InfoResponse info)
+      : engine_(engine), info_(std::move(info)) {}
   void set_ready(bool ready) { ready_ = ready; }
 
   grpc::Status Generate(grpc::ServerContext* ctx, const api::GenerateRequest* req,

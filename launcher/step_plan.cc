@@ -29,7 +29,8 @@ class Reader {
     if (n < 0 || pos_ + static_cast<size_t>(n) > d_.size()) {
       return absl::DataLossError("step plan truncated");
     }
-    std::vector<int32_t> v(d_.begin() + static_cast<long>(pos_), d_.begin() + static_cast<long>(pos_) + n);
+    std::vector<int32_t> v(d_.begin() + static_cast<long>(pos_),
+                           d_.begin() + static_cast<long>(pos_) + n);
     pos_ += static_cast<size_t>(n);
     return v;
   }
@@ -133,7 +134,8 @@ absl::StatusOr<StepPlanMessage> ReceiveStepPlan() {
   MPI_Request req;
   MPI_RETURN_IF_ERROR(MPI_Ibcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req));
   // Idle between steps costs a 200 us sleep per poll instead of a spinning core.
-  RETURN_IF_ERROR(PollUntilDone(&req, [] { std::this_thread::sleep_for(std::chrono::microseconds(200)); }));
+  RETURN_IF_ERROR(
+      PollUntilDone(&req, [] { std::this_thread::sleep_for(std::chrono::microseconds(200)); }));
   std::vector<int32_t> data(static_cast<size_t>(n));
   MPI_RETURN_IF_ERROR(MPI_Bcast(data.data(), static_cast<int>(n), MPI_INT32_T, 0, MPI_COMM_WORLD));
   return ParseStepPlan(data);

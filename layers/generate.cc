@@ -18,8 +18,7 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> GreedyGenerate(
   const int64_t S = static_cast<int64_t>(prompts.size());
   MS_CHECK_ARG(S > 0, "no prompts");
   MS_CHECK_ARG(first_block >= 1 && first_block + S <= pool.num_blocks(), "pool of ",
-               pool.num_blocks(), " blocks cannot hold ", S, " sequences from block ",
-               first_block);
+               pool.num_blocks(), " blocks cannot hold ", S, " sequences from block ", first_block);
   const int64_t V = model.config().vocab_size();
   std::vector<std::vector<int32_t>> out = prompts;
   ForwardInput prefill;

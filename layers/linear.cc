@@ -16,7 +16,8 @@ namespace mambaserve {
 absl::StatusOr<Buffer> UploadAs(Device device, DType dtype, const std::vector<float>& values) {
   const int64_t n = static_cast<int64_t>(values.size());
   std::vector<uint8_t> host(static_cast<size_t>(n * DTypeSize(dtype)));
-  for (int64_t i = 0; i < n; ++i) StoreFromFloat(host.data(), dtype, i, values[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < n; ++i)
+    StoreFromFloat(host.data(), dtype, i, values[static_cast<size_t>(i)]);
   ASSIGN_OR_RETURN(Buffer b, Buffer::Allocate(device, std::max<int64_t>(1, n * DTypeSize(dtype))));
   if (n > 0) {
     RETURN_IF_ERROR(CopyBytes(b.data(), device, host.data(), Device::Cpu(), n * DTypeSize(dtype)));
@@ -108,22 +109,20 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
       }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(num_tokens),
-                static_cast<int>(out_), static_cast<int>(in_), 1.0f,
-                static_cast<const float*>(x), static_cast<int>(x_row_stride),
-                static_cast<const float*>(weight_.data()), static_cast<int>(in_),
-                bias_.data() != nullptr ? 1.0f : beta, static_cast<float*>(y),
-                static_cast<int>(y_row_stride));
+                static_cast<int>(out_), static_cast<int>(in_), 1.0f, static_cast<const float*>(x),
+                static_cast<int>(x_row_stride), static_cast<const float*>(weight_.data()),
+                static_cast<int>(in_), bias_.data() != nullptr ? 1.0f : beta,
+                static_cast<float*>(y), static_cast<int>(y_row_stride));
     return absl::OkStatus();
   }
 #if MAMBASERVE_HAS_CUDA
   // Column-major view: Y^T (out x T) = W (out x in, stored as in x out col-major) * X^T.
   const float alpha = 1.0f, beta = 0.0f;
   CUBLAS_RETURN_IF_ERROR(cublasGemmEx(
-      static_cast<cublasHandle_t>(blas.handle()), CUBLAS_OP_T, CUBLAS_OP_N,
-      static_cast<int>(out_), static_cast<int>(num_tokens), static_cast<int>(in_), &alpha,
-      weight_.data(), CudaType(dtype_), static_cast<int>(in_), x, CudaType(dtype_),
-      static_cast<int>(x_row_stride), &beta, y, CudaType(y_dtype), static_cast<int>(y_row_stride),
-      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      static_cast<cublasHandle_t>(blas.handle()), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_),
+      static_cast<int>(num_tokens), static_cast<int>(in_), &alpha, weight_.data(), CudaType(dtype_),
+      static_cast<int>(in_), x, CudaType(dtype_), static_cast<int>(x_row_stride), &beta, y,
+      CudaType(y_dtype), static_cast<int>(y_row_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (bias_.data() != nullptr) {
     RETURN_IF_ERROR(AddBiasCuda(y, y_row_stride, y_dtype, static_cast<const float*>(bias_.data()),
                                 num_tokens, out_, stream));

@@ -2,9 +2,9 @@
 #include <cuda_fp16.h>
 
 #include "core/cuda_status.h"
+#include "core/dtype.h"
 #include "core/status_macros.h"
 #include "core/stream.h"
-#include "core/dtype.h"
 
 namespace mambaserve {
 namespace {

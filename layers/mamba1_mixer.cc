@@ -5,17 +5,17 @@
 #include "absl/strings/str_cat.h"
 #include "configs/model_config.h"
 #include "core/status_macros.h"
-#include "layers/mixer_conv.h"
 #include "kernels/mamba1_state_update.h"
 #include "kernels/model_ops.h"
 #include "kernels/selective_scan.h"
+#include "layers/mixer_conv.h"
 
 namespace mambaserve {
 
 absl::StatusOr<Mamba1Mixer> Mamba1Mixer::Load(const config::ModelConfig& m,
-                                              const Mamba1ShardPlan& plan,
-                                              const WeightSource& src, const std::string& prefix,
-                                              Device device, DType dtype) {
+                                              const Mamba1ShardPlan& plan, const WeightSource& src,
+                                              const std::string& prefix, Device device,
+                                              DType dtype) {
   Mamba1Mixer x;
   x.plan_ = plan;
   x.dtype_ = dtype;
@@ -95,8 +95,8 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
   auto* xcc = static_cast<char*>(xc);
   auto* yc = static_cast<char*>(y);
 
-  RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, xz, 2 * Dl, dtype_,
-                                   *ctx.stream, *ctx.blas));
+  RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, xz, 2 * Dl, dtype_, *ctx.stream,
+                                   *ctx.blas));
   MixerConvArgs ca{xz, 2 * Dl, xc, Dl, d_conv_, &conv_weight_, &conv_bias_, dtype_};
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
 
@@ -187,8 +187,8 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
     }
     RETURN_IF_ERROR(RunSelectiveScan(s, *ctx.stream));
   }
-  RETURN_IF_ERROR(out_proj_.Forward(y, Dl, T, out, plan_.global.d_model, dtype_, *ctx.stream,
-                                    *ctx.blas));
+  RETURN_IF_ERROR(
+      out_proj_.Forward(y, Dl, T, out, plan_.global.d_model, dtype_, *ctx.stream, *ctx.blas));
   if (ctx.tp() > 1) {
     RETURN_IF_ERROR(ctx.comm->AllReduceSum(out, T * plan_.global.d_model, dtype_, *ctx.stream));
   }

@@ -21,9 +21,9 @@ namespace mambaserve {
 
 class Mamba1Mixer {
  public:
-  static absl::StatusOr<Mamba1Mixer> Load(const config::ModelConfig& m,
-                                          const Mamba1ShardPlan& plan, const WeightSource& src,
-                                          const std::string& prefix, Device device, DType dtype);
+  static absl::StatusOr<Mamba1Mixer> Load(const config::ModelConfig& m, const Mamba1ShardPlan& plan,
+                                          const WeightSource& src, const std::string& prefix,
+                                          Device device, DType dtype);
 
   absl::Status Forward(const void* hidden, void* out, const StateTensorRef& conv,
                        const StateTensorRef& ssm, StepContext& ctx) const;

@@ -5,17 +5,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
-#include "layers/mixer_conv.h"
 #include "kernels/gated_rmsnorm.h"
 #include "kernels/mamba2_state_update.h"
 #include "kernels/ssd_chunk_scan.h"
+#include "layers/mixer_conv.h"
 
 namespace mambaserve {
 
 absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
-                                              const Mamba2ShardPlan& plan,
-                                              const WeightSource& src, const std::string& prefix,
-                                              Device device, DType dtype) {
+                                              const Mamba2ShardPlan& plan, const WeightSource& src,
+                                              const std::string& prefix, Device device,
+                                              DType dtype) {
   Mamba2Mixer x;
   x.plan_ = plan;
   x.dtype_ = dtype;
@@ -47,13 +47,13 @@ absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
     RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.bias", plan.in_proj_rows, &b));
     in_bias = &b;
   }
-  ASSIGN_OR_RETURN(x.in_proj_, Linear::Create(device, dtype, plan.local_in_proj_rows, g.d_model,
-                                              w, in_bias));
+  ASSIGN_OR_RETURN(x.in_proj_,
+                   Linear::Create(device, dtype, plan.local_in_proj_rows, g.d_model, w, in_bias));
 
   // conv over [x_r | B_r | C_r]: weight (C, 1, W) -> (local_conv_dim, W).
   RETURN_IF_ERROR(ReadRows(src, prefix + "conv1d.weight", plan.conv_channels, &w));
-  MS_CHECK_ARG(static_cast<int64_t>(w.size()) == plan.local_conv_dim * m.d_conv(),
-               prefix, "conv1d.weight: expected width ", m.d_conv());
+  MS_CHECK_ARG(static_cast<int64_t>(w.size()) == plan.local_conv_dim * m.d_conv(), prefix,
+               "conv1d.weight: expected width ", m.d_conv());
   ASSIGN_OR_RETURN(x.conv_weight_, UploadAs(device, dtype, w));
   if (m.conv_bias()) {
     RETURN_IF_ERROR(ReadRows(src, prefix + "conv1d.bias", plan.conv_channels, &b));
@@ -80,8 +80,8 @@ absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
     RETURN_IF_ERROR(ReadRows(src, prefix + "out_proj.bias", {{0, g.d_model}}, &b));
     out_bias = &b;
   }
-  ASSIGN_OR_RETURN(x.out_proj_, Linear::Create(device, dtype, g.d_model, plan.local_out_proj_cols,
-                                               w, out_bias));
+  ASSIGN_OR_RETURN(x.out_proj_,
+                   Linear::Create(device, dtype, g.d_model, plan.local_out_proj_cols, w, out_bias));
   return x;
 }
 
@@ -110,8 +110,8 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   auto* xb = static_cast<char*>(xbc);
   auto* yy = static_cast<char*>(y);
 
-  RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_,
-                                   *ctx.stream, *ctx.blas));
+  RETURN_IF_ERROR(
+      in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_, *ctx.stream, *ctx.blas));
 
   MixerConvArgs ca{zx + xbc_col * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
@@ -257,8 +257,8 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
     RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
   }
 
-  RETURN_IF_ERROR(out_proj_.Forward(y, I, T, out, plan_.global.d_model, dtype_, *ctx.stream,
-                                    *ctx.blas));
+  RETURN_IF_ERROR(
+      out_proj_.Forward(y, I, T, out, plan_.global.d_model, dtype_, *ctx.stream, *ctx.blas));
   if (ctx.tp() > 1) {
     RETURN_IF_ERROR(ctx.comm->AllReduceSum(out, T * plan_.global.d_model, dtype_, *ctx.stream));
   }

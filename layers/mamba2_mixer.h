@@ -21,9 +21,9 @@ namespace mambaserve {
 class Mamba2Mixer {
  public:
   // Loads this rank's shard of layer `prefix` ("backbone.layers.3.mixer.").
-  static absl::StatusOr<Mamba2Mixer> Load(const config::ModelConfig& m,
-                                          const Mamba2ShardPlan& plan, const WeightSource& src,
-                                          const std::string& prefix, Device device, DType dtype);
+  static absl::StatusOr<Mamba2Mixer> Load(const config::ModelConfig& m, const Mamba2ShardPlan& plan,
+                                          const WeightSource& src, const std::string& prefix,
+                                          Device device, DType dtype);
 
   // hidden (T, d_model) in the activation dtype -> out (T, d_model), all-reduced over the tp
   // group. `conv` and `ssm` address this layer's state tensors in the pool.

@@ -79,7 +79,7 @@ class MambaModel {
   Stream stream_;
   BlasHandle blas_;
   std::unique_ptr<Workspace> workspace_;
-  int64_t vocab_local_rows_ = 0;   // padded rows of this rank
+  int64_t vocab_local_rows_ = 0;  // padded rows of this rank
   int64_t vocab_row_begin_ = 0;
   int64_t vocab_valid_rows_ = 0;
   Buffer embedding_;

@@ -15,14 +15,27 @@ absl::Status CaptureBoundaryWindows(const MixerConvArgs& a, const StateTensorRef
   for (const StepBatch::BoundaryWindow& w : ctx.batch.boundary_windows) {
     char* dst = base + w.dst_block * conv.block_stride * ces;
     if (w.rows_from_init > 0) {
-      CopyRowsParams p{w.rows_from_init, a.dim, w.init_rows,
-                       base + w.init_block * conv.block_stride * ces, a.dim, conv.dtype,
-                       dst, a.dim, conv.dtype};
+      CopyRowsParams p{w.rows_from_init,
+                       a.dim,
+                       w.init_rows,
+                       base + w.init_block * conv.block_stride * ces,
+                       a.dim,
+                       conv.dtype,
+                       dst,
+                       a.dim,
+                       conv.dtype};
       RETURN_IF_ERROR(RunCopyRows(p, *ctx.stream));
     }
     if (w.rows_from_x > 0) {
-      CopyRowsParams p{w.rows_from_x, a.dim, w.x_rows, a.x, a.x_row_stride, a.dtype,
-                       dst + w.rows_from_init * a.dim * ces, a.dim, conv.dtype};
+      CopyRowsParams p{w.rows_from_x,
+                       a.dim,
+                       w.x_rows,
+                       a.x,
+                       a.x_row_stride,
+                       a.dtype,
+                       dst + w.rows_from_init * a.dim * ces,
+                       a.dim,
+                       conv.dtype};
       RETURN_IF_ERROR(RunCopyRows(p, *ctx.stream));
     }
   }

@@ -16,7 +16,7 @@ namespace mambaserve {
 struct MixerConvArgs {
   const void* x = nullptr;  // (T, dim) rows x_row_stride apart, dtype
   int64_t x_row_stride = 0;
-  void* out = nullptr;      // (T, dim) contiguous, dtype
+  void* out = nullptr;  // (T, dim) contiguous, dtype
   int64_t dim = 0;
   int64_t width = 4;
   const Buffer* weight = nullptr;  // (dim, width), dtype

@@ -30,8 +30,9 @@ std::string FloatBytes(const std::vector<float>& v) {
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("st_test_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("st_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -78,8 +79,8 @@ TEST_F(SafetensorsTest, RefusesCorruptFilesNamingFileAndTensor) {
            data);
   ExpectErrorMentions(SafetensorsFile::Open(Path("oob.safetensors")).status(),
                       {"oob.safetensors", "'w'", "outside"});
-  WriteRaw(Path("shape.safetensors"),
-           R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", data);
+  WriteRaw(Path("shape.safetensors"), R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})",
+           data);
   ExpectErrorMentions(SafetensorsFile::Open(Path("shape.safetensors")).status(),
                       {"'w'", "do not match"});
   WriteRaw(Path("overlap.safetensors"),
@@ -146,8 +147,8 @@ TEST(SafetensorsGolden, ReadsGoldenCheckpoint) {
   ASSERT_TRUE(info.ok());
   EXPECT_EQ((*info)->shape, (std::vector<int64_t>{648, 128}));
   std::vector<float> rows, all;
-  ASSERT_TRUE(c->ReadAsFloat("backbone.layers.0.mixer.in_proj.weight", {{256, 3}, {0, 128}},
-                             &rows).ok());
+  ASSERT_TRUE(
+      c->ReadAsFloat("backbone.layers.0.mixer.in_proj.weight", {{256, 3}, {0, 128}}, &rows).ok());
   ASSERT_TRUE(c->ReadAsFloat("backbone.layers.0.mixer.in_proj.weight", {}, &all).ok());
   for (int i = 0; i < 3 * 128; ++i) ASSERT_EQ(rows[i], all[256 * 128 + i]);
 }

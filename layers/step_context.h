@@ -43,21 +43,21 @@ enum WorkspaceSlot : int {
 // then prefill sequences. Index arrays live where the kernels run (device memory on GPU).
 struct StepBatch {
   int64_t num_tokens = 0;
-  int64_t num_decode = 0;   // sequences 0..num_decode-1, token rows 0..num_decode-1
-  int64_t num_prefill = 0;  // sequences after them, token rows num_decode..num_tokens-1
-  const int32_t* token_ids = nullptr;        // (num_tokens)
-  const int32_t* decode_blocks = nullptr;    // (num_decode): state read and updated in place
-  const int32_t* prefill_cu_seqlens = nullptr;  // (num_prefill + 1), relative to row num_decode
+  int64_t num_decode = 0;              // sequences 0..num_decode-1, token rows 0..num_decode-1
+  int64_t num_prefill = 0;             // sequences after them, token rows num_decode..num_tokens-1
+  const int32_t* token_ids = nullptr;  // (num_tokens)
+  const int32_t* decode_blocks = nullptr;           // (num_decode): state read and updated in place
+  const int32_t* prefill_cu_seqlens = nullptr;      // (num_prefill + 1), relative to row num_decode
   const int32_t* prefill_initial_blocks = nullptr;  // (num_prefill), 0 = zero state
   const int32_t* prefill_final_blocks = nullptr;    // (num_prefill)
 
   // Kernel-written prefix caching (ForwardInput::boundary_blocks); block_size 0 = off.
   int64_t boundary_block_size = 0;
-  const int32_t* prefix_offsets32 = nullptr;       // (num_prefill) for the SSD scan
-  const int64_t* prefix_offsets64 = nullptr;       // (num_prefill) for the selective scan
-  const int32_t* ssd_boundary_blocks = nullptr;    // flat, with offsets (num_prefill + 1)
+  const int32_t* prefix_offsets32 = nullptr;     // (num_prefill) for the SSD scan
+  const int64_t* prefix_offsets64 = nullptr;     // (num_prefill) for the selective scan
+  const int32_t* ssd_boundary_blocks = nullptr;  // flat, with offsets (num_prefill + 1)
   const int32_t* ssd_boundary_offsets = nullptr;
-  const int32_t* m1_boundary_blocks = nullptr;     // (num_prefill, m1_boundary_stride)
+  const int32_t* m1_boundary_blocks = nullptr;  // (num_prefill, m1_boundary_stride)
   int64_t m1_boundary_stride = 0;
   // The conv window at each boundary: rows gathered from the step's conv input (x rows of this
   // step, row indices into the whole batch) and, for the oldest rows when the boundary is within
@@ -65,9 +65,9 @@ struct StepBatch {
   struct BoundaryWindow {
     int32_t dst_block = 0;
     int32_t init_block = 0;
-    int64_t rows_from_init = 0;  // first rows, from init_block's window
+    int64_t rows_from_init = 0;          // first rows, from init_block's window
     const int32_t* init_rows = nullptr;  // device: row indices in the initial window
-    int64_t rows_from_x = 0;     // then these rows, from the step's x
+    int64_t rows_from_x = 0;             // then these rows, from the step's x
     const int32_t* x_rows = nullptr;     // device: row indices into x (0 = first row of the step)
   };
   std::vector<BoundaryWindow> boundary_windows;  // host list

@@ -39,7 +39,8 @@ uint64_t HashName(const std::string& s) {
 }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -79,7 +80,8 @@ RandomWeights::RandomWeights(const config::ModelConfig& m, uint64_t seed) : seed
 
 absl::StatusOr<std::vector<int64_t>> RandomWeights::Shape(const std::string& name) const {
   auto it = shapes_.find(name);
-  if (it == shapes_.end()) return absl::NotFoundError(absl::StrCat("no random tensor '", name, "'"));
+  if (it == shapes_.end())
+    return absl::NotFoundError(absl::StrCat("no random tensor '", name, "'"));
   return it->second;
 }
 
@@ -115,7 +117,8 @@ absl::Status RandomWeights::Read(const std::string& name, const std::vector<DimR
   const double scale = 1.0 / std::sqrt(static_cast<double>(shape.back()));
   const uint64_t base = SplitMix(seed_ ^ HashName(name));
   auto value = [&](int64_t flat) -> float {
-    const double u = (SplitMix(base + static_cast<uint64_t>(flat)) >> 11) * (1.0 / 9007199254740992.0);
+    const double u =
+        (SplitMix(base + static_cast<uint64_t>(flat)) >> 11) * (1.0 / 9007199254740992.0);
     switch (kind) {
       case Kind::kALog:
         return static_cast<float>(std::log(1.0 + 15.0 * u));
@@ -161,9 +164,9 @@ absl::Status ExpectShape(const WeightSource& src, const std::string& name,
                          const std::vector<int64_t>& dims) {
   ASSIGN_OR_RETURN(std::vector<int64_t> shape, src.Shape(name));
   if (shape != dims) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor '", name, "' has shape [", absl::StrJoin(shape, ", "),
-        "] but the model config implies [", absl::StrJoin(dims, ", "), "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "' has shape [", absl::StrJoin(shape, ", "),
+                     "] but the model config implies [", absl::StrJoin(dims, ", "), "]"));
   }
   return absl::OkStatus();
 }
@@ -197,7 +200,8 @@ absl::Status ReadCols(const WeightSource& src, const std::string& name,
     RETURN_IF_ERROR(src.Read(name, {{0, shape[0]}, {c.begin, c.size}}, &piece));
     for (int64_t r = 0; r < shape[0]; ++r) {
       for (int64_t j = 0; j < c.size; ++j) {
-        (*out)[static_cast<size_t>(r * total + col0 + j)] = piece[static_cast<size_t>(r * c.size + j)];
+        (*out)[static_cast<size_t>(r * total + col0 + j)] =
+            piece[static_cast<size_t>(r * c.size + j)];
       }
     }
     col0 += c.size;

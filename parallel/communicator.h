@@ -107,8 +107,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiCommunicator(MPI_Comm com
 
 // The NCCL communicator over the ranks of `comm` on GPU `device` (unique id broadcast over a
 // duplicate of comm, then ncclCommInitRankConfig). FailedPrecondition in a build without CUDA.
-absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(MPI_Comm comm,
-                                                                     Device device);
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(MPI_Comm comm, Device device);
 
 // NCCL for a CUDA device, MPI for the CPU.
 absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Device device);

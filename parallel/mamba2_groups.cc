@@ -11,15 +11,18 @@ int64_t ExtraGroupsForHeadShards(int64_t num_groups, int64_t tp) {
 
 absl::StatusOr<Mamba2RankSlice> ComputeMamba2RankSlice(int64_t num_heads, int64_t num_groups,
                                                        int64_t tp, int64_t rank) {
-  if (num_heads <= 0) return absl::InvalidArgumentError(absl::StrCat("num_heads must be positive, got ", num_heads));
-  if (num_groups <= 0) return absl::InvalidArgumentError(absl::StrCat("n_groups must be positive, got ", num_groups));
-  if (tp <= 0) return absl::InvalidArgumentError(absl::StrCat("tp_size must be positive, got ", tp));
+  if (num_heads <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("num_heads must be positive, got ", num_heads));
+  if (num_groups <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("n_groups must be positive, got ", num_groups));
+  if (tp <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("tp_size must be positive, got ", tp));
   if (rank < 0 || rank >= tp) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is outside [0, ", tp, ")"));
   }
   if (num_heads % tp != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("num_heads (", num_heads,
-                                                   ") must be divisible by tp_size (", tp, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_heads (", num_heads, ") must be divisible by tp_size (", tp, ")"));
   }
   if (num_heads % num_groups != 0) {
     return absl::InvalidArgumentError(absl::StrCat(

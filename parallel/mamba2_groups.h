@@ -20,8 +20,8 @@ namespace mambaserve {
 struct Mamba2RankSlice {
   int64_t first_head = 0;
   int64_t num_heads = 0;
-  int64_t first_group = 0;   // global index of the rank's first group
-  int64_t num_groups = 0;    // groups held by this rank
+  int64_t first_group = 0;  // global index of the rank's first group
+  int64_t num_groups = 0;   // groups held by this rank
   int64_t heads_per_group = 0;
   // The rank-local group of local head j.
   int64_t LocalGroupOfHead(int64_t j) const {

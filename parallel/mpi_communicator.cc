@@ -26,8 +26,8 @@ namespace {
 constexpr int64_t kSegmentBytes = int64_t{32} << 20;
 
 absl::Status CheckDType(DType t) {
-  MS_CHECK_ARG(t == DType::kF32 || t == DType::kBF16 || t == DType::kF16,
-               "unsupported dtype ", static_cast<int>(t));
+  MS_CHECK_ARG(t == DType::kF32 || t == DType::kBF16 || t == DType::kF16, "unsupported dtype ",
+               static_cast<int>(t));
   return absl::OkStatus();
 }
 
@@ -113,21 +113,22 @@ MpiCommunicator::~MpiCommunicator() {
   MPI_Comm_free(&comm_);
 }
 
-absl::Status MpiCommunicator::Precheck(const char* op, const void* ptr, int64_t count,
-                                       DType dtype, const Stream& stream) {
+absl::Status MpiCommunicator::Precheck(const char* op, const void* ptr, int64_t count, DType dtype,
+                                       const Stream& stream) {
   if (!broken_.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat(op, ": communicator is broken by an earlier error: ", broken_.ToString()));
   }
-  MS_CHECK_ARG(!stream.is_cuda(), op, ": the MPI communicator works on host memory and the CPU "
-               "stream, got a stream on ", stream.device().ToString());
+  MS_CHECK_ARG(!stream.is_cuda(), op,
+               ": the MPI communicator works on host memory and the CPU "
+               "stream, got a stream on ",
+               stream.device().ToString());
   MS_CHECK_ARG(count >= 0, op, ": count must be >= 0, got ", count);
   MS_CHECK_ARG(count == 0 || ptr != nullptr, op, ": null buffer with count ", count);
   return CheckDType(dtype);
 }
 
-absl::Status MpiCommunicator::Wait(MPI_Request* req, absl::Time deadline,
-                                   const std::string& what) {
+absl::Status MpiCommunicator::Wait(MPI_Request* req, absl::Time deadline, const std::string& what) {
   int64_t polls = 0;
   const absl::Time start = absl::Now();
   while (true) {
@@ -168,8 +169,8 @@ absl::Status MpiCommunicator::AllReduceSum(void* buf, int64_t count, DType dtype
   const int64_t esize = DTypeSize(dtype);
   // Per segment: gather every rank's slice (one MPI_Iallgather, in place into scratch), then sum
   // the n slots in rank order. Single-phase, so a late rank can still complete an abandoned one.
-  const int64_t seg_elems = std::max<int64_t>(
-      1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
+  const int64_t seg_elems =
+      std::max<int64_t>(1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
   char* base = static_cast<char*>(buf);
   for (int64_t off = 0; off < count; off += seg_elems) {
     const int64_t m = std::min(seg_elems, count - off);
@@ -207,8 +208,8 @@ absl::Status MpiCommunicator::AllGather(const void* send, void* recv, int64_t co
     return absl::OkStatus();
   }
   const absl::Time deadline = Deadline();
-  const int64_t seg_elems = std::max<int64_t>(
-      1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
+  const int64_t seg_elems =
+      std::max<int64_t>(1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
   const char* src = static_cast<const char*>(send);
   char* dst = static_cast<char*>(recv);
   for (int64_t off = 0; off < count; off += seg_elems) {
@@ -219,8 +220,8 @@ absl::Status MpiCommunicator::AllGather(const void* send, void* recv, int64_t co
     MPI_Request req;
     MPI_RETURN_IF_ERROR(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_BYTE, scratch_.data(),
                                        static_cast<int>(slot), MPI_BYTE, comm_, &req));
-    RETURN_IF_ERROR(Wait(&req, deadline,
-                         absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")")));
+    RETURN_IF_ERROR(
+        Wait(&req, deadline, absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")")));
     for (int r = 0; r < size_; ++r) {
       std::memmove(dst + (r * count + off) * esize, scratch_.data() + r * slot, slot);
     }
@@ -244,9 +245,9 @@ absl::Status MpiCommunicator::Broadcast(void* buf, int64_t count, DType dtype, i
     MPI_Request req;
     MPI_RETURN_IF_ERROR(
         MPI_Ibcast(scratch_.data(), static_cast<int>(bytes), MPI_BYTE, root, comm_, &req));
-    RETURN_IF_ERROR(Wait(&req, deadline,
-                         absl::StrCat("Broadcast(count=", count, ", ", DTypeName(dtype),
-                                      ", root=", root, ")")));
+    RETURN_IF_ERROR(Wait(
+        &req, deadline,
+        absl::StrCat("Broadcast(count=", count, ", ", DTypeName(dtype), ", root=", root, ")")));
     if (rank_ != root) std::memcpy(base + off * esize, scratch_.data(), bytes);
   }
   return absl::OkStatus();

@@ -103,9 +103,8 @@ class NcclCommunicator final : public Communicator {
   // Records the error, aborts the NCCL communicator. Requires mu_.
   void AbortLocked(absl::Status why);
   absl::Status BrokenLocked(const char* op) const {
-    return absl::FailedPreconditionError(
-        absl::StrCat(op, ": NCCL communicator is broken by an earlier error: ",
-                     broken_.ToString()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        op, ": NCCL communicator is broken by an earlier error: ", broken_.ToString()));
   }
   void WatchdogLoop();
 
@@ -285,24 +284,21 @@ absl::Status NcclCommunicator::AllReduceSum(void* buf, int64_t count, DType dtyp
   if (count == 0) return CheckHealth();
   ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));
   cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
-  return Enqueue(absl::StrCat("AllReduceSum(count=", count, ", ", DTypeName(dtype), ")"), stream,
-                 [&] {
-                   return ncclAllReduce(buf, buf, static_cast<size_t>(count), type, ncclSum,
-                                        comm_, s);
-                 });
+  return Enqueue(
+      absl::StrCat("AllReduceSum(count=", count, ", ", DTypeName(dtype), ")"), stream,
+      [&] { return ncclAllReduce(buf, buf, static_cast<size_t>(count), type, ncclSum, comm_, s); });
 }
 
-absl::Status NcclCommunicator::AllGather(const void* send, void* recv, int64_t count,
-                                         DType dtype, const Stream& stream) {
+absl::Status NcclCommunicator::AllGather(const void* send, void* recv, int64_t count, DType dtype,
+                                         const Stream& stream) {
   RETURN_IF_ERROR(Precheck("AllGather", send, count, stream));
   MS_CHECK_ARG(count == 0 || recv != nullptr, "AllGather: null recv buffer");
   if (count == 0) return CheckHealth();
   ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));
   cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
-  return Enqueue(absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")"), stream,
-                 [&] {
-                   return ncclAllGather(send, recv, static_cast<size_t>(count), type, comm_, s);
-                 });
+  return Enqueue(absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")"), stream, [&] {
+    return ncclAllGather(send, recv, static_cast<size_t>(count), type, comm_, s);
+  });
 }
 
 absl::Status NcclCommunicator::Broadcast(void* buf, int64_t count, DType dtype, int root,
@@ -313,10 +309,8 @@ absl::Status NcclCommunicator::Broadcast(void* buf, int64_t count, DType dtype, 
   ASSIGN_OR_RETURN(ncclDataType_t type, NcclType(dtype));
   cudaStream_t s = static_cast<cudaStream_t>(stream.handle());
   return Enqueue(
-      absl::StrCat("Broadcast(count=", count, ", ", DTypeName(dtype), ", root=", root, ")"),
-      stream, [&] {
-        return ncclBroadcast(buf, buf, static_cast<size_t>(count), type, root, comm_, s);
-      });
+      absl::StrCat("Broadcast(count=", count, ", ", DTypeName(dtype), ", root=", root, ")"), stream,
+      [&] { return ncclBroadcast(buf, buf, static_cast<size_t>(count), type, root, comm_, s); });
 }
 
 absl::Status NcclCommunicator::Barrier(const Stream& stream) {
@@ -330,14 +324,15 @@ absl::Status NcclCommunicator::Barrier(const Stream& stream) {
   while (true) {
     const cudaError_t e = cudaStreamQuery(s);
     if (e == cudaSuccess) break;
-    if (e != cudaErrorNotReady) return CudaStatus(e, "cudaStreamQuery (Barrier)", __FILE__, __LINE__);
+    if (e != cudaErrorNotReady)
+      return CudaStatus(e, "cudaStreamQuery (Barrier)", __FILE__, __LINE__);
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (!broken_.ok()) return broken_;
       if (absl::Now() > deadline) {
-        AbortLocked(absl::DeadlineExceededError(absl::StrCat(
-            "Barrier on rank ", rank_, " of ", size_, " did not complete within ",
-            absl::FormatDuration(timeout_), "; call AbortAll() to stop every rank")));
+        AbortLocked(absl::DeadlineExceededError(
+            absl::StrCat("Barrier on rank ", rank_, " of ", size_, " did not complete within ",
+                         absl::FormatDuration(timeout_), "; call AbortAll() to stop every rank")));
         return broken_;
       }
     }
@@ -353,8 +348,8 @@ absl::Status NcclCommunicator::CheckHealth() {
   ncclResult_t state = ncclSuccess;
   const ncclResult_t r = ncclCommGetAsyncError(comm_, &state);
   if (r != ncclSuccess || (state != ncclSuccess && state != ncclInProgress)) {
-    AbortLocked(NcclStatus(r != ncclSuccess ? r : state, "ncclCommGetAsyncError", __FILE__,
-                           __LINE__));
+    AbortLocked(
+        NcclStatus(r != ncclSuccess ? r : state, "ncclCommGetAsyncError", __FILE__, __LINE__));
   }
   return broken_;
 }
@@ -377,8 +372,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclCommunicator::Split(int color,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(MPI_Comm comm,
-                                                                     Device device) {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(MPI_Comm comm, Device device) {
   MS_CHECK_ARG(device.is_cuda(), "CreateNcclCommunicator needs a CUDA device, got ",
                device.ToString());
   int initialized = 0;

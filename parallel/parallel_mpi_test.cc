@@ -148,8 +148,7 @@ TEST(Collectives, AllReduceBitwiseIdenticalOnAllRanks) {
     std::vector<char> gathered(n * count * esize);
     all.Download(gathered.data(), n * count * esize);
     for (int r = 1; r < n; ++r) {
-      EXPECT_EQ(std::memcmp(gathered.data(), gathered.data() + r * count * esize, count * esize),
-                0)
+      EXPECT_EQ(std::memcmp(gathered.data(), gathered.data() + r * count * esize, count * esize), 0)
           << "rank " << r << " differs from rank 0 (" << DTypeName(dt) << ")";
     }
   }

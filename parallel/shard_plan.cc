@@ -43,8 +43,7 @@ std::string RangesToString(const std::vector<IndexRange>& ranges) {
   return absl::StrCat("{", absl::StrJoin(parts, " "), "}");
 }
 
-absl::StatusOr<Mamba2ShardPlan> MakeMamba2ShardPlan(const Mamba2Dims& d, int64_t tp,
-                                                    int64_t rank) {
+absl::StatusOr<Mamba2ShardPlan> MakeMamba2ShardPlan(const Mamba2Dims& d, int64_t tp, int64_t rank) {
   RETURN_IF_ERROR(CheckPositive("d_model", d.d_model));
   RETURN_IF_ERROR(CheckPositive("d_inner", d.d_inner));
   RETURN_IF_ERROR(CheckPositive("num_heads", d.num_heads));
@@ -60,8 +59,7 @@ absl::StatusOr<Mamba2ShardPlan> MakeMamba2ShardPlan(const Mamba2Dims& d, int64_t
                ") must be divisible by tp_size (", tp, ")");
   MS_CHECK_ARG(d.num_heads % d.n_groups == 0, "num_heads (", d.num_heads,
                ") must be divisible by n_groups (", d.n_groups, ")");
-  MS_CHECK_ARG(d.d_mlp % tp == 0, "d_mlp (", d.d_mlp, ") must be divisible by tp_size (", tp,
-               ")");
+  MS_CHECK_ARG(d.d_mlp % tp == 0, "d_mlp (", d.d_mlp, ") must be divisible by tp_size (", tp, ")");
 
   Mamba2ShardPlan p;
   p.global = d;
@@ -143,16 +141,15 @@ std::string Mamba2ShardPlan::DebugString() const {
                       " norm_cross_rank=", norm.needs_cross_rank_sum, "}");
 }
 
-absl::StatusOr<Mamba1ShardPlan> MakeMamba1ShardPlan(const Mamba1Dims& d, int64_t tp,
-                                                    int64_t rank) {
+absl::StatusOr<Mamba1ShardPlan> MakeMamba1ShardPlan(const Mamba1Dims& d, int64_t tp, int64_t rank) {
   RETURN_IF_ERROR(CheckPositive("d_model", d.d_model));
   RETURN_IF_ERROR(CheckPositive("d_inner", d.d_inner));
   RETURN_IF_ERROR(CheckPositive("d_state", d.d_state));
   RETURN_IF_ERROR(CheckPositive("dt_rank", d.dt_rank));
   RETURN_IF_ERROR(CheckPositive("d_conv", d.d_conv));
   RETURN_IF_ERROR(CheckTpRank(tp, rank));
-  MS_CHECK_ARG(d.d_inner % tp == 0, "d_inner (", d.d_inner, ") must be divisible by tp_size (",
-               tp, ")");
+  MS_CHECK_ARG(d.d_inner % tp == 0, "d_inner (", d.d_inner, ") must be divisible by tp_size (", tp,
+               ")");
   Mamba1ShardPlan p;
   p.global = d;
   p.tp = tp;

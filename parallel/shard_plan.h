@@ -95,12 +95,13 @@ struct Mamba2ShardPlan {
   Mamba2RankSlice groups;  // from ComputeMamba2RankSlice
 
   // Local sizes.
-  int64_t local_heads = 0;    // H / tp
-  int64_t local_d_inner = 0;  // local_heads * P
-  int64_t local_groups = 0;   // groups whose B/C rows this rank holds
-  int64_t local_d_mlp = 0;    // d_mlp / tp
-  int64_t local_conv_dim = 0;      // local_d_inner + 2 * local_groups * N
-  int64_t local_in_proj_rows = 0;  // 2*local_d_mlp + 2*local_d_inner + 2*local_groups*N + local_heads
+  int64_t local_heads = 0;     // H / tp
+  int64_t local_d_inner = 0;   // local_heads * P
+  int64_t local_groups = 0;    // groups whose B/C rows this rank holds
+  int64_t local_d_mlp = 0;     // d_mlp / tp
+  int64_t local_conv_dim = 0;  // local_d_inner + 2 * local_groups * N
+  int64_t local_in_proj_rows =
+      0;  // 2*local_d_mlp + 2*local_d_inner + 2*local_groups*N + local_heads
   int64_t local_out_proj_cols = 0;  // local_d_mlp + local_d_inner
   // Virtual group count: G when G % tp == 0; G + (tp - G) = tp under the replication rule
   // (tp % G == 0); 0 when heads straddle groups, where there is no uniform virtual layout (the
@@ -108,13 +109,13 @@ struct Mamba2ShardPlan {
   // tp=4 gives 1, 2, 2, 1). For information; state shapes come from state_manager.
   int64_t virtual_groups = 0;
 
-  IndexRange heads;  // A_log, D (per head), dt_bias, dt rows of this rank
-  IndexRange inner;  // channels of this rank's heads: x, z, norm.weight, D per channel
+  IndexRange heads;        // A_log, D (per head), dt_bias, dt rows of this rank
+  IndexRange inner;        // channels of this rank's heads: x, z, norm.weight, D per channel
   IndexRange group_range;  // global groups [first_group, first_group + local_groups)
 
   // Global rows of each in_proj piece held by this rank (size 0 when empty).
   IndexRange in_proj_z0, in_proj_x0, in_proj_z, in_proj_x, in_proj_B, in_proj_C, in_proj_dt;
-  std::vector<IndexRange> in_proj_rows;  // [z0_r | x0_r | z_r | x_r | B_r | C_r | dt_r]
+  std::vector<IndexRange> in_proj_rows;   // [z0_r | x0_r | z_r | x_r | B_r | C_r | dt_r]
   std::vector<IndexRange> conv_channels;  // [x_r | B_r | C_r] rows of conv1d weight and bias
   std::vector<IndexRange> out_proj_cols;  // [mlp_r | y_r] columns of out_proj weight
   GatedNormLayout norm;
@@ -149,8 +150,8 @@ struct VocabShardPlan {
   int64_t padded_vocab = 0;  // multiple of tp * pad_multiple, >= vocab_size
   int64_t tp = 1;
   int64_t rank = 0;
-  IndexRange rows;           // this rank's rows of the padded embedding / LM head
-  int64_t valid_rows = 0;    // rows of `rows` below vocab_size (the rest are padding)
+  IndexRange rows;         // this rank's rows of the padded embedding / LM head
+  int64_t valid_rows = 0;  // rows of `rows` below vocab_size (the rest are padding)
 };
 
 // Errors (InvalidArgument) name the offending field: non-positive sizes, d_inner != H*P,

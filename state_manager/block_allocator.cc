@@ -8,10 +8,11 @@
 namespace mambaserve {
 
 absl::StatusOr<BlockAllocator> BlockAllocator::Create(int64_t num_blocks) {
-  MS_CHECK_ARG(num_blocks >= 2, "BlockAllocator needs at least 2 blocks (the null block and one "
-               "more), got ", num_blocks);
-  MS_CHECK_ARG(num_blocks <= std::numeric_limits<BlockId>::max(), "too many blocks: ",
+  MS_CHECK_ARG(num_blocks >= 2,
+               "BlockAllocator needs at least 2 blocks (the null block and one "
+               "more), got ",
                num_blocks);
+  MS_CHECK_ARG(num_blocks <= std::numeric_limits<BlockId>::max(), "too many blocks: ", num_blocks);
   BlockAllocator a;
   a.refcount_.assign(static_cast<size_t>(num_blocks), 0);
   a.free_ring_.resize(static_cast<size_t>(num_blocks - 1));

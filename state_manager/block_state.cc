@@ -9,7 +9,8 @@ namespace mambaserve {
 
 absl::StatusOr<BlockState> BlockState::Zeros(int64_t num_layers, const LayerStateShapes& shapes) {
   if (num_layers <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("num_layers must be positive, got ", num_layers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_layers must be positive, got ", num_layers));
   }
   if (shapes.empty()) return absl::InvalidArgumentError("a layer needs at least one state tensor");
   BlockState s;
@@ -41,9 +42,9 @@ absl::Status BlockState::SetLayer(int64_t layer, LayerValues values) {
   }
   for (size_t i = 0; i < values.size(); ++i) {
     if (static_cast<int64_t>(values[i].size()) != shapes_[i].numel()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", layer, " state '", shapes_[i].name, "': got ", values[i].size(),
-                       " values, expected ", shapes_[i].numel()));
+      return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " state '", shapes_[i].name,
+                                                     "': got ", values[i].size(),
+                                                     " values, expected ", shapes_[i].numel()));
     }
     RoundTo(shapes_[i].dtype, values[i]);
   }

@@ -24,7 +24,7 @@ TEST(BlockState, ZerosGetSetClone) {
   ASSERT_TRUE(s->SetLayer(1, vals).ok());
   BlockState copy = s->Clone();
   const auto& got = **s->GetLayer(1);
-  EXPECT_EQ(got[1], vals[1]);                      // fp32 kept exactly
+  EXPECT_EQ(got[1], vals[1]);                     // fp32 kept exactly
   EXPECT_EQ(got[0][5], ToFloat(ToBf16(1.005f)));  // conv rounded to bf16
   EXPECT_NE(got[0][5], 1.005f);
   // Other layers untouched; the clone is independent.

@@ -99,8 +99,8 @@ absl::StatusOr<CopySpec> TemporalCopySpec(const StatePool& pool, int64_t layer, 
   const StateTensorShape& shape = pool.shapes()[tensor];
   const int64_t n = static_cast<int64_t>(block_ids.size());
   MS_CHECK_ARG(num_accepted >= 1, "accepted token count ", num_accepted, " must be >= 1");
-  MS_CHECK_ARG(cur >= 0 && cur + num_accepted - 1 < n, "block index cur + k - 1 = ",
-               cur + num_accepted - 1, " out of range [0, ", n, ")");
+  MS_CHECK_ARG(cur >= 0 && cur + num_accepted - 1 < n,
+               "block index cur + k - 1 = ", cur + num_accepted - 1, " out of range [0, ", n, ")");
   const BlockId src = block_ids[cur + num_accepted - 1];
   RETURN_IF_ERROR(CheckBlockId(pool, src, "state copy source"));
   RETURN_IF_ERROR(CheckBlockId(pool, dst, "state copy destination"));
@@ -128,8 +128,8 @@ absl::StatusOr<std::vector<CopySpec>> BuildStepCopySpecs(const StatePool& pool,
                            ConvCopySpec(pool, l, t, c.block_ids, c.cur, c.num_accepted, c.dst));
           specs.push_back(s);
         } else {
-          ASSIGN_OR_RETURN(CopySpec s, TemporalCopySpec(pool, l, t, c.block_ids, c.cur,
-                                                        c.num_accepted, c.dst));
+          ASSIGN_OR_RETURN(CopySpec s,
+                           TemporalCopySpec(pool, l, t, c.block_ids, c.cur, c.num_accepted, c.dst));
           specs.push_back(s);
         }
       }
@@ -145,14 +145,13 @@ absl::StatusOr<std::vector<CopySpec>> ValidateCopyBatch(std::span<const CopySpec
     const CopySpec& s = specs[i];
     MS_CHECK_ARG(s.num_rows >= 1 && s.row_elems >= 1, "copy spec ", i, ": empty copy (rows ",
                  s.num_rows, ", run ", s.row_elems, ")");
-    MS_CHECK_ARG(s.elem_bytes == 1 || s.elem_bytes == 2 || s.elem_bytes == 4 ||
-                     s.elem_bytes == 8,
+    MS_CHECK_ARG(s.elem_bytes == 1 || s.elem_bytes == 2 || s.elem_bytes == 4 || s.elem_bytes == 8,
                  "copy spec ", i, ": element size ", s.elem_bytes);
     MS_CHECK_ARG(s.src != 0 && s.dst != 0, "copy spec ", i, ": null address");
     if (s.num_rows > 1) {
       MS_CHECK_ARG(s.dst_row_stride >= s.row_elems && s.src_row_stride >= 0, "copy spec ", i,
-                   ": destination rows overlap (stride ", s.dst_row_stride, " < run ",
-                   s.row_elems, ")");
+                   ": destination rows overlap (stride ", s.dst_row_stride, " < run ", s.row_elems,
+                   ")");
     }
     if (IsNoOp(s)) continue;
     out.push_back(s);
@@ -166,8 +165,8 @@ absl::StatusOr<std::vector<CopySpec>> ValidateCopyBatch(std::span<const CopySpec
   for (size_t i = 1; i < dsts.size(); ++i) {
     if (dsts[i].first.lo < dsts[i - 1].first.hi) {
       return absl::InvalidArgumentError(absl::StrCat("copy batch: destinations of specs ",
-                                                     dsts[i - 1].second, " and ",
-                                                     dsts[i].second, " overlap"));
+                                                     dsts[i - 1].second, " and ", dsts[i].second,
+                                                     " overlap"));
     }
   }
   for (size_t j = 0; j < out.size(); ++j) {
@@ -177,9 +176,9 @@ absl::StatusOr<std::vector<CopySpec>> ValidateCopyBatch(std::span<const CopySpec
     auto it = std::upper_bound(dsts.begin(), dsts.end(), r.lo,
                                [](uint64_t v, const auto& d) { return v < d.first.hi; });
     if (it != dsts.end() && it->first.lo < r.hi) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "copy batch: source of spec ", j, " overlaps the destination of spec ", it->second,
-          " (a block may not be both copied from and into in one step)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("copy batch: source of spec ", j, " overlaps the destination of spec ",
+                       it->second, " (a block may not be both copied from and into in one step)"));
     }
   }
   return out;
@@ -253,8 +252,8 @@ absl::Status CopyExecutor::Run(std::span<const CopySpec> specs, const Stream& st
   RETURN_IF_ERROR(CopyBytes(descriptors_.data(), device_, host_descriptors_.data(), Device::Cpu(),
                             bytes, &stream));
   RETURN_IF_ERROR(copy_internal::LaunchBatchedCopy(
-      static_cast<const CopyDescriptor*>(descriptors_.data()),
-      static_cast<int64_t>(descs.size()), tiles, device_.index, stream.handle()));
+      static_cast<const CopyDescriptor*>(descriptors_.data()), static_cast<int64_t>(descs.size()),
+      tiles, device_.index, stream.handle()));
   ++num_launches_;
   return absl::OkStatus();
 #else

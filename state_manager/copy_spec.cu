@@ -69,11 +69,21 @@ __global__ void BatchedCopyKernel(const CopyDescriptor* __restrict__ descs, int6
   const int64_t first = (tile - d.tile_begin) * kVectorsPerTile;
   const int64_t end = min(total, first + kVectorsPerTile);
   switch (d.vec_bytes) {
-    case 16: CopyVectors<uint4>(d, first, end); break;
-    case 8: CopyVectors<uint2>(d, first, end); break;
-    case 4: CopyVectors<uint32_t>(d, first, end); break;
-    case 2: CopyVectors<uint16_t>(d, first, end); break;
-    default: CopyVectors<uint8_t>(d, first, end); break;
+    case 16:
+      CopyVectors<uint4>(d, first, end);
+      break;
+    case 8:
+      CopyVectors<uint2>(d, first, end);
+      break;
+    case 4:
+      CopyVectors<uint32_t>(d, first, end);
+      break;
+    case 2:
+      CopyVectors<uint16_t>(d, first, end);
+      break;
+    default:
+      CopyVectors<uint8_t>(d, first, end);
+      break;
   }
 }
 

@@ -102,7 +102,7 @@ class CopyExecutor {
  private:
   CopyExecutor() = default;
   Device device_;
-  Buffer descriptors_;                 // device array of copy descriptors (CUDA only)
+  Buffer descriptors_;                  // device array of copy descriptors (CUDA only)
   std::vector<char> host_descriptors_;  // their host copy, kept until the next Run
   int64_t num_launches_ = 0;
 };

@@ -17,8 +17,8 @@ struct CopyDescriptor {
   int64_t src_row_stride;  // bytes
   int64_t dst_row_stride;  // bytes
   int64_t row_bytes;
-  int64_t tile_begin;      // first tile of this descriptor (descriptors sorted by it)
-  int64_t vec_bytes;       // 16, 8, 4, 2 or 1: divides addresses, strides and row_bytes
+  int64_t tile_begin;  // first tile of this descriptor (descriptors sorted by it)
+  int64_t vec_bytes;   // 16, 8, 4, 2 or 1: divides addresses, strides and row_bytes
 };
 
 // Vectors per tile (one CUDA block of kCopyThreads threads handles one tile).

@@ -52,7 +52,8 @@ TEST(CopySpecGpu, BatchedKernelEqualsCpu) {
         BlockCopy c;
         const int64_t k = rng.Int(1, 1 + a.num_spec);
         c.cur = rng.Int(0, 2);
-        for (int64_t i = 0; i < c.cur + k; ++i) c.block_ids.push_back(static_cast<BlockId>(rng.Int(1, 31)));
+        for (int64_t i = 0; i < c.cur + k; ++i)
+          c.block_ids.push_back(static_cast<BlockId>(rng.Int(1, 31)));
         c.num_accepted = k;
         c.dst = dst;
         copies.push_back(c);
@@ -99,11 +100,10 @@ TEST(CopySpecGpu, RawStridedSpecsAllAlignments) {
     s.dst_row_stride = s.row_elems + rng.Int(0, 20);
     const int64_t src_off = rng.Int(0, 1000) * s.elem_bytes;
     const int64_t dst_span = ((s.num_rows - 1) * s.dst_row_stride + s.row_elems) * s.elem_bytes;
-    const int64_t aligned_dst = (dst_off + s.elem_bytes - 1) / s.elem_bytes * s.elem_bytes +
-                                rng.Int(0, 3) * s.elem_bytes;
+    const int64_t aligned_dst =
+        (dst_off + s.elem_bytes - 1) / s.elem_bytes * s.elem_bytes + rng.Int(0, 3) * s.elem_bytes;
     if (aligned_dst + dst_span > kBytes) break;
-    if (src_off + ((s.num_rows - 1) * s.src_row_stride + s.row_elems) * s.elem_bytes >
-        kBytes / 2) {
+    if (src_off + ((s.num_rows - 1) * s.src_row_stride + s.row_elems) * s.elem_bytes > kBytes / 2) {
       continue;
     }
     CopySpec hs = s, ds = s;

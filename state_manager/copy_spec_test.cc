@@ -117,8 +117,8 @@ void CheckExecuted(ConvLayout layout, DType conv_dtype) {
       ASSERT_TRUE(pool.ReadBlock(l, ids[k - 1], &src_ssm).ok());
       ASSERT_TRUE(pool.ReadBlock(l, dst, &got).ok());
       const int64_t kept = kStateLen - (k - 1);
-      for (int64_t row = 0; row < kStateLen; ++row) {      // window position
-        for (int64_t ch = 0; ch < kDim; ++ch) {            // channel
+      for (int64_t row = 0; row < kStateLen; ++row) {  // window position
+        for (int64_t ch = 0; ch < kDim; ++ch) {        // channel
           const int64_t at = layout == ConvLayout::kSD ? row * kDim + ch : ch * kStateLen + row;
           if (row < kept) {
             const int64_t from = layout == ConvLayout::kSD ? (row + k - 1) * kDim + ch
@@ -150,8 +150,8 @@ TEST(CopySpec, RefusesBadArguments) {
   EXPECT_FALSE(ConvCopySpec(pool, 0, 1, ids, 0, 1, 4).ok());              // not a conv tensor
   EXPECT_FALSE(ConvCopySpec(pool, 2, 0, ids, 0, 1, 4).ok());              // bad layer
   const std::vector<BlockId> with_null = {0, 2};
-  EXPECT_FALSE(ConvCopySpec(pool, 0, 0, with_null, 0, 1, 4).ok());        // null source
-  EXPECT_FALSE(TemporalCopySpec(pool, 0, 1, ids, 1, 3, 4).ok());          // cur + k - 1 >= 3
+  EXPECT_FALSE(ConvCopySpec(pool, 0, 0, with_null, 0, 1, 4).ok());  // null source
+  EXPECT_FALSE(TemporalCopySpec(pool, 0, 1, ids, 1, 3, 4).ok());    // cur + k - 1 >= 3
   EXPECT_FALSE(TemporalCopySpec(pool, 0, 1, with_null, 0, 1, 4).ok());
   EXPECT_TRUE(TemporalCopySpec(pool, 0, 1, ids, 1, 2, 4).ok());
 }

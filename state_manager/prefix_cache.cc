@@ -58,8 +58,8 @@ std::vector<PrefixHash> ChainHashes(std::span<const TokenId> tokens, int64_t blo
   out.reserve(static_cast<size_t>(m));
   PrefixHash h = kRootPrefixHash;
   for (int64_t i = 0; i < m; ++i) {
-    h = HashBlock(h, tokens.subspan(static_cast<size_t>(i * block_size),
-                                    static_cast<size_t>(block_size)));
+    h = HashBlock(
+        h, tokens.subspan(static_cast<size_t>(i * block_size), static_cast<size_t>(block_size)));
     out.push_back(h);
   }
   return out;
@@ -82,9 +82,8 @@ absl::StatusOr<PrefixCache> PrefixCache::Create(BlockAllocator* allocator,
 absl::StatusOr<PrefixHit> PrefixCache::Lookup(std::span<const TokenId> tokens) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t max_blocks = n > 0 ? (n - 1) / config_.block_size : 0;
-  std::vector<PrefixHash> hashes =
-      ChainHashes(tokens.first(static_cast<size_t>(max_blocks * config_.block_size)),
-                  config_.block_size);
+  std::vector<PrefixHash> hashes = ChainHashes(
+      tokens.first(static_cast<size_t>(max_blocks * config_.block_size)), config_.block_size);
   return LookupHashes(tokens, hashes);
 }
 
@@ -106,8 +105,7 @@ absl::StatusOr<PrefixHit> PrefixCache::LookupHashes(std::span<const TokenId> tok
     const PrefixHash parent = i == 0 ? kRootPrefixHash : hashes[i - 1];
     auto block_tokens = tokens.subspan(static_cast<size_t>(i * bs), static_cast<size_t>(bs));
     if (!(e.parent == parent) ||
-        !std::equal(block_tokens.begin(), block_tokens.end(), e.tokens.begin(),
-                    e.tokens.end())) {
+        !std::equal(block_tokens.begin(), block_tokens.end(), e.tokens.begin(), e.tokens.end())) {
       continue;  // a hash collision: treat as a miss
     }
     blocks[i] = e.block;
@@ -184,9 +182,9 @@ absl::StatusOr<BlockId> PrefixCache::AllocateBlock() {
   while (allocator_->num_free() == 0) {
     ASSIGN_OR_RETURN(bool evicted, EvictOne());
     if (!evicted) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "no free state block: all ", allocator_->num_allocatable(),
-          " blocks are in use (", entries_.size(), " cached, none evictable)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no free state block: all ", allocator_->num_allocatable(),
+                       " blocks are in use (", entries_.size(), " cached, none evictable)"));
     }
   }
   return allocator_->Allocate();

@@ -65,8 +65,8 @@ struct PrefixCacheStats {
 };
 
 struct PrefixHit {
-  int64_t hit_tokens = 0;        // multiple of block_size, <= n - 1
-  BlockId block = kNullBlock;    // state after hit_tokens tokens; kNullBlock on a miss
+  int64_t hit_tokens = 0;      // multiple of block_size, <= n - 1
+  BlockId block = kNullBlock;  // state after hit_tokens tokens; kNullBlock on a miss
   // blocks[i]: the committed cached block for prefix [0, (i+1)*B), kNullBlock where not cached;
   // i < hit_tokens / B.
   std::vector<BlockId> blocks;

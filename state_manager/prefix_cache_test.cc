@@ -125,22 +125,22 @@ TEST_F(PrefixCacheTest, CollisionsAreMisses) {
   const auto other = Iota(9, 500);
   auto hashes = ChainHashes(p, 4);
   BlockId b = *cache_->AllocateBlock();
-  ASSERT_TRUE(*cache_->Insert(hashes[0], kRootPrefixHash,
-                              std::span<const TokenId>(other).first(4), b));
+  ASSERT_TRUE(
+      *cache_->Insert(hashes[0], kRootPrefixHash, std::span<const TokenId>(other).first(4), b));
   ASSERT_TRUE(alloc_->Decref(b).ok());
   cache_->BeginStep();
   EXPECT_EQ(cache_->Lookup(p)->hit_tokens, 0);
   // Duplicate inserts are refused without taking a reference.
   BlockId b2 = *cache_->AllocateBlock();
-  EXPECT_FALSE(*cache_->Insert(hashes[0], kRootPrefixHash,
-                               std::span<const TokenId>(p).first(4), b2));
+  EXPECT_FALSE(
+      *cache_->Insert(hashes[0], kRootPrefixHash, std::span<const TokenId>(p).first(4), b2));
   EXPECT_EQ(*alloc_->RefCount(b2), 1);
   ASSERT_TRUE(alloc_->Decref(b2).ok());
   // Inserting a free block or a wrong-size token block is refused.
-  EXPECT_FALSE(cache_->Insert(hashes[1], hashes[0], std::span<const TokenId>(p).subspan(4, 4),
-                              b2).ok());
-  EXPECT_FALSE(cache_->Insert(hashes[1], hashes[0], std::span<const TokenId>(p).subspan(4, 3),
-                              b).ok());
+  EXPECT_FALSE(
+      cache_->Insert(hashes[1], hashes[0], std::span<const TokenId>(p).subspan(4, 4), b2).ok());
+  EXPECT_FALSE(
+      cache_->Insert(hashes[1], hashes[0], std::span<const TokenId>(p).subspan(4, 3), b).ok());
 }
 
 TEST_F(PrefixCacheTest, LruEvictionUnderPressure) {
@@ -243,7 +243,7 @@ TEST(SequenceStates, AllModeBoundaryBlocks) {
   auto e1 = *states.Schedule(1, 3);  // 11 -> 14: boundary 12 inside, not cached -> a block
   ASSERT_EQ(e1.boundary_blocks.size(), 1u);
   EXPECT_NE(e1.boundary_blocks[0], kNullBlock);
-  auto e2 = *states.Schedule(2, 6);  // 8 -> 14: the same boundary (both get a block; the
+  auto e2 = *states.Schedule(2, 6);          // 8 -> 14: the same boundary (both get a block; the
   ASSERT_EQ(e2.boundary_blocks.size(), 1u);  // second insert at EndStep is dropped and freed)
   EXPECT_NE(e2.boundary_blocks[0], kNullBlock);
   const KernelBlockArrays k = ToKernelArrays(states.plan());
@@ -287,8 +287,8 @@ TEST(SequenceStates, ExhaustionChangesNothing) {
   // Bad calls.
   EXPECT_FALSE(states.Schedule(1, 1).ok());  // outside a step
   states.BeginStep();
-  EXPECT_FALSE(states.Schedule(1, 7).ok());  // beyond the known tokens
-  EXPECT_FALSE(states.Schedule(2, 1).ok());  // unknown sequence
+  EXPECT_FALSE(states.Schedule(1, 7).ok());           // beyond the known tokens
+  EXPECT_FALSE(states.Schedule(2, 1).ok());           // unknown sequence
   EXPECT_FALSE(states.AddSequence(1, Iota(3)).ok());  // duplicate id
   EXPECT_FALSE(states.AddSequence(5, {}).ok());       // empty prompt
   ASSERT_TRUE(states.EndStep().ok());

@@ -41,8 +41,7 @@ KernelBlockArrays ToKernelArrays(const StepPlan& plan) {
   return k;
 }
 
-absl::StatusOr<SequenceStates> SequenceStates::Create(BlockAllocator* allocator,
-                                                      PrefixCache* cache,
+absl::StatusOr<SequenceStates> SequenceStates::Create(BlockAllocator* allocator, PrefixCache* cache,
                                                       const SequenceStatesConfig& config) {
   MS_CHECK_ARG(allocator != nullptr, "SequenceStates needs an allocator");
   SequenceStates s;
@@ -63,9 +62,9 @@ void SequenceStates::ExtendHashes(Seq& s) {
   while (static_cast<int64_t>(s.hashes.size() + 1) * bs <= static_cast<int64_t>(s.tokens.size())) {
     const int64_t i = static_cast<int64_t>(s.hashes.size());
     const PrefixHash parent = i == 0 ? kRootPrefixHash : s.hashes.back();
-    s.hashes.push_back(HashBlock(
-        parent, std::span<const TokenId>(s.tokens).subspan(static_cast<size_t>(i * bs),
-                                                          static_cast<size_t>(bs))));
+    s.hashes.push_back(
+        HashBlock(parent, std::span<const TokenId>(s.tokens).subspan(static_cast<size_t>(i * bs),
+                                                                     static_cast<size_t>(bs))));
   }
 }
 
@@ -101,7 +100,8 @@ absl::Status SequenceStates::FreeSequence(int64_t seq_id) {
   if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", seq_id));
   if (it->second.scheduled) {
     return absl::FailedPreconditionError(
-        absl::StrCat("sequence ", seq_id, " is scheduled in the current step; free it after "
+        absl::StrCat("sequence ", seq_id,
+                     " is scheduled in the current step; free it after "
                      "EndStep()"));
   }
   if (it->second.running != kNullBlock) {
@@ -210,12 +210,11 @@ absl::Status SequenceStates::EndStep() {
     if (cache_ != nullptr && s.consumed % bs == 0) {
       const int64_t idx = s.consumed / bs - 1;
       const PrefixHash parent = idx == 0 ? kRootPrefixHash : s.hashes[idx - 1];
-      ASSIGN_OR_RETURN(
-          bool inserted,
-          cache_->Insert(s.hashes[idx], parent,
-                         std::span<const TokenId>(s.tokens).subspan(
-                             static_cast<size_t>(idx * bs), static_cast<size_t>(bs)),
-                         s.running));
+      ASSIGN_OR_RETURN(bool inserted,
+                       cache_->Insert(s.hashes[idx], parent,
+                                      std::span<const TokenId>(s.tokens).subspan(
+                                          static_cast<size_t>(idx * bs), static_cast<size_t>(bs)),
+                                      s.running));
       if (inserted) s.sealed = true;  // otherwise the prefix is cached already: keep writing
     }
   }

@@ -135,8 +135,8 @@ class SequenceStates {
     std::vector<PrefixHash> hashes;  // chain hashes of the full blocks of `tokens`
     int64_t consumed = 0;
     BlockId running = kNullBlock;
-    bool sealed = false;             // running block is cached: copy before writing
-    bool scheduled = false;          // in this step
+    bool sealed = false;     // running block is cached: copy before writing
+    bool scheduled = false;  // in this step
     int64_t step_tokens = 0;
   };
   struct PendingInsert {  // kAll mode: a boundary block to register at EndStep()

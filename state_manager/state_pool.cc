@@ -63,9 +63,9 @@ absl::StatusOr<int64_t> StatePool::BlocksForBudget(const StatePoolConfig& config
     }
   }
   if (lo < 2) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "state memory budget of ", budget_bytes, " bytes holds ", lo, " blocks of ", per_block,
-        " bytes; at least 2 (the null block and one more) are needed"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("state memory budget of ", budget_bytes, " bytes holds ", lo, " blocks of ",
+                     per_block, " bytes; at least 2 (the null block and one more) are needed"));
   }
   return lo;
 }
@@ -129,8 +129,7 @@ absl::StatusOr<TensorView> StatePool::Tensor(int64_t layer, int64_t tensor) cons
   return TensorView(r.base, s.dtype, config_.device, shape, static_cast<int>(s.dims.size()) + 1);
 }
 
-absl::StatusOr<void*> StatePool::BlockAddress(int64_t layer, int64_t tensor,
-                                              int64_t block) const {
+absl::StatusOr<void*> StatePool::BlockAddress(int64_t layer, int64_t tensor, int64_t block) const {
   RETURN_IF_ERROR(CheckBlock(block));
   ASSIGN_OR_RETURN(StateTensorRef r, Ref(layer, tensor));
   return static_cast<void*>(static_cast<char*>(r.base) +

@@ -22,7 +22,7 @@ namespace mambaserve {
 
 struct StatePoolConfig {
   int64_t num_layers = 0;
-  LayerStateShapes shapes;             // the tensors of every layer of the group
+  LayerStateShapes shapes;                   // the tensors of every layer of the group
   ConvLayout conv_layout = ConvLayout::kSD;  // how tensors named "conv*" are stored
   Device device;
 };

@@ -66,7 +66,8 @@ TEST(StatePool, LayoutAccessorsAndNullBlock) {
 
     Rng rng(7);
     for (int64_t b = 1; b < 6; ++b) {
-      for (int64_t l = 0; l < 3; ++l) ASSERT_TRUE(pool->WriteBlock(l, b, RandomLayer(c.shapes, rng)).ok());
+      for (int64_t l = 0; l < 3; ++l)
+        ASSERT_TRUE(pool->WriteBlock(l, b, RandomLayer(c.shapes, rng)).ok());
     }
     // Block 0 cannot be written and stays zero.
     EXPECT_FALSE(pool->WriteBlock(0, 0, RandomLayer(c.shapes, rng)).ok());

@@ -29,8 +29,10 @@ StateTensorShape ConvShape(const char* name, int64_t state_len, int64_t dim, Con
 }
 
 absl::Status CheckConvWidth(int64_t d_conv, int64_t num_spec) {
-  if (d_conv < 2) return absl::InvalidArgumentError(absl::StrCat("d_conv must be at least 2, got ", d_conv));
-  if (num_spec < 0) return absl::InvalidArgumentError(absl::StrCat("num_spec must be >= 0, got ", num_spec));
+  if (d_conv < 2)
+    return absl::InvalidArgumentError(absl::StrCat("d_conv must be at least 2, got ", d_conv));
+  if (num_spec < 0)
+    return absl::InvalidArgumentError(absl::StrCat("num_spec must be >= 0, got ", num_spec));
   return absl::OkStatus();
 }
 
@@ -47,19 +49,22 @@ absl::StatusOr<StateDTypes> ResolveStateDTypes(DType model_dtype, const std::str
   StateDTypes d{model_dtype, model_dtype};
   if (!cache_dtype.empty() && cache_dtype != "auto") {
     auto t = ParseDType(cache_dtype);
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("mamba_cache_dtype: ", t.status().message()));
+    if (!t.ok())
+      return absl::InvalidArgumentError(absl::StrCat("mamba_cache_dtype: ", t.status().message()));
     d.conv = d.ssm = *t;
   }
   if (!ssm_cache_dtype.empty() && ssm_cache_dtype != "auto") {
     auto t = ParseDType(ssm_cache_dtype);
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("mamba_ssm_cache_dtype: ", t.status().message()));
+    if (!t.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("mamba_ssm_cache_dtype: ", t.status().message()));
     d.ssm = *t;
   }
   return d;
 }
 
-absl::StatusOr<LayerStateShapes> Mamba1StateShapes(int64_t d_inner, int64_t d_state,
-                                                   int64_t d_conv, int64_t tp, ConvLayout layout,
+absl::StatusOr<LayerStateShapes> Mamba1StateShapes(int64_t d_inner, int64_t d_state, int64_t d_conv,
+                                                   int64_t tp, ConvLayout layout,
                                                    StateDTypes dtypes) {
   RETURN_IF_ERROR(DivisibleByTp("d_inner", d_inner, tp));
   RETURN_IF_ERROR(Positive("d_state", d_state));
@@ -95,11 +100,11 @@ absl::StatusOr<LayerStateShapes> LinearAttentionStateShapes(int64_t num_heads, i
   return LayerStateShapes{{"recurrent", {num_heads / tp, head_dim, head_dim}, dtype}};
 }
 
-absl::StatusOr<LayerStateShapes> GatedDeltaNetStateShapes(int64_t num_k_heads,
-                                                          int64_t num_v_heads, int64_t head_k_dim,
-                                                          int64_t head_v_dim, int64_t d_conv,
-                                                          int64_t num_spec, int64_t tp,
-                                                          ConvLayout layout, StateDTypes dtypes) {
+absl::StatusOr<LayerStateShapes> GatedDeltaNetStateShapes(int64_t num_k_heads, int64_t num_v_heads,
+                                                          int64_t head_k_dim, int64_t head_v_dim,
+                                                          int64_t d_conv, int64_t num_spec,
+                                                          int64_t tp, ConvLayout layout,
+                                                          StateDTypes dtypes) {
   RETURN_IF_ERROR(DivisibleByTp("num_k_heads", num_k_heads, tp));
   RETURN_IF_ERROR(DivisibleByTp("num_v_heads", num_v_heads, tp));
   RETURN_IF_ERROR(Positive("head_k_dim", head_k_dim));
@@ -111,9 +116,8 @@ absl::StatusOr<LayerStateShapes> GatedDeltaNetStateShapes(int64_t num_k_heads,
       {"recurrent", {num_v_heads / tp, head_k_dim, head_v_dim}, dtypes.ssm}};
 }
 
-absl::StatusOr<LayerStateShapes> KdaStateShapes(int64_t num_heads, int64_t head_dim,
-                                                int64_t d_conv, int64_t tp, ConvLayout layout,
-                                                StateDTypes dtypes) {
+absl::StatusOr<LayerStateShapes> KdaStateShapes(int64_t num_heads, int64_t head_dim, int64_t d_conv,
+                                                int64_t tp, ConvLayout layout, StateDTypes dtypes) {
   RETURN_IF_ERROR(DivisibleByTp("num_heads", num_heads, tp));
   RETURN_IF_ERROR(Positive("head_dim", head_dim));
   RETURN_IF_ERROR(CheckConvWidth(d_conv, 0));

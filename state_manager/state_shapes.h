@@ -18,8 +18,8 @@ namespace mambaserve {
 enum class ConvLayout { kSD = 0, kDS = 1 };
 
 struct StateTensorShape {
-  std::string name;            // "conv", "ssm", "conv_q", "recurrent", ...
-  std::vector<int64_t> dims;   // per block
+  std::string name;           // "conv", "ssm", "conv_q", "recurrent", ...
+  std::vector<int64_t> dims;  // per block
   DType dtype = DType::kF32;
   int64_t numel() const;
   int64_t nbytes() const { return numel() * DTypeSize(dtype); }
@@ -37,13 +37,12 @@ struct StateDTypes {
 // The state dtype rule: each state takes the model dtype unless a cache dtype is forced (vLLM's
 // mamba_cache_dtype / mamba_ssm_cache_dtype; "auto" or empty = model dtype). The SSM state
 // override wins over the general one.
-absl::StatusOr<StateDTypes> ResolveStateDTypes(DType model_dtype,
-                                               const std::string& cache_dtype,
+absl::StatusOr<StateDTypes> ResolveStateDTypes(DType model_dtype, const std::string& cache_dtype,
                                                const std::string& ssm_cache_dtype);
 
 // Mamba-1: conv (d_conv - 1, d_inner/tp), ssm (d_inner/tp, d_state).
-absl::StatusOr<LayerStateShapes> Mamba1StateShapes(int64_t d_inner, int64_t d_state,
-                                                   int64_t d_conv, int64_t tp, ConvLayout layout,
+absl::StatusOr<LayerStateShapes> Mamba1StateShapes(int64_t d_inner, int64_t d_state, int64_t d_conv,
+                                                   int64_t tp, ConvLayout layout,
                                                    StateDTypes dtypes);
 
 struct Mamba2StateArgs {
@@ -54,7 +53,7 @@ struct Mamba2StateArgs {
   int64_t d_conv = 4;
   int64_t num_spec = 0;  // speculative tokens kept in the conv window
   int64_t tp = 1;
-  int64_t rank = 0;      // matters only when heads straddle groups
+  int64_t rank = 0;  // matters only when heads straddle groups
 };
 
 // Mamba-2: conv (d_conv - 1 + num_spec, local heads * P + 2 * local groups * N),
@@ -72,17 +71,16 @@ absl::StatusOr<LayerStateShapes> LinearAttentionStateShapes(int64_t num_heads, i
 
 // Gated delta net: conv (d_conv - 1 + num_spec, (2*k_heads*k_dim + v_heads*v_dim)/tp),
 // recurrent (v_heads/tp, k_dim, v_dim).
-absl::StatusOr<LayerStateShapes> GatedDeltaNetStateShapes(int64_t num_k_heads,
-                                                          int64_t num_v_heads, int64_t head_k_dim,
-                                                          int64_t head_v_dim, int64_t d_conv,
-                                                          int64_t num_spec, int64_t tp,
-                                                          ConvLayout layout, StateDTypes dtypes);
+absl::StatusOr<LayerStateShapes> GatedDeltaNetStateShapes(int64_t num_k_heads, int64_t num_v_heads,
+                                                          int64_t head_k_dim, int64_t head_v_dim,
+                                                          int64_t d_conv, int64_t num_spec,
+                                                          int64_t tp, ConvLayout layout,
+                                                          StateDTypes dtypes);
 
 // Kimi delta attention: three conv states (q, k, v) of (d_conv - 1, heads*head_dim/tp) and a
 // recurrent state (heads/tp, head_dim, head_dim).
-absl::StatusOr<LayerStateShapes> KdaStateShapes(int64_t num_heads, int64_t head_dim,
-                                                int64_t d_conv, int64_t tp, ConvLayout layout,
-                                                StateDTypes dtypes);
+absl::StatusOr<LayerStateShapes> KdaStateShapes(int64_t num_heads, int64_t head_dim, int64_t d_conv,
+                                                int64_t tp, ConvLayout layout, StateDTypes dtypes);
 
 }  // namespace mambaserve
 

@@ -213,7 +213,8 @@ void RunStream(const StreamParams& p, StreamResult* result) {
     } else {
       r.prompt = systems[rng.Int(0, 3)];
       const int64_t suffix = rng.Int(1, 20);
-      for (int64_t j = 0; j < suffix; ++j) r.prompt.push_back(static_cast<TokenId>(rng.Int(0, 499)));
+      for (int64_t j = 0; j < suffix; ++j)
+        r.prompt.push_back(static_cast<TokenId>(rng.Int(0, 499)));
     }
     r.gen = static_cast<int>(rng.Int(1, 6));
     r.arrival = i / 2;
@@ -332,18 +333,17 @@ void RunStream(const StreamParams& p, StreamResult* result) {
   ASSERT_TRUE(ToyModel::BitEqual(*null_state, model.Zero()));
   // No leak: only the cache holds blocks now; clearing it frees everything.
   result->stats = cache.stats();
-  std::printf("[toy stream] layout %s conv %s mode %s blocks %lld seed %llu: lookups %lld hits "
-              "%lld hit_tokens %lld / %lld inserts %lld evictions %lld verified hits %lld\n",
-              p.layout == ConvLayout::kSD ? "SD" : "DS", DTypeName(p.conv_dtype),
-              p.mode == PrefixCachingMode::kAlign ? "align" : "all",
-              static_cast<long long>(p.num_blocks), static_cast<unsigned long long>(p.seed),
-              static_cast<long long>(result->stats.lookups),
-              static_cast<long long>(result->stats.hits),
-              static_cast<long long>(result->stats.hit_tokens),
-              static_cast<long long>(result->stats.queried_tokens),
-              static_cast<long long>(result->stats.inserts),
-              static_cast<long long>(result->stats.evictions),
-              static_cast<long long>(result->verified_hits));
+  std::printf(
+      "[toy stream] layout %s conv %s mode %s blocks %lld seed %llu: lookups %lld hits "
+      "%lld hit_tokens %lld / %lld inserts %lld evictions %lld verified hits %lld\n",
+      p.layout == ConvLayout::kSD ? "SD" : "DS", DTypeName(p.conv_dtype),
+      p.mode == PrefixCachingMode::kAlign ? "align" : "all", static_cast<long long>(p.num_blocks),
+      static_cast<unsigned long long>(p.seed), static_cast<long long>(result->stats.lookups),
+      static_cast<long long>(result->stats.hits), static_cast<long long>(result->stats.hit_tokens),
+      static_cast<long long>(result->stats.queried_tokens),
+      static_cast<long long>(result->stats.inserts),
+      static_cast<long long>(result->stats.evictions),
+      static_cast<long long>(result->verified_hits));
   EXPECT_EQ(result->stats.free_blocks + result->stats.cached_blocks, alloc.num_allocatable());
   EXPECT_EQ(result->stats.evictable_blocks, result->stats.cached_blocks);
   ASSERT_TRUE(cache.Clear().ok());

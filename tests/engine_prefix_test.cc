@@ -22,8 +22,7 @@ namespace {
 const std::string kGolden = std::string(MAMBASERVE_TEST_DATA_DIR) + "/golden/";
 
 // (fixture, kernel-written states: vLLM's "all" mode instead of "align", DS conv layout)
-class EnginePrefixTest
-    : public ::testing::TestWithParam<std::tuple<std::string, bool, bool>> {};
+class EnginePrefixTest : public ::testing::TestWithParam<std::tuple<std::string, bool, bool>> {};
 
 TEST_P(EnginePrefixTest, CachedServingEqualsRecomputation) {
   const MpiContext* mpi = GetMpiContext();

@@ -20,7 +20,7 @@ namespace {
 const std::string kGolden = std::string(MAMBASERVE_TEST_DATA_DIR) + "/golden/";
 
 struct Golden {
-  std::vector<int64_t> ids;  // [2, 40]
+  std::vector<int64_t> ids;   // [2, 40]
   std::vector<float> logits;  // [2, 40, V]
   std::vector<int64_t> greedy_prompt, greedy_out;
 };
@@ -189,8 +189,9 @@ TEST_P(GoldenTest, BadInputIsRefusedAndStateUntouched) {
   EXPECT_FALSE(model_->Forward(in, *pool_, &logits).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest, ::testing::Values("m1_tiny", "m2_g1", "m1_w3_bias_untied", "m2_g2_w3_untied",
-                                           "m2_g4_dtlimit"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
+                         ::testing::Values("m1_tiny", "m2_g1", "m1_w3_bias_untied",
+                                           "m2_g2_w3_untied", "m2_g4_dtlimit"));
 
 }  // namespace
 }  // namespace mambaserve

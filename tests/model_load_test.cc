@@ -111,8 +111,8 @@ TEST(ModelLoad, StateSpacesNamesGiveTheSameLogits) {
   ASSERT_TRUE(m.ok() && w.ok());
   StateSpacesNames renamed(**w);
   std::vector<float> a, b;
-  for (const WeightSource* src : {static_cast<const WeightSource*>(w->get()),
-                                  static_cast<const WeightSource*>(&renamed)}) {
+  for (const WeightSource* src :
+       {static_cast<const WeightSource*>(w->get()), static_cast<const WeightSource*>(&renamed)}) {
     auto model = MambaModel::Load(*m, *src, Device::Cpu(), DType::kF32, nullptr);
     ASSERT_TRUE(model.ok()) << model.status();
     auto pc = (*model)->PoolConfig({DType::kF32, DType::kF32});

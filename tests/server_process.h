@@ -2,6 +2,7 @@
 #ifndef MAMBASERVE_TESTS_SERVER_PROCESS_H_
 #define MAMBASERVE_TESTS_SERVER_PROCESS_H_
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,7 +11,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <dirent.h>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -24,8 +24,13 @@ class ServerProcess {
  public:
   // Launches the server; returns false if the spawn failed.
   bool Start(int ranks, const std::vector<std::string>& server_args, const std::string& log) {
-    std::vector<std::string> argv{MAMBASERVE_MPIEXEC, "-np", std::to_string(ranks),
-                                  "--oversubscribe", "--allow-run-as-root", "--bind-to", "none",
+    std::vector<std::string> argv{MAMBASERVE_MPIEXEC,
+                                  "-np",
+                                  std::to_string(ranks),
+                                  "--oversubscribe",
+                                  "--allow-run-as-root",
+                                  "--bind-to",
+                                  "none",
                                   MAMBASERVE_SERVER_BINARY};
     argv.insert(argv.end(), server_args.begin(), server_args.end());
     std::vector<char*> cargv;

@@ -75,8 +75,8 @@ class ServingE2E : public ::testing::Test {
     std::ofstream(config_path_) << kConfig;
     socket_ = "unix:" + TempPath("sock");
     server_ = new ServerProcess();
-    ASSERT_TRUE(server_->Start(2, {"--model", kModel, "--config", config_path_, "--listen",
-                                   socket_},
+    ASSERT_TRUE(server_->Start(2,
+                               {"--model", kModel, "--config", config_path_, "--listen", socket_},
                                TempPath("server.log")));
     client_ = new MambaServeClient(socket_);
     ASSERT_TRUE(client_->WaitUntilServing(absl::Seconds(60)).ok())
@@ -211,9 +211,8 @@ TEST_F(ServingE2E, FullQueueAnswersResourceExhausted) {
   std::vector<std::thread> threads;
   std::vector<absl::StatusCode> codes(kFlood);
   for (int i = 0; i < kFlood; ++i) {
-    threads.emplace_back([&, i] {
-      codes[i] = client_->Generate(Request(PromptFor(i, 20), 60)).status().code();
-    });
+    threads.emplace_back(
+        [&, i] { codes[i] = client_->Generate(Request(PromptFor(i, 20), 60)).status().code(); });
   }
   for (auto& t : threads) t.join();
   int ok = 0, exhausted = 0;

@@ -84,8 +84,8 @@ TEST_P(TpModelTest, ShardedEqualsUnsharded) {
   const MpiContext* mpi = GetMpiContext();
   ASSERT_NE(mpi, nullptr);
   if (c.arch == config::MAMBA2 && c.heads % mpi->world_size != 0) {
-    GTEST_SKIP() << c.name << ": " << c.heads << " heads do not split over "
-                 << mpi->world_size << " ranks";
+    GTEST_SKIP() << c.name << ": " << c.heads << " heads do not split over " << mpi->world_size
+                 << " ranks";
   }
   auto world = CreateTpCommunicator();
   ASSERT_TRUE(world.ok()) << world.status();
