@@ -4,7 +4,8 @@
 //     plus state read and written per step over the measured copy bandwidth;
 //  2. time to first token of an 8K-token prompt whose first 7K tokens are cached (one state copy
 //     into a new block, then a 1K-token prefill from it) against the same prompt uncached.
-//   bench_model [--layers 64]
+//   bench_model [--layers 64] [--batch N: decode at this batch only] [--decode_only 1]
+//               [--steps 23] (a short run to profile: ncu --print-summary per-kernel ...)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -77,7 +78,12 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-absl::Status Run(int64_t layers) {
+struct Flags {
+  int64_t layers = 64, batch = 0, decode_only = 0, steps = 23;
+};
+
+absl::Status Run(const Flags& f) {
+  const int64_t layers = f.layers;
   ASSIGN_OR_RETURN(double bw, CopyBandwidthGBs());
   const config::ModelConfig m = Mamba2_2p7b(layers);
   RandomWeights weights(m, 7);
@@ -99,10 +105,13 @@ absl::Status Run(int64_t layers) {
       "per sequence\n\n",
       bw, weight_bytes / 1e9, block_bytes / 1e6);
 
-  std::printf("| batch | step ms | tokens/s | bytes/step GB | roofline ms | %% of roofline |\n");
-  std::printf("|---|---|---|---|---|---|\n");
+  std::printf(
+      "| batch | decode | step ms | tokens/s | bytes/step GB | roofline ms | %% of roofline |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
   std::vector<float> logits;
-  for (int64_t batch : {1, 16, 64}) {
+  std::vector<int64_t> batches{1, 16, 64};
+  if (f.batch > 0) batches = {f.batch};
+  for (int64_t batch : batches) {
     ForwardInput pre;
     for (int64_t s = 0; s < batch; ++s) {
       for (int t = 0; t < 8; ++t)
@@ -120,20 +129,27 @@ absl::Status Run(int64_t layers) {
       dec.initial_blocks.push_back(static_cast<int32_t>(1 + s));
       dec.final_blocks.push_back(static_cast<int32_t>(1 + s));
     }
-    std::vector<double> ms;
-    for (int i = 0; i < 23; ++i) {
-      const absl::Time a = absl::Now();
-      RETURN_IF_ERROR(model->Forward(dec, pool, &logits));  // synchronises (logits to host)
-      if (i >= 3) ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - a));
+    for (const bool graphs : {false, true}) {
+      model->SetDecodeGraphMaxBatch(graphs ? MambaModel::kDefaultDecodeGraphMaxBatch : 0);
+      std::vector<double> ms;
+      for (int64_t i = 0; i < f.steps; ++i) {  // the first steps capture the graph
+        const absl::Time a = absl::Now();
+        RETURN_IF_ERROR(model->Forward(dec, pool, &logits));  // synchronises (logits to host)
+        if (i >= std::min<int64_t>(3, f.steps - 1)) {
+          ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - a));
+        }
+      }
+      const double step = Median(ms);
+      // Weights once, each sequence's state read and written once (conv + ssm, all layers).
+      const double bytes = weight_bytes + 2.0 * batch * block_bytes;
+      const double roof = bytes / (bw * 1e9) * 1e3;
+      std::printf("| %lld | %s | %.3f | %.0f | %.2f | %.3f | %.0f%% |\n",
+                  static_cast<long long>(batch), graphs ? "CUDA graph" : "eager", step,
+                  batch / step * 1e3, bytes / 1e9, roof, 100.0 * roof / step);
     }
-    const double step = Median(ms);
-    // Weights once, each sequence's state read and written once (conv + ssm, all layers).
-    const double bytes = weight_bytes + 2.0 * batch * block_bytes;
-    const double roof = bytes / (bw * 1e9) * 1e3;
-    std::printf("| %lld | %.3f | %.0f | %.2f | %.3f | %.0f%% |\n", static_cast<long long>(batch),
-                step, batch / step * 1e3, bytes / 1e9, roof, 100.0 * roof / step);
   }
 
+  if (f.decode_only) return absl::OkStatus();
   // Prefix caching: 8192-token prompt, 7168 tokens cached.
   const int64_t L = 8192, cached = 7168;
   ForwardInput full;
@@ -179,11 +195,15 @@ absl::Status Run(int64_t layers) {
 }  // namespace mambaserve
 
 int main(int argc, char** argv) {
-  int64_t layers = 64;
+  mambaserve::Flags f;
   for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--layers") == 0) layers = std::atoll(argv[i + 1]);
+    const int64_t v = std::atoll(argv[i + 1]);
+    if (std::strcmp(argv[i], "--layers") == 0) f.layers = v;
+    if (std::strcmp(argv[i], "--batch") == 0) f.batch = v;
+    if (std::strcmp(argv[i], "--decode_only") == 0) f.decode_only = v;
+    if (std::strcmp(argv[i], "--steps") == 0) f.steps = v;
   }
-  absl::Status st = mambaserve::Run(layers);
+  absl::Status st = mambaserve::Run(f);
   if (!st.ok()) {
     std::fprintf(stderr, "bench_model: %s\n", st.ToString().c_str());
     return 1;

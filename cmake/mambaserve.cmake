@@ -27,14 +27,20 @@ function(mambaserve_cc_test name)
 endfunction()
 
 # mambaserve_library(NAME SOURCES src... CUDA_SOURCES src... DEPS lib...)
-# A static library; CUDA sources are added only when the CUDA backend is on.
+# A static library (shared with -DMAMBASERVE_SHARED_LIBS=ON, which keeps the GPU machine's bundle
+# small: every program links the same kernels); CUDA sources are added only when the CUDA backend
+# is on.
 function(mambaserve_library name)
   cmake_parse_arguments(L "" "" "SOURCES;CUDA_SOURCES;DEPS" ${ARGN})
   set(srcs ${L_SOURCES})
   if(MAMBASERVE_HAS_CUDA)
     list(APPEND srcs ${L_CUDA_SOURCES})
   endif()
-  add_library(${name} STATIC ${srcs})
+  if(MAMBASERVE_SHARED_LIBS)
+    add_library(${name} SHARED ${srcs})
+  else()
+    add_library(${name} STATIC ${srcs})
+  endif()
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
   target_link_libraries(${name} PUBLIC ${L_DEPS})
   if(MAMBASERVE_HAS_CUDA)

@@ -181,10 +181,18 @@ __global__ void __launch_bounds__(kThreads)
   };
   const int64_t sums_idx = t * p.sums_row_stride + g - p.sums_group_offset;
   float ss;
+  // The weights load with y and z, so that after the reduction nothing waits on memory.
+  float w[kCache][VEC];
 #pragma unroll
   for (int k = 0; k < kCache; ++k) {
     const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
-    if (vi < nvec) load(vi, v[k], gate[k]);
+    if (vi < nvec) {
+      load(vi, v[k], gate[k]);
+      if (p.mode != GatedRmsNormMode::kPartialSums) {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) w[k][j] = LoadF(p.weight, p.weight_dtype, c0 + vi * VEC + j);
+      }
+    }
   }
   if (p.mode == GatedRmsNormMode::kApply) {
     ss = p.sums[sums_idx];
@@ -222,25 +230,30 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   const float rstd = rsqrtf(ss / static_cast<float>(p.group_size) + p.eps);
-  auto emit = [&](int64_t vi, const float(&vv)[VEC], const float(&gg)[VEC]) {
+  auto emit = [&](int64_t vi, const float(&vv)[VEC], const float(&gg)[VEC], const float(&ww)[VEC]) {
     float o[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
-      o[j] = vv[j] * rstd * LoadF(p.weight, p.weight_dtype, c0 + vi * VEC + j);
+      o[j] = vv[j] * rstd * ww[j];
       if (p.norm_before_gate) o[j] *= gg[j];
     }
     StoreVec<XT, VEC>(p.out, oo + vi * VEC, o);
   };
+  auto load_weight = [&](int64_t vi, float(&ww)[VEC]) {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) ww[j] = LoadF(p.weight, p.weight_dtype, c0 + vi * VEC + j);
+  };
 #pragma unroll
   for (int k = 0; k < kCache; ++k) {
     const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
-    if (vi < nvec) emit(vi, v[k], gate[k]);
+    if (vi < nvec) emit(vi, v[k], gate[k], w[k]);
   }
   for (int64_t vi = threadIdx.x + static_cast<int64_t>(kCache) * kThreads; vi < nvec;
        vi += kThreads) {
-    float vv[VEC], gg[VEC];
+    float vv[VEC], gg[VEC], ww[VEC];
     load(vi, vv, gg);
-    emit(vi, vv, gg);
+    load_weight(vi, ww);
+    emit(vi, vv, gg, ww);
   }
 }
 

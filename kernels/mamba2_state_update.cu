@@ -360,7 +360,11 @@ absl::Status RunWithRows(const Mamba2StateUpdateParams& p, const Stream& stream,
 }  // namespace
 
 absl::Status RunMamba2StateUpdateCuda(const Mamba2StateUpdateParams& p, const Stream& stream) {
-  return RunWithRows(p, stream, 0);
+  // Few state rows (decode at batch 1-3 of a 2.7B-size layer): two rows per thread group gives
+  // the most blocks in flight (H100 sweep in bench/RESULTS_mamba2_decode.md: 9.1 us vs 11.7 us
+  // at B=1); from B=16 up the default's wider groups win.
+  const int64_t state_rows = p.batch * p.num_heads * p.head_dim;
+  return RunWithRows(p, stream, state_rows < 16384 ? 2 : 0);
 }
 
 absl::Status RunMamba2StateUpdateCudaRows(const Mamba2StateUpdateParams& p, const Stream& stream,

@@ -82,6 +82,8 @@ absl::Status Serve(int argc, char** argv) {
   ASSIGN_OR_RETURN(std::unique_ptr<MambaModel> model,
                    MambaModel::Load(mcfg, *weights, device, dtype, comm.get()));
   weights.reset();  // the checkpoint mapping is no longer needed
+  model->SetDecodeGraphMaxBatch(
+      cfg.server().disable_cuda_graphs() ? 0 : std::max<int64_t>(1, cfg.server().max_batch_size()));
   ASSIGN_OR_RETURN(StateDTypes sd, ResolveStateDTypes(dtype, cfg.cache().cache_dtype(),
                                                       cfg.cache().ssm_cache_dtype()));
   const ConvLayout layout = cfg.cache().conv_layout() == "DS" ? ConvLayout::kDS : ConvLayout::kSD;

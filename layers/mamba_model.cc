@@ -4,8 +4,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/logging.h"
 #include "core/status_macros.h"
 #include "kernels/model_ops.h"
+#include "layers/step_indices.h"
 
 namespace mambaserve {
 namespace {
@@ -36,6 +38,7 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
   ASSIGN_OR_RETURN(model->stream_, Stream::Create(device));
   ASSIGN_OR_RETURN(model->blas_, BlasHandle::Create(model->stream_));
   model->workspace_ = std::make_unique<Workspace>(device);
+  model->SetDecodeGraphMaxBatch(kDefaultDecodeGraphMaxBatch);
 
   ASSIGN_OR_RETURN(VocabShardPlan vp, MakeVocabShardPlan(m.vocab_size(), tp, rank, 1));
   model->vocab_local_rows_ = vp.rows.size;
@@ -171,148 +174,33 @@ absl::Status MambaModel::Validate(const ForwardInput& in, const StatePool& pool)
 absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
                                  std::vector<float>* logits) {
   RETURN_IF_ERROR(Validate(in, pool));
-  const int64_t S = static_cast<int64_t>(in.seq_lens.size());
-  const int64_t T = static_cast<int64_t>(in.token_ids.size());
-  const int64_t nd = in.num_decode;
-  const int64_t np = S - nd;
+  if (UsesDecodeGraph(in)) return ForwardDecodeGraph(in, pool, logits);
+  const StepIndices si = BuildStepIndices(in, config_.d_conv());
+  const int64_t bytes = static_cast<int64_t>(si.data.size()) * 4;
+  ASSIGN_OR_RETURN(void* didx, workspace_->Get(kSlotIndices, bytes));
+  RETURN_IF_ERROR(CopyBytes(didx, device_, si.data.data(), Device::Cpu(), bytes, &stream_));
+  ASSIGN_OR_RETURN(const void* gathered,
+                   Enqueue(si, static_cast<const int32_t*>(didx), pool, *workspace_));
+  return DownloadLogits(gathered, si.logit_rows, si.logit_rows, logits);
+}
+
+absl::StatusOr<const void*> MambaModel::Enqueue(const StepIndices& si, const int32_t* di,
+                                                StatePool& pool, Workspace& ws) {
+  const int64_t T = si.num_tokens;
+  const int64_t rows = si.logit_rows;
   const int64_t dm = config_.d_model();
   const int64_t es = DTypeSize(dtype_);
-
-  // One upload of every index array: [ids | decode blocks | prefill cu | init | final | rows].
-  std::vector<int32_t> idx(in.token_ids);
-  const size_t off_decode = idx.size();
-  for (int64_t s = 0; s < nd; ++s) idx.push_back(in.initial_blocks[s]);
-  const size_t off_cu = idx.size();
-  idx.push_back(0);
-  for (int64_t s = nd; s < S; ++s) idx.push_back(idx.back() + in.seq_lens[s]);
-  const size_t off_init = idx.size();
-  for (int64_t s = nd; s < S; ++s) idx.push_back(in.initial_blocks[s]);
-  const size_t off_final = idx.size();
-  for (int64_t s = nd; s < S; ++s) idx.push_back(in.final_blocks[s]);
-  const size_t off_rows = idx.size();
-  int64_t rows = T;
-  if (!in.all_logits) {
-    rows = S;
-    int32_t end = 0;
-    for (int64_t s = 0; s < S; ++s) {
-      end += in.seq_lens[s];
-      idx.push_back(end - 1);
-    }
-  }
-  // Kernel-written prefix caching: per-prefill prefix offsets, the scans' boundary lists and
-  // the row indices of each boundary's conv window.
-  const int64_t B = in.boundary_block_size;
-  const int64_t W1 = config_.d_conv() - 1;
-  size_t off_po32 = 0, off_ssd_off = 0, off_ssd_blocks = 0, off_m1 = 0, off_po64 = 0;
-  int64_t m1_stride = 0;
-  struct PendingWindow {
-    int32_t dst = 0, init = 0;
-    int64_t n_init = 0, n_x = 0;
-    size_t init_off = 0, x_off = 0;
-  };
-  std::vector<PendingWindow> windows;
-  if (B > 0) {
-    off_po32 = idx.size();
-    for (int64_t s = nd; s < S; ++s) idx.push_back(in.prefix_offsets[s]);
-    off_ssd_off = idx.size();
-    idx.push_back(0);
-    for (int64_t s = nd; s < S; ++s) {
-      idx.push_back(idx.back() + static_cast<int32_t>(in.boundary_blocks[s].size()));
-    }
-    off_ssd_blocks = idx.size();
-    for (int64_t s = nd; s < S; ++s) {
-      idx.insert(idx.end(), in.boundary_blocks[s].begin(), in.boundary_blocks[s].end());
-    }
-    // The selective scan also counts a boundary at the chunk's end (its entry is 0: the final
-    // state covers it).
-    for (int64_t s = nd; s < S; ++s) {
-      const int64_t po = in.prefix_offsets[s];
-      m1_stride = std::max<int64_t>(m1_stride, (po + in.seq_lens[s]) / B - po / B);
-    }
-    off_m1 = idx.size();
-    for (int64_t s = nd; s < S; ++s) {
-      const auto& bl = in.boundary_blocks[s];
-      for (int64_t j = 0; j < m1_stride; ++j) {
-        idx.push_back(j < static_cast<int64_t>(bl.size()) ? bl[j] : 0);
-      }
-    }
-    int64_t row0 = nd;  // first batch row of the sequence
-    for (int64_t s = nd; s < S; ++s) {
-      const int64_t po = in.prefix_offsets[s];
-      for (size_t j = 0; j < in.boundary_blocks[s].size(); ++j) {
-        const int32_t dst = in.boundary_blocks[s][j];
-        if (dst == 0) continue;
-        const int64_t boundary = (po / B + 1 + static_cast<int64_t>(j)) * B;
-        PendingWindow w;
-        w.dst = dst;
-        w.init = in.initial_blocks[s];
-        w.init_off = idx.size();
-        for (int64_t r = 0; r < W1; ++r) {
-          const int64_t pos = boundary - W1 + r;
-          if (pos < po) {
-            idx.push_back(static_cast<int32_t>(W1 - (po - pos)));
-            ++w.n_init;
-          }
-        }
-        w.x_off = idx.size();
-        for (int64_t r = 0; r < W1; ++r) {
-          const int64_t pos = boundary - W1 + r;
-          if (pos >= po) {
-            idx.push_back(static_cast<int32_t>(row0 + pos - po));
-            ++w.n_x;
-          }
-        }
-        windows.push_back(w);
-      }
-      row0 += in.seq_lens[s];
-    }
-    if (idx.size() % 2 != 0) idx.push_back(0);  // 8-byte alignment for the int64 offsets
-    off_po64 = idx.size();
-    for (int64_t s = nd; s < S; ++s) {
-      const int64_t v = in.prefix_offsets[s];
-      int32_t words[2];
-      std::memcpy(words, &v, 8);
-      idx.push_back(words[0]);
-      idx.push_back(words[1]);
-    }
-  }
-  ASSIGN_OR_RETURN(void* didx, workspace_->Get(kSlotIndices, static_cast<int64_t>(idx.size()) * 4));
-  RETURN_IF_ERROR(CopyBytes(didx, device_, idx.data(), Device::Cpu(),
-                            static_cast<int64_t>(idx.size()) * 4, &stream_));
-  const auto* di = static_cast<const int32_t*>(didx);
-
   StepContext ctx;
   ctx.stream = &stream_;
   ctx.blas = &blas_;
   ctx.comm = comm_;
-  ctx.workspace = workspace_.get();
+  ctx.workspace = &ws;
   ctx.conv_layout = pool.conv_layout();
-  ctx.batch.num_tokens = T;
-  ctx.batch.num_decode = nd;
-  ctx.batch.num_prefill = np;
-  ctx.batch.token_ids = di;
-  ctx.batch.decode_blocks = di + off_decode;
-  ctx.batch.prefill_cu_seqlens = di + off_cu;
-  ctx.batch.prefill_initial_blocks = di + off_init;
-  ctx.batch.prefill_final_blocks = di + off_final;
-  if (B > 0) {
-    ctx.batch.boundary_block_size = B;
-    ctx.batch.prefix_offsets32 = di + off_po32;
-    ctx.batch.prefix_offsets64 = reinterpret_cast<const int64_t*>(di + off_po64);
-    ctx.batch.ssd_boundary_offsets = di + off_ssd_off;
-    ctx.batch.ssd_boundary_blocks = di + off_ssd_blocks;
-    ctx.batch.m1_boundary_blocks = di + off_m1;
-    ctx.batch.m1_boundary_stride = m1_stride;
-    for (const PendingWindow& w : windows) {
-      ctx.batch.boundary_windows.push_back(
-          {w.dst, w.init, w.n_init, di + w.init_off, w.n_x, di + w.x_off});
-    }
-  }
+  ctx.batch = si.Bind(di);
 
-  ASSIGN_OR_RETURN(void* hidden, workspace_->Get(kSlotHidden, T * dm * es));
-  ASSIGN_OR_RETURN(void* residual,
-                   workspace_->Get(kSlotResidual, T * dm * DTypeSize(residual_dtype_)));
-  ASSIGN_OR_RETURN(void* normed, workspace_->Get(kSlotNormed, T * dm * es));
+  ASSIGN_OR_RETURN(void* hidden, ws.Get(kSlotHidden, T * dm * es));
+  ASSIGN_OR_RETURN(void* residual, ws.Get(kSlotResidual, T * dm * DTypeSize(residual_dtype_)));
+  ASSIGN_OR_RETURN(void* normed, ws.Get(kSlotNormed, T * dm * es));
 
   EmbeddingParams ep{
       T, dm, di, embedding_.data(), dtype_, vocab_row_begin_, vocab_valid_rows_, hidden, dtype_};
@@ -343,28 +231,35 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
   RETURN_IF_ERROR(RunAddRmsNorm(fin, stream_));
 
   const void* head_in = normed;
-  if (!in.all_logits) {
-    ASSIGN_OR_RETURN(void* sel, workspace_->Get(kSlotSelected, rows * dm * es));
-    CopyRowsParams cp{rows, dm, di + off_rows, normed, dm, dtype_, sel, dm, dtype_};
+  if (si.select_rows) {
+    ASSIGN_OR_RETURN(void* sel, ws.Get(kSlotSelected, rows * dm * es));
+    CopyRowsParams cp{rows, dm, di + si.off_rows, normed, dm, dtype_, sel, dm, dtype_};
     RETURN_IF_ERROR(RunCopyRows(cp, stream_));
     head_in = sel;
   }
   const int64_t V = vocab_local_rows_;
-  ASSIGN_OR_RETURN(void* local_logits, workspace_->Get(kSlotLogits, rows * V * 4));
+  ASSIGN_OR_RETURN(void* local_logits, ws.Get(kSlotLogits, rows * V * 4));
   RETURN_IF_ERROR(
       lm_head_.Forward(head_in, dm, rows, local_logits, V, DType::kF32, stream_, blas_));
-  const void* gathered = local_logits;
-  if (tp() > 1) {
-    ASSIGN_OR_RETURN(void* all, workspace_->Get(kSlotGathered, tp() * rows * V * 4));
-    RETURN_IF_ERROR(comm_->AllGather(local_logits, all, rows * V, DType::kF32, stream_));
-    gathered = all;
-  }
+  if (tp() == 1) return local_logits;
+  ASSIGN_OR_RETURN(void* all, ws.Get(kSlotGathered, tp() * rows * V * 4));
+  RETURN_IF_ERROR(comm_->AllGather(local_logits, all, rows * V, DType::kF32, stream_));
+  return all;
+}
+
+absl::Status MambaModel::DownloadLogits(const void* gathered, int64_t rows_alloc, int64_t rows,
+                                        std::vector<float>* logits) {
+  // gathered is (tp, rows_alloc, V): rank r's columns are padded vocab rows [r*V, (r+1)*V);
+  // the first `rows` rows of each rank are wanted.
+  const int64_t V = vocab_local_rows_;
   std::vector<float>& host = host_logits_;
   host.resize(static_cast<size_t>(tp() * rows * V));
-  RETURN_IF_ERROR(CopyBytes(host.data(), Device::Cpu(), gathered, device_,
-                            static_cast<int64_t>(host.size()) * 4, &stream_));
+  for (int r = 0; r < tp(); ++r) {
+    RETURN_IF_ERROR(CopyBytes(host.data() + r * rows * V, Device::Cpu(),
+                              static_cast<const float*>(gathered) + r * rows_alloc * V, device_,
+                              rows * V * 4, &stream_));
+  }
   RETURN_IF_ERROR(stream_.Synchronize());
-  // (tp, rows, V) -> (rows, vocab): rank r's columns are padded vocab rows [r*V, (r+1)*V).
   const int64_t vocab = config_.vocab_size();
   logits->assign(static_cast<size_t>(rows * vocab), 0.0f);
   for (int r = 0; r < tp(); ++r) {
@@ -376,6 +271,97 @@ absl::Status MambaModel::Forward(const ForwardInput& in, StatePool& pool,
     }
   }
   return absl::OkStatus();
+}
+
+// ---- CUDA-graph decode ----
+
+int64_t MambaModel::DecodeGraphBucket(int64_t batch) {
+  if (batch <= 4) return batch <= 1 ? 1 : (batch <= 2 ? 2 : 4);
+  return (batch + 7) / 8 * 8;
+}
+
+void MambaModel::SetDecodeGraphMaxBatch(int64_t max_batch) {
+  graphs_.clear();
+  graph_workspace_.reset();
+  graph_max_batch_ = device_.is_cuda() ? std::max<int64_t>(0, max_batch) : 0;
+}
+
+bool MambaModel::UsesDecodeGraph(const ForwardInput& in) const {
+  const int64_t S = static_cast<int64_t>(in.seq_lens.size());
+  // Collectives inside a graph must be NCCL's (MPI's run on the host).
+  const bool comm_ok = tp() == 1 || comm_->backend() == CommBackend::kNccl;
+  return graph_max_batch_ > 0 && comm_ok && in.num_decode == S && S <= graph_max_batch_ &&
+         !in.all_logits && in.boundary_block_size == 0;
+}
+
+// A decode step of `batch` sequences: the real ones, then padding that decodes token 0 from
+// the null block (the decode kernels skip block 0, so padding reads zeros and writes nothing).
+static ForwardInput PaddedDecode(const ForwardInput& in, int64_t batch) {
+  ForwardInput p;
+  p.num_decode = batch;
+  p.token_ids = in.token_ids;
+  p.initial_blocks = in.initial_blocks;
+  p.token_ids.resize(static_cast<size_t>(batch), 0);
+  p.initial_blocks.resize(static_cast<size_t>(batch), 0);
+  p.final_blocks = p.initial_blocks;
+  p.seq_lens.assign(static_cast<size_t>(batch), 1);
+  return p;
+}
+
+absl::Status MambaModel::ForwardDecodeGraph(const ForwardInput& in, StatePool& pool,
+                                            std::vector<float>* logits) {
+  // Graphs bake in the pool's tensors: another pool starts over (one at the same addresses with
+  // the same layout may keep them).
+  ASSIGN_OR_RETURN(StateTensorRef first, pool.Ref(0, 0));
+  const GraphPoolKey key{&pool, first.base, pool.num_blocks(), pool.nbytes(), pool.conv_layout()};
+  if (graph_workspace_ == nullptr || key != graph_pool_) {
+    graphs_.clear();
+    graph_pool_ = key;
+    // Grow a workspace for the largest bucket with one padding-only step, then freeze it: every
+    // graph shares its buffers, which smaller buckets never outgrow.
+    graph_workspace_ = std::make_unique<Workspace>(device_);
+    const int64_t top = DecodeGraphBucket(graph_max_batch_);
+    const StepIndices si = BuildStepIndices(PaddedDecode(ForwardInput{}, top), config_.d_conv());
+    const int64_t bytes = static_cast<int64_t>(si.data.size()) * 4;
+    ASSIGN_OR_RETURN(void* didx, graph_workspace_->Get(kSlotIndices, bytes));
+    RETURN_IF_ERROR(CopyBytes(didx, device_, si.data.data(), Device::Cpu(), bytes, &stream_));
+    RETURN_IF_ERROR(
+        Enqueue(si, static_cast<const int32_t*>(didx), pool, *graph_workspace_).status());
+    RETURN_IF_ERROR(stream_.Synchronize());
+    graph_workspace_->set_frozen(true);
+  }
+  const int64_t nd = in.num_decode;
+  const int64_t bucket = DecodeGraphBucket(nd);
+  const StepIndices si = BuildStepIndices(PaddedDecode(in, bucket), config_.d_conv());
+  const int64_t bytes = static_cast<int64_t>(si.data.size()) * 4;
+  auto it = graphs_.find(bucket);
+  if (it == graphs_.end()) {
+    DecodeGraph g;
+    ASSIGN_OR_RETURN(g.indices, Buffer::Allocate(device_, bytes));
+    const auto* di = static_cast<const int32_t*>(g.indices.data());
+    absl::StatusOr<CudaGraph> graph = CudaGraph::Capture(stream_, [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(g.logits, Enqueue(si, di, pool, *graph_workspace_));
+      return absl::OkStatus();
+    });
+    if (!graph.ok()) {
+      // Serving goes on without graphs (slower, same results).
+      MS_LOG(WARNING) << "capturing the decode step of batch " << bucket
+                      << " in a CUDA graph failed, decoding without graphs from now on: "
+                      << graph.status().ToString();
+      SetDecodeGraphMaxBatch(0);
+      return Forward(in, pool, logits);
+    }
+    g.graph = *std::move(graph);
+    ++graph_captures_;
+    it = graphs_.emplace(bucket, std::move(g)).first;
+  }
+  const DecodeGraph& g = it->second;
+  RETURN_IF_ERROR(
+      CopyBytes(g.indices.data(), device_, si.data.data(), Device::Cpu(), bytes, &stream_));
+  RETURN_IF_ERROR(g.graph.Launch(stream_));
+  if (tp() > 1) RETURN_IF_ERROR(comm_->WatchStream(stream_, "decode CUDA graph"));
+  ++graph_replays_;
+  return DownloadLogits(g.logits, bucket, nd, logits);
 }
 
 }  // namespace mambaserve

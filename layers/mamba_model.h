@@ -5,17 +5,21 @@
 #ifndef MAMBASERVE_LAYERS_MAMBA_MODEL_H_
 #define MAMBASERVE_LAYERS_MAMBA_MODEL_H_
 
+#include <map>
 #include <memory>
 #include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "configs/mambaserve_config.pb.h"
+#include "core/buffer.h"
+#include "core/cuda_graph.h"
 #include "core/stream.h"
 #include "layers/linear.h"
 #include "layers/mamba1_mixer.h"
 #include "layers/mamba2_mixer.h"
 #include "layers/step_context.h"
+#include "layers/step_indices.h"
 #include "layers/weight_source.h"
 #include "parallel/communicator.h"
 #include "state_manager/state_pool.h"
@@ -67,9 +71,31 @@ class MambaModel {
   // empty sequences, block indices outside the pool) before any state is touched.
   absl::Status Forward(const ForwardInput& in, StatePool& pool, std::vector<float>* logits);
 
+  // CUDA-graph decode (GPU only): a step of decodes alone, at most `max_batch` of them (0 = off;
+  // the default is kDefaultDecodeGraphMaxBatch), replays a graph captured on first use per
+  // batch bucket (1, 2, 4, then multiples of 8), padded with null-block decodes. The graphs
+  // share one workspace sized for the largest bucket and are captured again for another pool.
+  // Tensor parallelism needs NCCL (an MPI collective cannot be captured).
+  static constexpr int64_t kDefaultDecodeGraphMaxBatch = 64;
+  void SetDecodeGraphMaxBatch(int64_t max_batch);
+  static int64_t DecodeGraphBucket(int64_t batch);
+  int64_t decode_graph_captures() const { return graph_captures_; }
+  int64_t decode_graph_replays() const { return graph_replays_; }
+
  private:
   MambaModel() = default;
   absl::Status Validate(const ForwardInput& in, const StatePool& pool) const;
+  // Enqueues the step's device work on stream_, reading the indices `si` uploaded at `di` and
+  // taking scratch from `ws`; returns the device logits, (tp, si.logit_rows, local vocab).
+  absl::StatusOr<const void*> Enqueue(const StepIndices& si, const int32_t* di, StatePool& pool,
+                                      Workspace& ws);
+  // Copies the first `rows` of every rank's (rows_alloc, local vocab) logits to the host as
+  // (rows, vocab_size) and waits for the stream.
+  absl::Status DownloadLogits(const void* gathered, int64_t rows_alloc, int64_t rows,
+                              std::vector<float>* logits);
+  bool UsesDecodeGraph(const ForwardInput& in) const;
+  absl::Status ForwardDecodeGraph(const ForwardInput& in, StatePool& pool,
+                                  std::vector<float>* logits);
 
   config::ModelConfig config_;
   Device device_;
@@ -88,6 +114,26 @@ class MambaModel {
   std::vector<std::variant<Mamba1Mixer, Mamba2Mixer>> mixers_;
   Linear lm_head_;
   std::vector<float> host_logits_;  // (tp, rows, local vocab) staging, reused across steps
+
+  struct DecodeGraph {
+    CudaGraph graph;
+    Buffer indices;  // the step's index arrays, rewritten before each replay
+    const void* logits = nullptr;
+  };
+  struct GraphPoolKey {
+    const StatePool* pool = nullptr;
+    const void* first_tensor = nullptr;
+    int64_t num_blocks = 0;
+    int64_t nbytes = 0;
+    ConvLayout layout = ConvLayout::kSD;
+    bool operator==(const GraphPoolKey&) const = default;
+  };
+  int64_t graph_max_batch_ = 0;
+  std::unique_ptr<Workspace> graph_workspace_;
+  GraphPoolKey graph_pool_;
+  std::map<int64_t, DecodeGraph> graphs_;  // by bucket
+  int64_t graph_captures_ = 0;
+  int64_t graph_replays_ = 0;
 };
 
 }  // namespace mambaserve

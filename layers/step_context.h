@@ -21,9 +21,12 @@ class Workspace {
   explicit Workspace(Device device) : device_(device) {}
   absl::StatusOr<void*> Get(int slot, int64_t bytes);
   Device device() const { return device_; }
+  // A frozen workspace refuses to grow (its buffers are baked into captured CUDA graphs).
+  void set_frozen(bool frozen) { frozen_ = frozen; }
 
  private:
   Device device_;
+  bool frozen_ = false;
   std::vector<Buffer> slots_;
 };
 

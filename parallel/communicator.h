@@ -44,6 +44,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -85,6 +86,10 @@ class Communicator {
   // A new communicator of the ranks that pass the same color, ordered by key (MPI_Comm_split
   // semantics; collective over this communicator). Same backend and device as this one.
   virtual absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
+
+  // Puts the work enqueued on `stream` so far under the watchdog: a replayed CUDA graph holds
+  // collectives captured without one. (MPI collectives complete before they return.)
+  virtual absl::Status WatchStream(const Stream& stream, const std::string& what) = 0;
 
   // OK while usable; the first error (e.g. DeadlineExceeded from the watchdog) once broken.
   virtual absl::Status CheckHealth() = 0;

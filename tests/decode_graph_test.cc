@@ -1,0 +1,155 @@
+// CUDA-graph decode: a model replaying captured decode graphs gives the same logits as the same
+// model decoding eagerly, over batches that hit every kind of bucket (exact sizes and padded
+// ones), graphs replayed many times with new tokens and blocks, a second pool (captured
+// again), Mamba-1 and Mamba-2, fp32 and bf16. Padding decodes from the null block must leave it
+// zero. GPU only: skipped where there is no CUDA device.
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "layers/mamba_model.h"
+#include "layers/weight_source.h"
+
+namespace mambaserve {
+namespace {
+
+struct Case {
+  const char* name;
+  config::Architecture arch;
+  DType dtype;
+};
+
+config::ModelConfig MakeConfig(config::Architecture arch) {
+  config::ModelConfig m;
+  m.set_architecture(arch);
+  m.set_vocab_size(301);
+  m.set_d_model(64);
+  m.set_n_layers(3);
+  m.set_d_state(16);
+  m.set_d_conv(4);
+  m.set_expand(2);
+  m.set_d_inner(128);
+  m.set_norm_eps(1e-5);
+  m.set_residual_in_fp32(true);
+  m.set_tie_embeddings(true);
+  m.set_conv_bias(true);
+  if (arch == config::MAMBA2) {
+    m.set_num_heads(8);
+    m.set_head_dim(16);
+    m.set_n_groups(2);
+    m.set_chunk_size(16);
+    m.set_dt_limit_min(0.0);
+    m.set_dt_limit_max(INFINITY);
+  } else {
+    m.set_dt_rank(8);
+  }
+  return m;
+}
+
+// Relative RMS difference of two logit vectors.
+double RelRms(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+class DecodeGraphTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecodeGraphTest, GraphDecodeEqualsEagerDecode) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
+  const Case& c = GetParam();
+  const config::ModelConfig m = MakeConfig(c.arch);
+  RandomWeights weights(m, /*seed=*/99);
+  auto eager = MambaModel::Load(m, weights, Device::Cuda(0), c.dtype, nullptr);
+  ASSERT_TRUE(eager.ok()) << eager.status();
+  auto graphed = MambaModel::Load(m, weights, Device::Cuda(0), c.dtype, nullptr);
+  ASSERT_TRUE(graphed.ok()) << graphed.status();
+  (*eager)->SetDecodeGraphMaxBatch(0);
+  (*graphed)->SetDecodeGraphMaxBatch(16);
+
+  // bf16 activations round after every op and a padded batch may change the GEMM's
+  // summation order, so single roundings can differ: ~2^-8 relative per op over 3 layers.
+  const double tol = c.dtype == DType::kF32 ? 1e-5 : 3e-2;
+  const int kSeqs = 13;
+  auto pc = (*eager)->PoolConfig({c.dtype, DType::kF32});
+  ASSERT_TRUE(pc.ok()) << pc.status();
+  std::vector<StatePool> pools;  // all alive at once: the second round's pool is a new one
+  for (int i = 0; i < 4; ++i) {
+    auto p = StatePool::Create(*pc, kSeqs + 1);
+    ASSERT_TRUE(p.ok()) << p.status();
+    pools.push_back(*std::move(p));
+  }
+  for (int pool_round = 0; pool_round < 2; ++pool_round) {
+    StatePool* pool_e = &pools[2 * pool_round];
+    StatePool* pool_g = &pools[2 * pool_round + 1];
+    // Prefill 13 sequences of different lengths (eager in both models: not a decode step).
+    ForwardInput pre;
+    for (int s = 0; s < kSeqs; ++s) {
+      const int len = 1 + (s * 7) % 20;
+      for (int t = 0; t < len; ++t) pre.token_ids.push_back((s * 31 + t * 17 + pool_round) % 301);
+      pre.seq_lens.push_back(len);
+      pre.initial_blocks.push_back(0);
+      pre.final_blocks.push_back(1 + s);
+    }
+    std::vector<float> le, lg;
+    ASSERT_TRUE((*eager)->Forward(pre, *pool_e, &le).ok());
+    ASSERT_TRUE((*graphed)->Forward(pre, *pool_g, &lg).ok());
+    // Decode steps over subsets: 13 -> bucket 16, 5 -> 8, 1, 3 -> 4, 8 (exact), 16 is never
+    // exceeded; every subset starts at a different sequence so blocks move between slots.
+    const int sizes[] = {13, 5, 1, 3, 8, 13, 2, 5, 1, 13};
+    int step = 0;
+    for (int n : sizes) {
+      ForwardInput d;
+      d.num_decode = n;
+      for (int i = 0; i < n; ++i) {
+        const int s = (step * 3 + i) % kSeqs;
+        d.token_ids.push_back((step * 11 + s * 5) % 301);
+        d.seq_lens.push_back(1);
+        d.initial_blocks.push_back(1 + s);
+        d.final_blocks.push_back(1 + s);
+      }
+      ASSERT_TRUE((*eager)->Forward(d, *pool_e, &le).ok());
+      absl::Status st = (*graphed)->Forward(d, *pool_g, &lg);
+      ASSERT_TRUE(st.ok()) << st;
+      ASSERT_EQ(le.size(), lg.size());
+      EXPECT_LT(RelRms(lg, le), tol)
+          << c.name << " pool " << pool_round << " step " << step << " batch " << n;
+      ++step;
+    }
+    // The padding decoded from the null block and must not have written it.
+    auto null_state = pool_g->ReadBlockState(0);
+    ASSERT_TRUE(null_state.ok()) << null_state.status();
+    for (int64_t l = 0; l < null_state->num_layers(); ++l) {
+      auto layer = null_state->GetLayer(l);
+      ASSERT_TRUE(layer.ok());
+      for (const auto& tensor : **layer) {
+        for (float v : tensor) ASSERT_EQ(v, 0.0f) << "null block written in layer " << l;
+      }
+    }
+  }
+  // Buckets 16, 8, 1, 4, 2 captured once per pool; every decode step replayed a graph.
+  EXPECT_EQ((*graphed)->decode_graph_captures(), 2 * 5);
+  EXPECT_EQ((*graphed)->decode_graph_replays(), 2 * 10);
+  EXPECT_EQ((*eager)->decode_graph_replays(), 0);
+}
+
+TEST(DecodeGraphBuckets, PowersOfTwoThenMultiplesOfEight) {
+  const int64_t want[][2] = {{1, 1}, {2, 2},  {3, 4},   {4, 4},   {5, 8},
+                             {8, 8}, {9, 16}, {17, 24}, {63, 64}, {65, 72}};
+  for (const auto& w : want) EXPECT_EQ(MambaModel::DecodeGraphBucket(w[0]), w[1]) << w[0];
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, DecodeGraphTest,
+                         ::testing::Values(Case{"m2_f32", config::MAMBA2, DType::kF32},
+                                           Case{"m2_bf16", config::MAMBA2, DType::kBF16},
+                                           Case{"m1_f32", config::MAMBA1, DType::kF32},
+                                           Case{"m1_bf16", config::MAMBA1, DType::kBF16}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace mambaserve
