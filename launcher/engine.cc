@@ -320,6 +320,7 @@ absl::StatusOr<bool> Engine::Step() {
                  running_.end());
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.steps;
+  stats_.cuda_graph_steps = model_->decode_graph_replays();
   stats_.generated_tokens += new_tokens;
   const absl::Time now = absl::Now();
   token_times_.emplace_back(now, new_tokens);

@@ -79,6 +79,7 @@ struct EngineStats {
   int64_t requests_total = 0, requests_finished = 0, requests_cancelled = 0;
   int64_t requests_running = 0, requests_queued = 0;
   int64_t generated_tokens = 0, steps = 0, preemptions = 0;
+  int64_t cuda_graph_steps = 0;  // decode steps replayed from a CUDA graph
   double tokens_per_second = 0;
   PrefixCacheStats cache;
   int64_t total_blocks = 0;

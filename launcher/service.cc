@@ -86,6 +86,7 @@ grpc::Status MambaServeService::Stats(grpc::ServerContext*, const api::StatsRequ
   resp->set_total_blocks(s.total_blocks);
   resp->set_steps(s.steps);
   resp->set_preemptions(s.preemptions);
+  resp->set_cuda_graph_steps(s.cuda_graph_steps);
   return grpc::Status::OK;
 }
 

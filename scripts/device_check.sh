@@ -67,9 +67,9 @@ for WHAT in "${@:-all}"; do
     done
     run serve_gpu_np2 timeout 120 bash -c "$(declare -f serve_smoke); serve_smoke 2"
     have bench_allreduce && run bench_allreduce_np2 mpi 2 bench_allreduce
-    if have bench_tp_layer; then
-      run bench_tp_layer_np1 mpi 1 bench_tp_layer
-      run bench_tp_layer_np2 mpi 2 bench_tp_layer
+    if have bench_tp_layer; then  # 8 layers: the embedding and head are amortised
+      run bench_tp_layer_np1 mpi 1 bench_tp_layer --layers 8
+      run bench_tp_layer_np2 mpi 2 bench_tp_layer --layers 8
     fi
   fi
   if [[ "$WHAT" == bench || "$WHAT" == all ]]; then
