@@ -17,6 +17,7 @@
 #include "core/status_macros.h"
 #include "kernels/causal_conv1d.h"
 #include "kernels/causal_conv1d_common.h"
+#include "kernels/cuda_dtype.cuh"
 #include "kernels/mamba_math.h"
 
 namespace mambaserve {
@@ -50,30 +51,6 @@ struct Cvt<__half> {
   static __device__ __forceinline__ float Load(const __half* p) { return __half2float(*p); }
   static __device__ __forceinline__ void Store(__half* p, float v) { *p = __float2half_rn(v); }
 };
-
-__device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(p)[i];
-    case DType::kBF16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default:
-      return __half2float(static_cast<const __half*>(p)[i]);
-  }
-}
-__device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::kF32:
-      static_cast<float*>(p)[i] = v;
-      return;
-    case DType::kBF16:
-      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-      return;
-    default:
-      static_cast<__half*>(p)[i] = __float2half_rn(v);
-      return;
-  }
-}
 
 // The W-1 history inputs before the first token of sequence s (oldest first) into win.
 template <int W>

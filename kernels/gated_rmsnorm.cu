@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "kernels/cuda_dtype.cuh"
 #include "kernels/gated_rmsnorm.h"
 #include "kernels/mamba_math.h"
 
@@ -18,30 +19,6 @@ namespace mambaserve {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(p)[i];
-    case DType::kBF16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default:
-      return __half2float(static_cast<const __half*>(p)[i]);
-  }
-}
-__device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::kF32:
-      static_cast<float*>(p)[i] = v;
-      return;
-    case DType::kBF16:
-      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-      return;
-    default:
-      static_cast<__half*>(p)[i] = __float2half_rn(v);
-      return;
-  }
-}
 
 template <typename XT>
 struct Ld {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "kernels/cuda_dtype.cuh"
 #include "kernels/mamba2_state_update.h"
 #include "kernels/mamba2_state_update_internal.h"
 #include "kernels/mamba_math.h"
@@ -24,31 +25,6 @@ namespace mambaserve {
 namespace {
 
 constexpr int kThreads = 128;
-
-__device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(p)[i];
-    case DType::kBF16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default:
-      return __half2float(static_cast<const __half*>(p)[i]);
-  }
-}
-
-__device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::kF32:
-      static_cast<float*>(p)[i] = v;
-      return;
-    case DType::kBF16:
-      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-      return;
-    default:
-      static_cast<__half*>(p)[i] = __float2half_rn(v);
-      return;
-  }
-}
 
 __device__ __forceinline__ float Bf16BitsToFloat(uint32_t bits16) {
   return __uint_as_float(bits16 << 16);

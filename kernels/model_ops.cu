@@ -5,48 +5,13 @@
 
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "kernels/cuda_dtype.cuh"
 #include "kernels/model_ops.h"
 
 namespace mambaserve {
 namespace {
 
-__device__ __forceinline__ float Load(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::kBF16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::kF16:
-      return __half2float(static_cast<const __half*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void Store(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::kBF16:
-      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16(v);
-      break;
-    case DType::kF16:
-      static_cast<__half*>(p)[i] = __float2half(v);
-      break;
-    default:
-      static_cast<float*>(p)[i] = v;
-  }
-}
-
 constexpr int kThreads = 256;
-
-// v as it reads back after a store in dtype t.
-__device__ __forceinline__ float RoundTo(DType t, float v) {
-  switch (t) {
-    case DType::kBF16:
-      return __bfloat162float(__float2bfloat16(v));
-    case DType::kF16:
-      return __half2float(__float2half(v));
-    default:
-      return v;
-  }
-}
 
 // Rows of up to kNormPer * 1024 values: one block per row, each thread keeps its kNormPer values
 // (and weights) in registers, so the row is read once and every load is issued before the first
@@ -63,9 +28,9 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormRegKernel(AddRmsNor
     const int64_t c = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
     x[k] = r[k] = w[k] = 0.f;
     if (c < p.dim) {
-      x[k] = Load(p.x, p.x_dtype, row + c);
-      if (p.add_residual) r[k] = Load(p.residual, p.residual_dtype, row + c);
-      w[k] = Load(p.weight, p.weight_dtype, c);
+      x[k] = LoadF(p.x, p.x_dtype, row + c);
+      if (p.add_residual) r[k] = LoadF(p.residual, p.residual_dtype, row + c);
+      w[k] = LoadF(p.weight, p.weight_dtype, c);
     }
   }
   float sumsq = 0.f;
@@ -73,8 +38,8 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormRegKernel(AddRmsNor
   for (int k = 0; k < kNormPer; ++k) {
     const int64_t c = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
     if (c < p.dim) {
-      x[k] = RoundTo(p.residual_dtype, x[k] + r[k]);
-      Store(p.residual, p.residual_dtype, row + c, x[k]);
+      x[k] = RoundToDType(p.residual_dtype, x[k] + r[k]);
+      StoreF(p.residual, p.residual_dtype, row + c, x[k]);
       sumsq += x[k] * x[k];
     }
   }
@@ -92,7 +57,7 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormRegKernel(AddRmsNor
 #pragma unroll
   for (int k = 0; k < kNormPer; ++k) {
     const int64_t c = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    if (c < p.dim) Store(p.out, p.out_dtype, row + c, x[k] * inv * w[k]);
+    if (c < p.dim) StoreF(p.out, p.out_dtype, row + c, x[k] * inv * w[k]);
   }
 }
 
@@ -101,10 +66,10 @@ __global__ void AddRmsNormKernel(AddRmsNormParams p) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * p.dim;
   float sumsq = 0.f;
   for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) {
-    float v = Load(p.x, p.x_dtype, row + c);
-    if (p.add_residual) v += Load(p.residual, p.residual_dtype, row + c);
-    Store(p.residual, p.residual_dtype, row + c, v);
-    v = Load(p.residual, p.residual_dtype, row + c);
+    float v = LoadF(p.x, p.x_dtype, row + c);
+    if (p.add_residual) v += LoadF(p.residual, p.residual_dtype, row + c);
+    StoreF(p.residual, p.residual_dtype, row + c, v);
+    v = LoadF(p.residual, p.residual_dtype, row + c);
     sumsq += v * v;
   }
   __shared__ float warp_sums[kThreads / 32];
@@ -119,8 +84,8 @@ __global__ void AddRmsNormKernel(AddRmsNormParams p) {
   }
   __syncthreads();
   for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) {
-    const float v = Load(p.residual, p.residual_dtype, row + c);
-    Store(p.out, p.out_dtype, row + c, v * inv * Load(p.weight, p.weight_dtype, c));
+    const float v = LoadF(p.residual, p.residual_dtype, row + c);
+    StoreF(p.out, p.out_dtype, row + c, v * inv * LoadF(p.weight, p.weight_dtype, c));
   }
 }
 
@@ -129,8 +94,8 @@ __global__ void EmbeddingKernel(EmbeddingParams p) {
   const int64_t local = static_cast<int64_t>(p.ids[t]) - p.row_begin;
   const bool mine = local >= 0 && local < p.num_rows;
   for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) {
-    const float v = mine ? Load(p.table, p.table_dtype, local * p.dim + c) : 0.f;
-    Store(p.out, p.out_dtype, t * p.dim + c, v);
+    const float v = mine ? LoadF(p.table, p.table_dtype, local * p.dim + c) : 0.f;
+    StoreF(p.out, p.out_dtype, t * p.dim + c, v);
   }
 }
 
@@ -138,8 +103,8 @@ __global__ void CopyRowsKernel(CopyRowsParams p) {
   const int64_t i = blockIdx.x;
   const int64_t s = p.row_index ? p.row_index[i] : i;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    Store(p.dst, p.dst_dtype, i * p.dst_row_stride + c,
-          Load(p.src, p.src_dtype, s * p.src_row_stride + c));
+    StoreF(p.dst, p.dst_dtype, i * p.dst_row_stride + c,
+           LoadF(p.src, p.src_dtype, s * p.src_row_stride + c));
   }
 }
 

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "kernels/cuda_dtype.cuh"
 #include "kernels/mamba_math.h"
 #include "kernels/ssd_chunk_scan.h"
 
@@ -35,31 +36,6 @@ namespace {
 
 using bf16_t = __nv_bfloat16;
 using bf162_t = __nv_bfloat162;
-
-__device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::kF32:
-      return static_cast<const float*>(p)[i];
-    case DType::kBF16:
-      return __bfloat162float(static_cast<const bf16_t*>(p)[i]);
-    default:
-      return __half2float(static_cast<const __half*>(p)[i]);
-  }
-}
-
-__device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::kF32:
-      static_cast<float*>(p)[i] = v;
-      break;
-    case DType::kBF16:
-      static_cast<bf16_t*>(p)[i] = __float2bfloat16_rn(v);
-      break;
-    default:
-      static_cast<__half*>(p)[i] = __float2half_rn(v);
-      break;
-  }
-}
 
 __device__ __forceinline__ float DtOf(const SsdChunkScanParams& p, int64_t t, int hd) {
   float d = LoadF(p.dt, p.dt_dtype, t * p.dt_token_stride + hd);

@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "configs/model_config.h"
 #include "core/buffer.h"
 #include "core/logging.h"
@@ -106,6 +107,12 @@ absl::Status Serve(int argc, char** argv) {
   ASSIGN_OR_RETURN(int64_t blocks, StatePool::BlocksForBudget(pc, budget));
   ASSIGN_OR_RETURN(blocks, AgreeOnBlocks(blocks));
   ASSIGN_OR_RETURN(StatePool pool, StatePool::Create(pc, blocks));
+  if (device.is_cuda()) {
+    const absl::Time t0 = absl::Now();
+    RETURN_IF_ERROR(model->CaptureDecodeGraphs(pool));
+    MS_LOG(INFO) << "rank " << mpi->world_rank << ": " << model->decode_graph_captures()
+                 << " decode CUDA graphs captured in " << absl::FormatDuration(absl::Now() - t0);
+  }
   MS_LOG(INFO) << "rank " << mpi->world_rank << " ready on " << device.ToString() << ": "
                << mcfg.n_layers() << " layers, " << blocks << " state blocks ("
                << (pool.nbytes() >> 20) << " MiB)";

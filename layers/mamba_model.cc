@@ -308,56 +308,80 @@ static ForwardInput PaddedDecode(const ForwardInput& in, int64_t batch) {
   return p;
 }
 
-absl::Status MambaModel::ForwardDecodeGraph(const ForwardInput& in, StatePool& pool,
-                                            std::vector<float>* logits) {
+absl::Status MambaModel::PrepareDecodeGraphs(StatePool& pool) {
   // Graphs bake in the pool's tensors: another pool starts over (one at the same addresses with
   // the same layout may keep them).
   ASSIGN_OR_RETURN(StateTensorRef first, pool.Ref(0, 0));
   const GraphPoolKey key{&pool, first.base, pool.num_blocks(), pool.nbytes(), pool.conv_layout()};
-  if (graph_workspace_ == nullptr || key != graph_pool_) {
-    graphs_.clear();
-    graph_pool_ = key;
-    // Grow a workspace for the largest bucket with one padding-only step, then freeze it: every
-    // graph shares its buffers, which smaller buckets never outgrow.
-    graph_workspace_ = std::make_unique<Workspace>(device_);
-    const int64_t top = DecodeGraphBucket(graph_max_batch_);
-    const StepIndices si = BuildStepIndices(PaddedDecode(ForwardInput{}, top), config_.d_conv());
-    const int64_t bytes = static_cast<int64_t>(si.data.size()) * 4;
-    ASSIGN_OR_RETURN(void* didx, graph_workspace_->Get(kSlotIndices, bytes));
-    RETURN_IF_ERROR(CopyBytes(didx, device_, si.data.data(), Device::Cpu(), bytes, &stream_));
-    RETURN_IF_ERROR(
-        Enqueue(si, static_cast<const int32_t*>(didx), pool, *graph_workspace_).status());
-    RETURN_IF_ERROR(stream_.Synchronize());
-    graph_workspace_->set_frozen(true);
+  if (graph_workspace_ != nullptr && key == graph_pool_) return absl::OkStatus();
+  graphs_.clear();
+  graph_pool_ = key;
+  // Grow a workspace for the largest bucket with one padding-only step, then freeze it: every
+  // graph shares its buffers, which smaller buckets never outgrow.
+  graph_workspace_ = std::make_unique<Workspace>(device_);
+  const int64_t top = DecodeGraphBucket(graph_max_batch_);
+  const StepIndices si = BuildStepIndices(PaddedDecode(ForwardInput{}, top), config_.d_conv());
+  const int64_t bytes = static_cast<int64_t>(si.data.size()) * 4;
+  ASSIGN_OR_RETURN(void* didx, graph_workspace_->Get(kSlotIndices, bytes));
+  RETURN_IF_ERROR(CopyBytes(didx, device_, si.data.data(), Device::Cpu(), bytes, &stream_));
+  RETURN_IF_ERROR(Enqueue(si, static_cast<const int32_t*>(didx), pool, *graph_workspace_).status());
+  RETURN_IF_ERROR(stream_.Synchronize());
+  graph_workspace_->set_frozen(true);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const MambaModel::DecodeGraph*> MambaModel::DecodeGraphFor(int64_t bucket,
+                                                                          StatePool& pool) {
+  RETURN_IF_ERROR(PrepareDecodeGraphs(pool));
+  auto it = graphs_.find(bucket);
+  if (it != graphs_.end()) return &it->second;
+  // Captured with padding-only indices: the indices are rewritten before every replay.
+  const StepIndices si = BuildStepIndices(PaddedDecode(ForwardInput{}, bucket), config_.d_conv());
+  DecodeGraph g;
+  ASSIGN_OR_RETURN(g.indices, Buffer::Allocate(device_, static_cast<int64_t>(si.data.size()) * 4));
+  const auto* di = static_cast<const int32_t*>(g.indices.data());
+  ASSIGN_OR_RETURN(g.graph, CudaGraph::Capture(stream_, [&]() -> absl::Status {
+                     ASSIGN_OR_RETURN(g.logits, Enqueue(si, di, pool, *graph_workspace_));
+                     return absl::OkStatus();
+                   }));
+  ++graph_captures_;
+  return &graphs_.emplace(bucket, std::move(g)).first->second;
+}
+
+absl::Status MambaModel::CaptureDecodeGraphs(StatePool& pool) {
+  if (graph_max_batch_ == 0) return absl::OkStatus();
+  if (tp() > 1 && comm_->backend() != CommBackend::kNccl) return absl::OkStatus();
+  const int64_t top = DecodeGraphBucket(graph_max_batch_);
+  for (int64_t b = 1; b <= top; b = DecodeGraphBucket(b + 1)) {
+    absl::StatusOr<const DecodeGraph*> g = DecodeGraphFor(b, pool);
+    if (!g.ok()) {
+      MS_LOG(WARNING) << "capturing the decode step of batch " << b
+                      << " in a CUDA graph failed, decoding without graphs: "
+                      << g.status().ToString();
+      SetDecodeGraphMaxBatch(0);
+      return absl::OkStatus();
+    }
   }
+  return absl::OkStatus();
+}
+
+absl::Status MambaModel::ForwardDecodeGraph(const ForwardInput& in, StatePool& pool,
+                                            std::vector<float>* logits) {
   const int64_t nd = in.num_decode;
   const int64_t bucket = DecodeGraphBucket(nd);
-  const StepIndices si = BuildStepIndices(PaddedDecode(in, bucket), config_.d_conv());
-  const int64_t bytes = static_cast<int64_t>(si.data.size()) * 4;
-  auto it = graphs_.find(bucket);
-  if (it == graphs_.end()) {
-    DecodeGraph g;
-    ASSIGN_OR_RETURN(g.indices, Buffer::Allocate(device_, bytes));
-    const auto* di = static_cast<const int32_t*>(g.indices.data());
-    absl::StatusOr<CudaGraph> graph = CudaGraph::Capture(stream_, [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(g.logits, Enqueue(si, di, pool, *graph_workspace_));
-      return absl::OkStatus();
-    });
-    if (!graph.ok()) {
-      // Serving goes on without graphs (slower, same results).
-      MS_LOG(WARNING) << "capturing the decode step of batch " << bucket
-                      << " in a CUDA graph failed, decoding without graphs from now on: "
-                      << graph.status().ToString();
-      SetDecodeGraphMaxBatch(0);
-      return Forward(in, pool, logits);
-    }
-    g.graph = *std::move(graph);
-    ++graph_captures_;
-    it = graphs_.emplace(bucket, std::move(g)).first;
+  absl::StatusOr<const DecodeGraph*> graph = DecodeGraphFor(bucket, pool);
+  if (!graph.ok()) {
+    // Serving goes on without graphs (slower, same results).
+    MS_LOG(WARNING) << "capturing the decode step of batch " << bucket
+                    << " in a CUDA graph failed, decoding without graphs from now on: "
+                    << graph.status().ToString();
+    SetDecodeGraphMaxBatch(0);
+    return Forward(in, pool, logits);
   }
-  const DecodeGraph& g = it->second;
-  RETURN_IF_ERROR(
-      CopyBytes(g.indices.data(), device_, si.data.data(), Device::Cpu(), bytes, &stream_));
+  const DecodeGraph& g = **graph;
+  const StepIndices si = BuildStepIndices(PaddedDecode(in, bucket), config_.d_conv());
+  RETURN_IF_ERROR(CopyBytes(g.indices.data(), device_, si.data.data(), Device::Cpu(),
+                            static_cast<int64_t>(si.data.size()) * 4, &stream_));
   RETURN_IF_ERROR(g.graph.Launch(stream_));
   if (tp() > 1) RETURN_IF_ERROR(comm_->WatchStream(stream_, "decode CUDA graph"));
   ++graph_replays_;

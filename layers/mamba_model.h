@@ -79,6 +79,9 @@ class MambaModel {
   static constexpr int64_t kDefaultDecodeGraphMaxBatch = 64;
   void SetDecodeGraphMaxBatch(int64_t max_batch);
   static int64_t DecodeGraphBucket(int64_t batch);
+  // Captures every bucket's graph for `pool` now (serving does this at startup, so no request
+  // waits for a capture). A capture that fails turns graphs off with a warning.
+  absl::Status CaptureDecodeGraphs(StatePool& pool);
   int64_t decode_graph_captures() const { return graph_captures_; }
   int64_t decode_graph_replays() const { return graph_replays_; }
 
@@ -94,6 +97,9 @@ class MambaModel {
   absl::Status DownloadLogits(const void* gathered, int64_t rows_alloc, int64_t rows,
                               std::vector<float>* logits);
   bool UsesDecodeGraph(const ForwardInput& in) const;
+  struct DecodeGraph;
+  absl::Status PrepareDecodeGraphs(StatePool& pool);
+  absl::StatusOr<const DecodeGraph*> DecodeGraphFor(int64_t bucket, StatePool& pool);
   absl::Status ForwardDecodeGraph(const ForwardInput& in, StatePool& pool,
                                   std::vector<float>* logits);
 

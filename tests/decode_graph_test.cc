@@ -191,6 +191,51 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
   }
 }
 
+// Capturing every bucket up front (as the server does at startup) captures each once; later
+// decode steps only replay, and still equal eager decoding.
+TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
+  const config::ModelConfig m = MakeConfig(config::MAMBA2);
+  RandomWeights weights(m, /*seed=*/3);
+  auto eager = MambaModel::Load(m, weights, Device::Cuda(0), DType::kF32, nullptr);
+  auto graphed = MambaModel::Load(m, weights, Device::Cuda(0), DType::kF32, nullptr);
+  ASSERT_TRUE(eager.ok() && graphed.ok());
+  (*eager)->SetDecodeGraphMaxBatch(0);
+  (*graphed)->SetDecodeGraphMaxBatch(12);  // buckets 1, 2, 4, 8, 16
+  auto pc = (*eager)->PoolConfig({DType::kF32, DType::kF32});
+  ASSERT_TRUE(pc.ok());
+  auto pool_e = StatePool::Create(*pc, 8);
+  auto pool_g = StatePool::Create(*pc, 8);
+  ASSERT_TRUE(pool_e.ok() && pool_g.ok());
+  ASSERT_TRUE((*graphed)->CaptureDecodeGraphs(*pool_g).ok());
+  EXPECT_EQ((*graphed)->decode_graph_captures(), 5);
+  ForwardInput pre;
+  for (int s = 0; s < 7; ++s) {
+    pre.token_ids.insert(pre.token_ids.end(), {s + 1, 2 * s + 3, 40 + s});
+    pre.seq_lens.push_back(3);
+    pre.initial_blocks.push_back(0);
+    pre.final_blocks.push_back(1 + s);
+  }
+  std::vector<float> le, lg;
+  ASSERT_TRUE((*eager)->Forward(pre, *pool_e, &le).ok());
+  ASSERT_TRUE((*graphed)->Forward(pre, *pool_g, &lg).ok());
+  for (int n : {7, 1, 3, 7}) {
+    ForwardInput d;
+    d.num_decode = n;
+    for (int i = 0; i < n; ++i) {
+      d.token_ids.push_back(10 * n + i);
+      d.seq_lens.push_back(1);
+      d.initial_blocks.push_back(1 + i);
+      d.final_blocks.push_back(1 + i);
+    }
+    ASSERT_TRUE((*eager)->Forward(d, *pool_e, &le).ok());
+    ASSERT_TRUE((*graphed)->Forward(d, *pool_g, &lg).ok());
+    EXPECT_LT(RelRms(lg, le), 1e-5) << "batch " << n;
+  }
+  EXPECT_EQ((*graphed)->decode_graph_captures(), 5);
+  EXPECT_EQ((*graphed)->decode_graph_replays(), 4);
+}
+
 TEST(DecodeGraphBuckets, PowersOfTwoThenMultiplesOfEight) {
   const int64_t want[][2] = {{1, 1}, {2, 2},  {3, 4},   {4, 4},   {5, 8},
                              {8, 8}, {9, 16}, {17, 24}, {63, 64}, {65, 72}};

@@ -1,0 +1,54 @@
+// Element access by runtime dtype for CUDA kernels (f32, bf16, f16 in memory; float in
+// registers). One definition for every kernel file; stores round to nearest even.
+#ifndef MAMBASERVE_KERNELS_CUDA_DTYPE_CUH_
+#define MAMBASERVE_KERNELS_CUDA_DTYPE_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace mambaserve {
+
+__device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kF32:
+      return static_cast<const float*>(p)[i];
+    case DType::kBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    default:
+      return __half2float(static_cast<const __half*>(p)[i]);
+  }
+}
+
+__device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::kF32:
+      static_cast<float*>(p)[i] = v;
+      return;
+    case DType::kBF16:
+      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+      return;
+    default:
+      static_cast<__half*>(p)[i] = __float2half_rn(v);
+      return;
+  }
+}
+
+// v as it reads back after StoreF in dtype t.
+__device__ __forceinline__ float RoundToDType(DType t, float v) {
+  switch (t) {
+    case DType::kBF16:
+      return __bfloat162float(__float2bfloat16_rn(v));
+    case DType::kF16:
+      return __half2float(__float2half_rn(v));
+    default:
+      return v;
+  }
+}
+
+}  // namespace mambaserve
+
+#endif  // MAMBASERVE_KERNELS_CUDA_DTYPE_CUH_
