@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Times mamba_ssm's Triton `mamba_chunk_scan_combined` (the anchor of bench_ssd_prefill) on the
-Mamba2-2.7B layer shapes: H=80, P=64, G=1, N=128, Q=256, bf16 inputs, dt_softplus, D per head.
+"""Times mamba_ssm's Triton `mamba_chunk_scan_combined` (the anchor of bench_ssd_prefill) and
+`selective_state_update` (the anchor of bench_mamba2_decode) on the Mamba2-2.7B layer shapes:
+H=80, P=64, G=1, N=128, Q=256, bf16 inputs, fp32 decode state, dt_softplus, D per head.
 
 The Triton files are NOT part of this repository: fetch state-spaces/mamba and extract only
 mamba_ssm/ops/triton/*.py into .fetched/mamba_ssm_triton/ (git-ignored), then
     python3 bench/mamba_ssm_anchor.py [--root .fetched/mamba_ssm_triton] [--out anchor.txt]
 The few helpers those files import from elsewhere in mamba_ssm (utils.determinism, utils.torch)
 and einops (if it is not installed) are replaced here by minimal stand-ins that cover the
-forward path only. Prints one line per shape: "anchor <label> <median ms>".
+forward path only. Prints one line per shape: "anchor <label> <median ms>"; decode lines also give GB/s. Decode
+rotates over enough state slots (state_batch_indices) that consecutive calls touch >= 256 MiB,
+as bench_mamba2_decode does, so neither side runs from L2. --decode_only skips the prefill.
 """
 import argparse
 import os
@@ -69,6 +72,7 @@ def main():
                                                     "mamba_ssm_triton"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--decode_only", action="store_true")
     args = ap.parse_args()
     import torch
 
@@ -80,14 +84,17 @@ def main():
     sys.modules["mamba_ssm"].__path__ = [os.path.join(root, "mamba_ssm")]
     import triton
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    from mamba_ssm.ops.triton.selective_state_update import selective_state_update
 
     print(f"torch {torch.__version__} triton {triton.__version__} "
           f"device {torch.cuda.get_device_name(0)}", flush=True)
     H, P, G, N, Q = 80, 64, 1, 128, 256
     dev = "cuda"
     lines = []
-    for label, b, L in (("b1_L4096", 1, 4096), ("b1_L16384", 1, 16384), ("b1_L65536", 1, 65536),
-                        ("b8_L4096", 8, 4096)):
+    prefill_shapes = () if args.decode_only else (
+        ("b1_L4096", 1, 4096), ("b1_L16384", 1, 16384), ("b1_L65536", 1, 65536),
+        ("b8_L4096", 8, 4096))
+    for label, b, L in prefill_shapes:
         g = torch.Generator(device=dev).manual_seed(0)
         x = torch.rand(b, L, H, P, device=dev, generator=g).mul_(2).sub_(1).to(torch.bfloat16)
         dt = torch.rand(b, L, H, device=dev, generator=g).mul_(3).sub_(4).to(torch.bfloat16)
@@ -118,6 +125,44 @@ def main():
         print(line, flush=True)
         lines.append(line)
         del x, dt, Bm, Cm
+        torch.cuda.empty_cache()
+    # Decode: one token per sequence, state updated in place in its slot.
+    slot_bytes = H * P * N * 4
+    for b in (1, 16, 64, 256):
+        g = torch.Generator(device=dev).manual_seed(1)
+        rounds = max(1, -(-(256 << 20) // (b * slot_bytes)))  # launches before a slot repeats
+        state = torch.zeros(b * rounds, H, P, N, device=dev, dtype=torch.float32)
+        x = torch.rand(b, H, P, device=dev, generator=g).sub_(0.5).to(torch.bfloat16)
+        dt = torch.rand(b, H, device=dev, generator=g).sub_(2).to(torch.bfloat16)
+        dt = dt.unsqueeze(-1).expand(b, H, P)  # one dt per head, as Mamba-2 calls it
+        A = (-torch.rand(H, device=dev, generator=g).add_(0.05))[:, None, None].expand(H, P, N)
+        Bm = torch.rand(b, G, N, device=dev, generator=g).sub_(0.5).to(torch.bfloat16)
+        Cm = torch.rand(b, G, N, device=dev, generator=g).sub_(0.5).to(torch.bfloat16)
+        D = torch.rand(H, device=dev, generator=g)[:, None].expand(H, P)
+        dt_bias = torch.rand(H, device=dev, generator=g).sub_(0.5)[:, None].expand(H, P)
+        slots = [torch.arange(r * b, (r + 1) * b, device=dev, dtype=torch.int32)
+                 for r in range(rounds)]
+        with torch.inference_mode():
+            for r in range(min(rounds, 3)):
+                selective_state_update(state, x, dt, A, Bm, Cm, D=D, dt_bias=dt_bias,
+                                       dt_softplus=True, state_batch_indices=slots[r])
+            torch.cuda.synchronize()
+            times = []
+            for i in range(100):
+                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                s.record()
+                selective_state_update(state, x, dt, A, Bm, Cm, D=D, dt_bias=dt_bias,
+                                       dt_softplus=True, state_batch_indices=slots[i % rounds])
+                e.record()
+                e.synchronize()
+                times.append(s.elapsed_time(e))
+        ms = statistics.median(times)
+        # State read + written, inputs read, output written (as bench_mamba2_decode counts).
+        moved = b * (2 * slot_bytes + (2 * H * P + 2 * G * N + H) * 2)  # x, y, B, C, dt
+        line = f"anchor decode_B{b} {ms:.4f} ms {moved / ms / 1e6:.0f} GB/s"
+        print(line, flush=True)
+        lines.append(line)
+        del state
         torch.cuda.empty_cache()
     if args.out:
         with open(args.out, "w") as f:
