@@ -52,7 +52,8 @@ Buffer::~Buffer() { Release(); }
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       nbytes_(std::exchange(other.nbytes_, 0)),
-      device_(other.device_) {}
+      device_(other.device_),
+      pinned_(std::exchange(other.pinned_, false)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -60,13 +61,19 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     nbytes_ = std::exchange(other.nbytes_, 0);
     device_ = other.device_;
+    pinned_ = std::exchange(other.pinned_, false);
   }
   return *this;
 }
 
 void Buffer::Release() {
   if (data_ == nullptr) return;
-  if (device_.is_cpu()) {
+  if (pinned_) {
+#if MAMBASERVE_HAS_CUDA
+    cudaFreeHost(data_);
+#endif
+    pinned_ = false;
+  } else if (device_.is_cpu()) {
     std::free(data_);
   } else {
 #if MAMBASERVE_HAS_CUDA
@@ -105,6 +112,28 @@ absl::StatusOr<Buffer> Buffer::Allocate(Device device, int64_t nbytes) {
   return b;
 #else
   return NoCuda();
+#endif
+}
+
+absl::StatusOr<Buffer> Buffer::AllocatePinned(int64_t nbytes) {
+#if MAMBASERVE_HAS_CUDA
+  MS_CHECK_ARG(nbytes >= 0, "Buffer::AllocatePinned: negative size ", nbytes);
+  if (!CudaAvailable() || nbytes == 0) return Allocate(Device::Cpu(), nbytes);
+  Buffer b;
+  b.device_ = Device::Cpu();
+  const cudaError_t e = cudaMallocHost(&b.data_, nbytes);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    b.data_ = nullptr;
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of page-locked host memory allocating ", nbytes, " bytes"));
+  }
+  CUDA_RETURN_IF_ERROR(e);
+  b.nbytes_ = nbytes;
+  b.pinned_ = true;
+  return b;
+#else
+  return Allocate(Device::Cpu(), nbytes);
 #endif
 }
 

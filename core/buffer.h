@@ -23,6 +23,9 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
 
   static absl::StatusOr<Buffer> Allocate(Device device, int64_t nbytes);
+  // Page-locked host memory (cudaMallocHost), which GPU copies reach at full PCIe speed and
+  // asynchronously; plain host memory where there is no GPU or no CUDA.
+  static absl::StatusOr<Buffer> AllocatePinned(int64_t nbytes);
   // Allocates a tensor-sized buffer and returns a contiguous view of it through `view`.
   static absl::StatusOr<Buffer> ForTensor(Device device, DType dtype,
                                           std::initializer_list<int64_t> shape, TensorView* view);
@@ -40,6 +43,7 @@ class Buffer {
   void* data_ = nullptr;
   int64_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 // Copies bytes between any two devices (host<->device copies are synchronous on `stream`'s

@@ -119,7 +119,7 @@ class MambaModel {
   Buffer final_norm_;
   std::vector<std::variant<Mamba1Mixer, Mamba2Mixer>> mixers_;
   Linear lm_head_;
-  std::vector<float> host_logits_;  // (tp, rows, local vocab) staging, reused across steps
+  Buffer host_logits_;  // (tp, rows, local vocab) f32 staging, reused across steps
 
   struct DecodeGraph {
     CudaGraph graph;
