@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/dtype.h"
 #include "core/stream.h"
 #include "kernels/mamba1_state_update.h"
@@ -90,11 +91,6 @@ void Bf16Rand(uint16_t* p, int64_t n, float lo, float hi, uint32_t seed) {
 void F32Rand(float* p, int64_t n, float lo, float hi, uint32_t seed) {
   FillF32<<<1024, 256>>>(p, n, lo, hi, seed);
   CK(cudaGetLastError());
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Median over `reps` samples of the mean time of `inner` back-to-back calls, in seconds.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "configs/model_config.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
@@ -71,11 +72,6 @@ absl::StatusOr<double> CopyBandwidthGBs() {
   cudaFree(b);
   std::sort(ms.begin(), ms.end());
   return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;  // read + write
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Flags {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "core/status_macros.h"
 #include "layers/mamba_model.h"
 #include "layers/weight_source.h"
@@ -24,11 +25,6 @@ namespace {
 struct Flags {
   int64_t layers = 1, prefill_len = 4096, d_model = 2560, vocab = 256, iters = 10;
 };
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 absl::Status Run(const Flags& f, int argc, char** argv) {
   ASSIGN_OR_RETURN(const MpiContext* mpi, InitMpi(&argc, &argv));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "core/random.h"
+#include "core/rel_error.h"
 #include "core/stream.h"
 #include "gtest/gtest.h"
 
@@ -25,15 +26,6 @@ std::vector<uint8_t> Pack(DType t, const std::vector<float>& v) {
   return b;
 }
 float At(DType t, const std::vector<uint8_t>& b, int64_t i) { return LoadAsFloat(b.data(), t, i); }
-
-double RelErr(const std::vector<double>& ref, const std::vector<double>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (got[i] - ref[i]) * (got[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
 
 double Tol(DType t) { return t == DType::kF32 ? 1e-5 : 1e-2; }
 
@@ -204,7 +196,7 @@ void RunPrefillCase(const Case& cs, uint64_t seed) {
       }
     }
   }
-  EXPECT_LT(RelErr(ref, got), Tol(cs.dtype));
+  EXPECT_LT(RelRmsError(got, ref), Tol(cs.dtype));
   // Blocks not written keep their contents (block 0, 1, 5, 7 are never final blocks).
   for (int64_t b : {0, 1, 5, 7}) {
     for (int64_t r = 0; r < f.R; ++r)
@@ -317,7 +309,7 @@ void RunUpdateCase(const Case& cs, int64_t Ts, bool in_place, uint64_t seed) {
       }
     }
   }
-  EXPECT_LT(RelErr(ref, got), Tol(cs.dtype));
+  EXPECT_LT(RelRmsError(got, ref), Tol(cs.dtype));
   for (int64_t b : {0, 1, 3, 5, 6, 8})
     for (int64_t r = 0; r < f.R; ++r)
       for (int64_t ch = 0; ch < dim; ++ch) ASSERT_EQ(f.State(b, r, ch), before.State(b, r, ch));

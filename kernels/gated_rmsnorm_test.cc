@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "core/random.h"
+#include "core/rel_error.h"
 #include "core/stream.h"
 #include "gtest/gtest.h"
 
@@ -22,14 +23,6 @@ std::vector<uint8_t> Pack(DType t, const std::vector<float>& v) {
   std::vector<uint8_t> b(v.size() * DTypeSize(t));
   for (size_t i = 0; i < v.size(); ++i) StoreFromFloat(b.data(), t, static_cast<int64_t>(i), v[i]);
   return b;
-}
-double RelErr(const std::vector<double>& ref, const std::vector<double>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (got[i] - ref[i]) * (got[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
 }
 double Tol(DType t) { return t == DType::kF32 ? 1e-5 : 1e-2; }
 
@@ -125,7 +118,7 @@ TEST(GatedRmsNormCpu, FusedMatchesOracle) {
             for (int64_t c = I; c < os; ++c)
               ASSERT_EQ(LoadAsFloat(out.data(), dt, t * os + c), 768.0f);
           }
-          EXPECT_LT(RelErr(ref, got), Tol(dt));
+          EXPECT_LT(RelRmsError(got, ref), Tol(dt));
         }
       }
     }
@@ -190,7 +183,7 @@ TEST(GatedRmsNormCpu, SplitFormEqualsFused) {
               ref_ss.push_back(ss);
               got_ss.push_back(total[t * sh.G + g]);
             }
-          EXPECT_LT(RelErr(ref_ss, got_ss), 1e-5);
+          EXPECT_LT(RelRmsError(got_ss, ref_ss), 1e-5);
           for (int64_t r = 0; r < sh.tp; ++r) {
             GatedRmsNormParams p = Base(in, r * per, per, nbg, 1e-5f, split, os);
             p.mode = GatedRmsNormMode::kApply;
@@ -205,8 +198,8 @@ TEST(GatedRmsNormCpu, SplitFormEqualsFused) {
               got_f.push_back(LoadAsFloat(fused.data(), dt, t * os + c));
               got_s.push_back(LoadAsFloat(split.data(), dt, t * os + c));
             }
-          EXPECT_LT(RelErr(ref, got_s), Tol(dt));
-          EXPECT_LT(RelErr(got_f, got_s), dt == DType::kF32 ? 1e-6 : 1e-2);
+          EXPECT_LT(RelRmsError(got_s, ref), Tol(dt));
+          EXPECT_LT(RelRmsError(got_s, got_f), dt == DType::kF32 ? 1e-6 : 1e-2);
         }
       }
     }

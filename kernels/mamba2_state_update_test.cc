@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "core/random.h"
+#include "core/rel_error.h"
 #include "core/stream.h"
 #include "gtest/gtest.h"
 #include "kernels/mamba_math.h"
@@ -26,14 +27,6 @@ std::vector<uint8_t> Pack(DType t, const std::vector<float>& v) {
   std::vector<uint8_t> b(v.size() * DTypeSize(t));
   for (size_t i = 0; i < v.size(); ++i) StoreFromFloat(b.data(), t, static_cast<int64_t>(i), v[i]);
   return b;
-}
-double RelErr(const std::vector<double>& ref, const std::vector<double>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (got[i] - ref[i]) * (got[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
 }
 
 struct Shape {
@@ -229,8 +222,8 @@ void RunCase(const Shape& s, const Opts& o, uint64_t seed) {
     }
   }
   const double tol = (o.dtype == DType::kF32 && o.state_dtype == DType::kF32) ? 1e-5 : 1e-2;
-  EXPECT_LT(RelErr(ref_y, got_y), tol);
-  EXPECT_LT(RelErr(ref_s, got_s), o.state_dtype == DType::kF32 ? 1e-5 : 1e-2);
+  EXPECT_LT(RelRmsError(got_y, ref_y), tol);
+  EXPECT_LT(RelRmsError(got_s, ref_s), o.state_dtype == DType::kF32 ? 1e-5 : 1e-2);
   // Blocks that were not written are bit-identical.
   const int64_t es = DTypeSize(o.state_dtype);
   for (int64_t k = 0; k < pr.num_blocks; ++k) {

@@ -5,19 +5,11 @@
 
 #include "core/buffer.h"
 #include "core/random.h"
+#include "core/rel_error.h"
 #include "gtest/gtest.h"
 
 namespace mambaserve {
 namespace {
-
-double RelErr(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
 
 TEST(AddRmsNorm, MatchesFloat64OracleWithAndWithoutResidual) {
   Rng rng(7);
@@ -39,8 +31,8 @@ TEST(AddRmsNorm, MatchesFloat64OracleWithAndWithoutResidual) {
       const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
       for (int64_t c = 0; c < D; ++c) want[t * D + c] = want_res[t * D + c] * inv * w[c];
     }
-    EXPECT_LT(RelErr(out, want), 1e-6);  // fp32 sum of 37 terms: ~1e-7 relative
-    EXPECT_LT(RelErr(res_out, want_res), 1e-7);
+    EXPECT_LT(RelRmsError(out, want), 1e-6);  // fp32 sum of 37 terms: ~1e-7 relative
+    EXPECT_LT(RelRmsError(res_out, want_res), 1e-7);
   }
 }
 

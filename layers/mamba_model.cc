@@ -290,15 +290,16 @@ int64_t MambaModel::DecodeGraphBucket(int64_t batch) {
 void MambaModel::SetDecodeGraphMaxBatch(int64_t max_batch) {
   graphs_.clear();
   graph_workspace_.reset();
-  graph_max_batch_ = device_.is_cuda() ? std::max<int64_t>(0, max_batch) : 0;
+  // Graphs need the GPU, and collectives inside a graph must be NCCL's (MPI's run on the host).
+  const bool capturable =
+      device_.is_cuda() && (tp() == 1 || comm_->backend() == CommBackend::kNccl);
+  graph_max_batch_ = capturable ? std::max<int64_t>(0, max_batch) : 0;
 }
 
 bool MambaModel::UsesDecodeGraph(const ForwardInput& in) const {
   const int64_t S = static_cast<int64_t>(in.seq_lens.size());
-  // Collectives inside a graph must be NCCL's (MPI's run on the host).
-  const bool comm_ok = tp() == 1 || comm_->backend() == CommBackend::kNccl;
-  return graph_max_batch_ > 0 && comm_ok && in.num_decode == S && S <= graph_max_batch_ &&
-         !in.all_logits && in.boundary_block_size == 0;
+  return graph_max_batch_ > 0 && in.num_decode == S && S <= graph_max_batch_ && !in.all_logits &&
+         in.boundary_block_size == 0;
 }
 
 // A decode step of `batch` sequences: the real ones, then padding that decodes token 0 from
@@ -347,27 +348,27 @@ absl::StatusOr<const MambaModel::DecodeGraph*> MambaModel::DecodeGraphFor(int64_
   DecodeGraph g;
   ASSIGN_OR_RETURN(g.indices, Buffer::Allocate(device_, static_cast<int64_t>(si.data.size()) * 4));
   const auto* di = static_cast<const int32_t*>(g.indices.data());
-  ASSIGN_OR_RETURN(g.graph, CudaGraph::Capture(stream_, [&]() -> absl::Status {
-                     ASSIGN_OR_RETURN(g.logits, Enqueue(si, di, pool, *graph_workspace_));
-                     return absl::OkStatus();
-                   }));
+  absl::StatusOr<CudaGraph> graph = CudaGraph::Capture(stream_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(g.logits, Enqueue(si, di, pool, *graph_workspace_));
+    return absl::OkStatus();
+  });
+  if (!graph.ok()) {
+    // Serving goes on without graphs (slower, same results).
+    MS_LOG(WARNING) << "capturing the decode step of batch " << bucket
+                    << " in a CUDA graph failed, decoding without graphs from now on: "
+                    << graph.status().ToString();
+    SetDecodeGraphMaxBatch(0);
+    return nullptr;
+  }
+  g.graph = *std::move(graph);
   ++graph_captures_;
   return &graphs_.emplace(bucket, std::move(g)).first->second;
 }
 
 absl::Status MambaModel::CaptureDecodeGraphs(StatePool& pool) {
-  if (graph_max_batch_ == 0) return absl::OkStatus();
-  if (tp() > 1 && comm_->backend() != CommBackend::kNccl) return absl::OkStatus();
   const int64_t top = DecodeGraphBucket(graph_max_batch_);
-  for (int64_t b = 1; b <= top; b = DecodeGraphBucket(b + 1)) {
-    absl::StatusOr<const DecodeGraph*> g = DecodeGraphFor(b, pool);
-    if (!g.ok()) {
-      MS_LOG(WARNING) << "capturing the decode step of batch " << b
-                      << " in a CUDA graph failed, decoding without graphs: "
-                      << g.status().ToString();
-      SetDecodeGraphMaxBatch(0);
-      return absl::OkStatus();
-    }
+  for (int64_t b = 1; graph_max_batch_ > 0 && b <= top; b = DecodeGraphBucket(b + 1)) {
+    RETURN_IF_ERROR(DecodeGraphFor(b, pool).status());
   }
   return absl::OkStatus();
 }
@@ -376,16 +377,9 @@ absl::Status MambaModel::ForwardDecodeGraph(const ForwardInput& in, StatePool& p
                                             std::vector<float>* logits) {
   const int64_t nd = in.num_decode;
   const int64_t bucket = DecodeGraphBucket(nd);
-  absl::StatusOr<const DecodeGraph*> graph = DecodeGraphFor(bucket, pool);
-  if (!graph.ok()) {
-    // Serving goes on without graphs (slower, same results).
-    MS_LOG(WARNING) << "capturing the decode step of batch " << bucket
-                    << " in a CUDA graph failed, decoding without graphs from now on: "
-                    << graph.status().ToString();
-    SetDecodeGraphMaxBatch(0);
-    return Forward(in, pool, logits);
-  }
-  const DecodeGraph& g = **graph;
+  ASSIGN_OR_RETURN(const DecodeGraph* graph, DecodeGraphFor(bucket, pool));
+  if (graph == nullptr) return Forward(in, pool, logits);  // capture failed: graphs are off
+  const DecodeGraph& g = *graph;
   const StepIndices si = BuildStepIndices(PaddedDecode(in, bucket), config_.d_conv());
   RETURN_IF_ERROR(CopyBytes(g.indices.data(), device_, si.data.data(), Device::Cpu(),
                             static_cast<int64_t>(si.data.size()) * 4, &stream_));

@@ -99,6 +99,8 @@ class MambaModel {
   bool UsesDecodeGraph(const ForwardInput& in) const;
   struct DecodeGraph;
   absl::Status PrepareDecodeGraphs(StatePool& pool);
+  // The bucket's graph, captured now if needed; null when the capture failed (graphs are then
+  // off, with a warning).
   absl::StatusOr<const DecodeGraph*> DecodeGraphFor(int64_t bucket, StatePool& pool);
   absl::Status ForwardDecodeGraph(const ForwardInput& in, StatePool& pool,
                                   std::vector<float>* logits);

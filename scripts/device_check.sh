@@ -48,13 +48,17 @@ serve_smoke() {  # ranks
 }
 for WHAT in "${@:-all}"; do
   if [[ "$WHAT" == tests || "$WHAT" == all ]]; then
-    for t in ${TESTS:-core_test model_ops_test linear_test conv_norm_update_gpu_test ssd_gpu_test
-             mamba1_gpu_test state_manager_gpu_test decode_graph_test}; do
-      have "$t" && run "$t" timeout 300 "$t" --gtest_brief=1
-    done
-    for t in ${TESTS:-golden_test tp_model_test engine_prefix_test}; do
-      [[ "$t" =~ ^(golden_test|tp_model_test|engine_prefix_test)$ ]] && have "$t" &&
+    # MPI tests (they need mpiexec) run under mpi 1; the others directly.
+    mpi_tests="golden_test tp_model_test engine_prefix_test prefix_logits_test"
+    for t in ${TESTS:-core_test model_ops_test linear_test step_indices_test
+             conv_norm_update_gpu_test ssd_gpu_test mamba1_gpu_test state_manager_gpu_test
+             decode_graph_test $mpi_tests}; do
+      have "$t" || continue
+      if [[ " $mpi_tests " == *" $t "* ]]; then
         run "${t}_gpu_np1" mpi 1 "$t" --gtest_brief=1
+      else
+        run "$t" timeout 300 "$t" --gtest_brief=1
+      fi
     done
   fi
   if [[ "$WHAT" == serve || "$WHAT" == all ]]; then
@@ -62,7 +66,7 @@ for WHAT in "${@:-all}"; do
   fi
   if [[ "$WHAT" == multi ]]; then
     nvidia-smi topo -m > "$LOGS/topo.txt" 2>&1
-    for t in parallel_mpi_test golden_test tp_model_test engine_prefix_test; do
+    for t in parallel_mpi_test golden_test tp_model_test engine_prefix_test prefix_logits_test; do
       have "$t" && run "${t}_nccl_np2" mpi 2 "$t" --gtest_brief=1
     done
     run serve_gpu_np2 timeout 120 bash -c "$(declare -f serve_smoke); serve_smoke 2"

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/rel_error.h"
 #include "gtest/gtest.h"
 #include "layers/mamba_model.h"
 #include "layers/weight_source.h"
@@ -46,16 +47,6 @@ config::ModelConfig MakeConfig(config::Architecture arch) {
     m.set_dt_rank(8);
   }
   return m;
-}
-
-// Relative RMS difference of two logit vectors.
-double RelRms(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 class DecodeGraphTest : public ::testing::TestWithParam<Case> {};
@@ -117,7 +108,7 @@ TEST_P(DecodeGraphTest, GraphDecodeEqualsEagerDecode) {
       absl::Status st = (*graphed)->Forward(d, *pool_g, &lg);
       ASSERT_TRUE(st.ok()) << st;
       ASSERT_EQ(le.size(), lg.size());
-      EXPECT_LT(RelRms(lg, le), tol)
+      EXPECT_LT(RelRmsError(lg, le), tol)
           << c.name << " pool " << pool_round << " step " << step << " batch " << n;
       ++step;
     }
@@ -172,7 +163,7 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
   std::vector<float> lg, lc;
   ASSERT_TRUE((*gpu)->Forward(pre, *pool_g, &lg).ok());
   ASSERT_TRUE((*cpu)->Forward(pre, *pool_c, &lc).ok());
-  EXPECT_LT(RelRms(lg, lc), 1e-4) << "prefill";
+  EXPECT_LT(RelRmsError(lg, lc), 1e-4) << "prefill";
   int step = 0;
   for (int n : {1, 3, 8, 8, 3}) {
     ForwardInput d;
@@ -186,7 +177,7 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
     ASSERT_TRUE((*gpu)->Forward(d, *pool_g, &lg).ok());
     ASSERT_TRUE((*cpu)->Forward(d, *pool_c, &lc).ok());
     // fp32 everywhere; only the orders of summation differ (cuBLAS vs OpenBLAS, kernels).
-    EXPECT_LT(RelRms(lg, lc), 1e-4) << "decode step " << step << " batch " << n;
+    EXPECT_LT(RelRmsError(lg, lc), 1e-4) << "decode step " << step << " batch " << n;
     ++step;
   }
 }
@@ -230,7 +221,7 @@ TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
     }
     ASSERT_TRUE((*eager)->Forward(d, *pool_e, &le).ok());
     ASSERT_TRUE((*graphed)->Forward(d, *pool_g, &lg).ok());
-    EXPECT_LT(RelRms(lg, le), 1e-5) << "batch " << n;
+    EXPECT_LT(RelRmsError(lg, le), 1e-5) << "batch " << n;
   }
   EXPECT_EQ((*graphed)->decode_graph_captures(), 5);
   EXPECT_EQ((*graphed)->decode_graph_replays(), 4);

@@ -7,10 +7,12 @@
 #include <cmath>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "configs/model_config.h"
+#include "core/rel_error.h"
 #include "gtest/gtest.h"
 #include "layers/mamba_model.h"
 #include "parallel/communicator.h"
@@ -21,15 +23,6 @@ namespace mambaserve {
 namespace {
 
 const std::string kGolden = std::string(MAMBASERVE_TEST_DATA_DIR) + "/golden/";
-
-double RelRms(const float* a, const float* b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
 
 class PrefixLogitsTest : public ::testing::TestWithParam<std::string> {};
 
@@ -102,13 +95,15 @@ TEST_P(PrefixLogitsTest, TailFromCachedStateEqualsFullRecompute) {
   const std::vector<float> align = tail_logits(3, 2 * B);
   ASSERT_EQ(align.size(), tail_values);
   // fp32; only the chunking of the scan and the conv window's source differ: ~1e-6.
-  EXPECT_LT(RelRms(align.data(), want_tail, tail_values), 1e-4) << "align mode";
+  EXPECT_LT(RelRmsError(align, std::span<const float>(want_tail, tail_values)), 1e-4)
+      << "align mode";
 
   // "all": the state the scan wrote at token 2B of the full prefill (block 5).
   copy_block(5, 7);
   const std::vector<float> all = tail_logits(7, 2 * B);
   ASSERT_EQ(all.size(), tail_values);
-  EXPECT_LT(RelRms(all.data(), want_tail, tail_values), 1e-4) << "kernel-written mode";
+  EXPECT_LT(RelRmsError(all, std::span<const float>(want_tail, tail_values)), 1e-4)
+      << "kernel-written mode";
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, PrefixLogitsTest,
