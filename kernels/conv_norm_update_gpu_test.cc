@@ -20,70 +20,14 @@
 #include "gtest/gtest.h"
 #include "kernels/causal_conv1d.h"
 #include "kernels/gated_rmsnorm.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/mamba2_state_update.h"
 #include "kernels/mamba2_state_update_internal.h"
 
 namespace mambaserve {
 namespace {
 
-#define SKIP_WITHOUT_GPU() \
-  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device: CUDA-vs-CPU checks skipped"
-
-using Bytes = std::vector<uint8_t>;
-
-Bytes Pack(DType t, const std::vector<float>& v) {
-  Bytes b(v.size() * DTypeSize(t));
-  for (size_t i = 0; i < v.size(); ++i) StoreFromFloat(b.data(), t, static_cast<int64_t>(i), v[i]);
-  return b;
-}
-template <typename T>
-Bytes AsBytes(const std::vector<T>& v) {
-  Bytes b(v.size() * sizeof(T));
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-Bytes RandomBytes(DType t, int64_t n, Rng& rng, float stddev = 1.0f) {
-  return Pack(t, rng.NormalVector(n, stddev));
-}
-
-double RelErr(DType t, const Bytes& ref, const Bytes& got) {
-  const int64_t n = static_cast<int64_t>(ref.size()) / DTypeSize(t);
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double r = LoadAsFloat(ref.data(), t, i), g = LoadAsFloat(got.data(), t, i);
-    num += (g - r) * (g - r);
-    den += r * r;
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
-double Tol(DType t) { return t == DType::kF32 ? 1e-5 : 1e-2; }
-
-// A device copy of a host array.
-struct Dev {
-  Buffer buf;
-  static Dev Of(const Bytes& h) {
-    Dev d;
-    auto b = Buffer::Allocate(Device::Cuda(0), std::max<int64_t>(16, h.size()));
-    EXPECT_TRUE(b.ok()) << b.status();
-    d.buf = std::move(*b);
-    if (!h.empty()) {
-      EXPECT_TRUE(CopyBytes(d.buf.data(), Device::Cuda(0), h.data(), Device::Cpu(), h.size()).ok());
-    }
-    return d;
-  }
-  Bytes Get(size_t n) const {
-    Bytes h(n);
-    EXPECT_TRUE(CopyBytes(h.data(), Device::Cpu(), buf.data(), Device::Cuda(0), n).ok());
-    return h;
-  }
-  void* ptr() const { return buf.data(); }
-};
-
-Stream GpuStream() {
-  auto s = Stream::Create(Device::Cuda(0));
-  EXPECT_TRUE(s.ok()) << s.status();
-  return std::move(*s);
-}
+using namespace gpu_test;  // NOLINT: test helpers
 
 // ---------------------------------------------------------------------------------------------
 // Causal conv1d.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "kernels/gated_rmsnorm.h"
+#include "kernels/mamba2_decode_step.h"
 #include "kernels/mamba2_state_update.h"
 #include "kernels/ssd_chunk_scan.h"
 #include "layers/mixer_conv.h"
@@ -85,6 +86,96 @@ absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
   return x;
 }
 
+// Local in_proj output columns (d_mlp = 0): [z (I) | xBC (CD) | dt (H)].
+Mamba2Mixer::Columns Mamba2Mixer::columns() const {
+  Columns c;
+  c.z = 2 * plan_.local_d_mlp;
+  c.xbc = c.z + plan_.local_d_inner;
+  c.dt = c.xbc + plan_.local_conv_dim;
+  return c;
+}
+
+Mamba2StateUpdateParams Mamba2Mixer::DecodeStateParams(const char* zx, const char* xb, void* y,
+                                                       const StateTensorRef& ssm,
+                                                       const StepBatch& bt) const {
+  const int64_t R = plan_.local_in_proj_rows;
+  const int64_t I = plan_.local_d_inner;
+  const int64_t P = plan_.global.head_dim;
+  const int64_t G = plan_.local_groups;
+  const int64_t N = plan_.global.d_state;
+  const int64_t CD = plan_.local_conv_dim;
+  const int64_t es = DTypeSize(dtype_);
+  Mamba2StateUpdateParams s;
+  s.batch = bt.num_decode;
+  s.tokens_per_seq = 1;
+  s.num_heads = plan_.local_heads;
+  s.head_dim = P;
+  s.num_groups = G;
+  s.d_state = N;
+  s.first_head = plan_.groups.first_head;
+  s.heads_per_group = plan_.groups.heads_per_group;
+  s.first_group = plan_.groups.first_group;
+  s.dtype = dtype_;
+  s.x = xb;
+  s.x_batch_stride = CD;
+  s.x_token_stride = CD;
+  s.x_head_stride = P;
+  s.B = xb + I * es;
+  s.B_batch_stride = CD;
+  s.B_token_stride = CD;
+  s.B_group_stride = N;
+  s.C = xb + (I + G * N) * es;
+  s.C_batch_stride = CD;
+  s.C_token_stride = CD;
+  s.C_group_stride = N;
+  s.y = y;
+  s.y_batch_stride = I;
+  s.y_token_stride = I;
+  s.y_head_stride = P;
+  s.dt_dtype = dtype_;
+  s.dt = zx + columns().dt * es;
+  s.dt_batch_stride = R;
+  s.dt_token_stride = R;
+  s.dt_head_stride = 1;
+  s.dt_bias = static_cast<const float*>(dt_bias_.data());
+  s.dt_softplus = true;
+  s.dt_min = dt_min_;
+  s.dt_max = dt_max_;
+  s.A = static_cast<const float*>(A_.data());
+  s.D = static_cast<const float*>(D_.data());
+  s.d_per_channel = d_per_channel_;
+  s.state = ssm.base;
+  s.state_dtype = ssm.dtype;
+  s.num_blocks = ssm.num_blocks;
+  s.state_block_stride = ssm.block_stride;
+  s.state_head_stride = P * N;
+  s.state_p_stride = N;
+  s.state_block_in = bt.decode_blocks;
+  return s;
+}
+
+GatedRmsNormParams Mamba2Mixer::NormParams(const char* zx, void* y, int64_t T) const {
+  const int64_t I = plan_.local_d_inner;
+  GatedRmsNormParams n;
+  n.mode = GatedRmsNormMode::kFused;
+  n.num_tokens = T;
+  n.dim = I;
+  n.dtype = dtype_;
+  n.y = y;
+  n.y_row_stride = I;
+  n.z = zx + columns().z * DTypeSize(dtype_);
+  n.z_row_stride = plan_.local_in_proj_rows;
+  n.weight = norm_weight_.data();
+  n.weight_dtype = DType::kF32;
+  n.out = y;
+  n.out_row_stride = I;
+  n.group_size = plan_.norm.group_size;
+  n.channel_offset = plan_.inner.begin;
+  n.eps = eps_;
+  n.norm_before_gate = norm_before_gate_;
+  return n;
+}
+
 absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTensorRef& conv,
                                   const StateTensorRef& ssm, StepContext& ctx) const {
   const StepBatch& bt = ctx.batch;
@@ -98,10 +189,7 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   const int64_t CD = plan_.local_conv_dim;
   const int64_t es = DTypeSize(dtype_);
   const int64_t nd = bt.num_decode;
-  // Local in_proj output columns (d_mlp = 0): [z (I) | xBC (CD) | dt (H)].
-  const int64_t z_col = 2 * plan_.local_d_mlp;
-  const int64_t xbc_col = z_col + I;
-  const int64_t dt_col = xbc_col + CD;
+  const Columns col = columns();
 
   ASSIGN_OR_RETURN(void* zxbcdt, ctx.workspace->Get(kLayerScratch, T * R * es));
   ASSIGN_OR_RETURN(void* xbc, ctx.workspace->Get(kLayerScratch + 1, T * CD * es));
@@ -112,149 +200,95 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
 
   RETURN_IF_ERROR(
       in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_, *ctx.stream, *ctx.blas));
+  const MixerConvArgs ca{zx + col.xbc * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
 
-  MixerConvArgs ca{zx + xbc_col * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
-  RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
-
-  // Group mapping of this rank's heads.
-  const int64_t first_head = plan_.groups.first_head;
-  const int64_t hpg = plan_.groups.heads_per_group;
-  const int64_t first_group = plan_.groups.first_group;
-
-  if (nd > 0) {
-    Mamba2StateUpdateParams s;
-    s.batch = nd;
-    s.tokens_per_seq = 1;
-    s.num_heads = H;
-    s.head_dim = P;
-    s.num_groups = G;
-    s.d_state = N;
-    s.first_head = first_head;
-    s.heads_per_group = hpg;
-    s.first_group = first_group;
-    s.dtype = dtype_;
-    s.x = xb;
-    s.x_batch_stride = CD;
-    s.x_token_stride = CD;
-    s.x_head_stride = P;
-    s.B = xb + I * es;
-    s.B_batch_stride = CD;
-    s.B_token_stride = CD;
-    s.B_group_stride = N;
-    s.C = xb + (I + G * N) * es;
-    s.C_batch_stride = CD;
-    s.C_token_stride = CD;
-    s.C_group_stride = N;
-    s.y = yy;
-    s.y_batch_stride = I;
-    s.y_token_stride = I;
-    s.y_head_stride = P;
-    s.dt_dtype = dtype_;
-    s.dt = zx + dt_col * es;
-    s.dt_batch_stride = R;
-    s.dt_token_stride = R;
-    s.dt_head_stride = 1;
-    s.dt_bias = static_cast<const float*>(dt_bias_.data());
-    s.dt_softplus = true;
-    s.dt_min = dt_min_;
-    s.dt_max = dt_max_;
-    s.A = static_cast<const float*>(A_.data());
-    s.D = static_cast<const float*>(D_.data());
-    s.d_per_channel = d_per_channel_;
-    s.state = ssm.base;
-    s.state_dtype = ssm.dtype;
-    s.num_blocks = ssm.num_blocks;
-    s.state_block_stride = ssm.block_stride;
-    s.state_head_stride = P * N;
-    s.state_p_stride = N;
-    s.state_block_in = bt.decode_blocks;
-    RETURN_IF_ERROR(RunMamba2StateUpdate(s, *ctx.stream));
-  }
-  if (bt.num_prefill > 0) {
-    const int64_t tp_rows = T - nd;
-    SsdChunkScanParams s;
-    s.num_tokens = tp_rows;
-    s.num_seqs = bt.num_prefill;
-    s.num_heads = H;
-    s.head_dim = P;
-    s.num_groups = G;
-    s.d_state = N;
-    s.chunk_size = chunk_size_;
-    s.first_head = first_head;
-    s.first_group = first_group;
-    s.heads_per_group = hpg;
-    s.dtype = dtype_;
-    s.x = xb + nd * CD * es;
-    s.x_token_stride = CD;
-    s.x_head_stride = P;
-    s.dt = zx + (nd * R + dt_col) * es;
-    s.dt_token_stride = R;
-    s.dt_dtype = dtype_;
-    s.dt_bias = static_cast<const float*>(dt_bias_.data());
-    s.dt_softplus = true;
-    s.dt_min = dt_min_;
-    s.dt_max = dt_max_;
-    s.A = static_cast<const float*>(A_.data());
-    s.B = xb + (nd * CD + I) * es;
-    s.B_token_stride = CD;
-    s.B_group_stride = N;
-    s.C = xb + (nd * CD + I + G * N) * es;
-    s.C_token_stride = CD;
-    s.C_group_stride = N;
-    s.D = static_cast<const float*>(D_.data());
-    s.D_per_channel = d_per_channel_;
-    s.y = yy + nd * I * es;
-    s.y_token_stride = I;
-    s.y_head_stride = P;
-    s.cu_seqlens = bt.prefill_cu_seqlens;
-    s.state = ssm.base;
-    s.state_dtype = ssm.dtype;
-    s.num_blocks = ssm.num_blocks;
-    s.state_block_stride = ssm.block_stride;
-    s.state_head_stride = P * N;
-    s.initial_state_block = bt.prefill_initial_blocks;
-    s.final_state_block = bt.prefill_final_blocks;
-    if (bt.boundary_block_size > 0) {
-      s.block_size = bt.boundary_block_size;
-      s.prefix_offset = bt.prefix_offsets32;
-      s.boundary_state_blocks = bt.ssd_boundary_blocks;
-      s.boundary_state_offsets = bt.ssd_boundary_offsets;
+  if (nd == T && bt.boundary_windows.empty() && !plan_.norm.needs_cross_rank_sum) {
+    // A step of decodes only: conv, state update and norm as one op (one kernel on the GPU).
+    Mamba2DecodeStepParams d;
+    d.conv = MixerConvDecodeParams(ca, conv, ctx);
+    d.ssm = DecodeStateParams(zx, xb, yy, ssm, bt);
+    d.norm = NormParams(zx, yy, T);
+    if (ctx.stream->is_cuda()) {
+      ASSIGN_OR_RETURN(void* arrivals, ctx.workspace->GetZeroed(kSlotArrivals, nd * 4));
+      ASSIGN_OR_RETURN(void* partials, ctx.workspace->Get(
+                                           kLayerScratch + 3, nd * Mamba2DecodeStepPartials(d.ssm) * 4));
+      d.arrivals = static_cast<int32_t*>(arrivals);
+      d.partial_sums = static_cast<float*>(partials);
     }
-    RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
-  }
-
-  // Gated RMSNorm per original group, in place on y.
-  GatedRmsNormParams n;
-  n.num_tokens = T;
-  n.dim = I;
-  n.dtype = dtype_;
-  n.y = y;
-  n.y_row_stride = I;
-  n.z = zx + z_col * es;
-  n.z_row_stride = R;
-  n.weight = norm_weight_.data();
-  n.weight_dtype = DType::kF32;
-  n.out = y;
-  n.out_row_stride = I;
-  n.group_size = plan_.norm.group_size;
-  n.channel_offset = plan_.inner.begin;
-  n.eps = eps_;
-  n.norm_before_gate = norm_before_gate_;
-  if (!plan_.norm.needs_cross_rank_sum) {
-    n.mode = GatedRmsNormMode::kFused;
-    RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+    RETURN_IF_ERROR(RunMamba2DecodeStep(d, *ctx.stream));
   } else {
-    const int64_t G_all = plan_.norm.num_groups;
-    ASSIGN_OR_RETURN(void* sums, ctx.workspace->Get(kLayerScratch + 3, T * G_all * 4));
-    RETURN_IF_ERROR(ZeroBytes(sums, ctx.workspace->device(), T * G_all * 4, ctx.stream));
-    n.sums = static_cast<float*>(sums);
-    n.sums_row_stride = G_all;
-    n.sums_group_offset = 0;
-    n.mode = GatedRmsNormMode::kPartialSums;
-    RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
-    RETURN_IF_ERROR(ctx.comm->AllReduceSum(sums, T * G_all, DType::kF32, *ctx.stream));
-    n.mode = GatedRmsNormMode::kApply;
-    RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+    RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
+    if (nd > 0) RETURN_IF_ERROR(RunMamba2StateUpdate(DecodeStateParams(zx, xb, yy, ssm, bt), *ctx.stream));
+    if (bt.num_prefill > 0) {
+      const int64_t tp_rows = T - nd;
+      SsdChunkScanParams s;
+      s.num_tokens = tp_rows;
+      s.num_seqs = bt.num_prefill;
+      s.num_heads = H;
+      s.head_dim = P;
+      s.num_groups = G;
+      s.d_state = N;
+      s.chunk_size = chunk_size_;
+      s.first_head = plan_.groups.first_head;
+      s.first_group = plan_.groups.first_group;
+      s.heads_per_group = plan_.groups.heads_per_group;
+      s.dtype = dtype_;
+      s.x = xb + nd * CD * es;
+      s.x_token_stride = CD;
+      s.x_head_stride = P;
+      s.dt = zx + (nd * R + col.dt) * es;
+      s.dt_token_stride = R;
+      s.dt_dtype = dtype_;
+      s.dt_bias = static_cast<const float*>(dt_bias_.data());
+      s.dt_softplus = true;
+      s.dt_min = dt_min_;
+      s.dt_max = dt_max_;
+      s.A = static_cast<const float*>(A_.data());
+      s.B = xb + (nd * CD + I) * es;
+      s.B_token_stride = CD;
+      s.B_group_stride = N;
+      s.C = xb + (nd * CD + I + G * N) * es;
+      s.C_token_stride = CD;
+      s.C_group_stride = N;
+      s.D = static_cast<const float*>(D_.data());
+      s.D_per_channel = d_per_channel_;
+      s.y = yy + nd * I * es;
+      s.y_token_stride = I;
+      s.y_head_stride = P;
+      s.cu_seqlens = bt.prefill_cu_seqlens;
+      s.state = ssm.base;
+      s.state_dtype = ssm.dtype;
+      s.num_blocks = ssm.num_blocks;
+      s.state_block_stride = ssm.block_stride;
+      s.state_head_stride = P * N;
+      s.initial_state_block = bt.prefill_initial_blocks;
+      s.final_state_block = bt.prefill_final_blocks;
+      if (bt.boundary_block_size > 0) {
+        s.block_size = bt.boundary_block_size;
+        s.prefix_offset = bt.prefix_offsets32;
+        s.boundary_state_blocks = bt.ssd_boundary_blocks;
+        s.boundary_state_offsets = bt.ssd_boundary_offsets;
+      }
+      RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
+    }
+
+    // Gated RMSNorm per original group, in place on y.
+    GatedRmsNormParams n = NormParams(zx, yy, T);
+    if (!plan_.norm.needs_cross_rank_sum) {
+      RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+    } else {
+      const int64_t G_all = plan_.norm.num_groups;
+      ASSIGN_OR_RETURN(void* sums, ctx.workspace->Get(kLayerScratch + 3, T * G_all * 4));
+      RETURN_IF_ERROR(ZeroBytes(sums, ctx.workspace->device(), T * G_all * 4, ctx.stream));
+      n.sums = static_cast<float*>(sums);
+      n.sums_row_stride = G_all;
+      n.sums_group_offset = 0;
+      n.mode = GatedRmsNormMode::kPartialSums;
+      RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+      RETURN_IF_ERROR(ctx.comm->AllReduceSum(sums, T * G_all, DType::kF32, *ctx.stream));
+      n.mode = GatedRmsNormMode::kApply;
+      RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+    }
   }
 
   RETURN_IF_ERROR(

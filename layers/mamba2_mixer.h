@@ -10,6 +10,8 @@
 #include "absl/status/statusor.h"
 #include "configs/mambaserve_config.pb.h"
 #include "core/buffer.h"
+#include "kernels/gated_rmsnorm.h"
+#include "kernels/mamba2_state_update.h"
 #include "layers/linear.h"
 #include "layers/step_context.h"
 #include "layers/weight_source.h"
@@ -33,6 +35,16 @@ class Mamba2Mixer {
   const Mamba2ShardPlan& plan() const { return plan_; }
 
  private:
+  struct Columns {  // of the local in_proj output row
+    int64_t z, xbc, dt;
+  };
+  Columns columns() const;
+  // The decode rows' state update (reading the conv output xb, writing y) and the fused-mode
+  // gated norm of y over T rows.
+  Mamba2StateUpdateParams DecodeStateParams(const char* zx, const char* xb, void* y,
+                                            const StateTensorRef& ssm, const StepBatch& bt) const;
+  GatedRmsNormParams NormParams(const char* zx, void* y, int64_t T) const;
+
   Mamba2ShardPlan plan_;
   DType dtype_ = DType::kF32;
   int64_t d_conv_ = 4;

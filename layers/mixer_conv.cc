@@ -42,13 +42,7 @@ absl::Status CaptureBoundaryWindows(const MixerConvArgs& a, const StateTensorRef
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx) {
-  RETURN_IF_ERROR(CaptureBoundaryWindows(a, conv, ctx));
-  const StepBatch& bt = ctx.batch;
-  const int64_t es = DTypeSize(a.dtype);
-  const int64_t nd = bt.num_decode;
+ConvWeights MixerConvWeights(const MixerConvArgs& a) {
   ConvWeights cw;
   cw.dim = a.dim;
   cw.width = a.width;
@@ -56,6 +50,11 @@ absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, St
   cw.weight_dtype = a.dtype;
   cw.bias = a.bias->data();
   cw.silu = true;
+  return cw;
+}
+
+ConvStatePool MixerConvPool(const MixerConvArgs& a, const StateTensorRef& conv,
+                            const StepContext& ctx) {
   ConvStatePool cp;
   cp.conv_state = conv.base;
   cp.state_dtype = conv.dtype;
@@ -67,26 +66,39 @@ absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, St
   cp.state_block_stride = conv.block_stride;
   // SD: (state_len, dim) rows; DS: (dim, state_len), one channel's window contiguous.
   cp.state_stride = ds ? cp.state_len : a.dim;
-  if (nd > 0) {
-    CausalConv1dUpdateParams u;
-    u.w = cw;
-    u.pool = cp;
-    u.num_seqs = nd;
-    u.tokens_per_seq = 1;
-    u.x = a.x;
-    u.x_seq_stride = a.x_row_stride;
-    u.x_token_stride = a.x_row_stride;
-    u.dtype = a.dtype;
-    u.out = a.out;
-    u.out_seq_stride = a.dim;
-    u.out_token_stride = a.dim;
-    u.state_block = bt.decode_blocks;
-    RETURN_IF_ERROR(RunCausalConv1dUpdate(u, *ctx.stream));
-  }
+  return cp;
+}
+
+}  // namespace
+
+CausalConv1dUpdateParams MixerConvDecodeParams(const MixerConvArgs& a, const StateTensorRef& conv,
+                                               const StepContext& ctx) {
+  CausalConv1dUpdateParams u;
+  u.w = MixerConvWeights(a);
+  u.pool = MixerConvPool(a, conv, ctx);
+  u.num_seqs = ctx.batch.num_decode;
+  u.tokens_per_seq = 1;
+  u.x = a.x;
+  u.x_seq_stride = a.x_row_stride;
+  u.x_token_stride = a.x_row_stride;
+  u.dtype = a.dtype;
+  u.out = a.out;
+  u.out_seq_stride = a.dim;
+  u.out_token_stride = a.dim;
+  u.state_block = ctx.batch.decode_blocks;
+  return u;
+}
+
+absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx) {
+  RETURN_IF_ERROR(CaptureBoundaryWindows(a, conv, ctx));
+  const StepBatch& bt = ctx.batch;
+  const int64_t es = DTypeSize(a.dtype);
+  const int64_t nd = bt.num_decode;
+  if (nd > 0) RETURN_IF_ERROR(RunCausalConv1dUpdate(MixerConvDecodeParams(a, conv, ctx), *ctx.stream));
   if (bt.num_prefill > 0) {
     CausalConv1dParams c;
-    c.w = cw;
-    c.pool = cp;
+    c.w = MixerConvWeights(a);
+    c.pool = MixerConvPool(a, conv, ctx);
     c.num_tokens = bt.num_tokens - nd;
     c.num_seqs = bt.num_prefill;
     c.x = static_cast<const char*>(a.x) + nd * a.x_row_stride * es;
