@@ -86,7 +86,7 @@ absl::Status RunCausalConv1d(const CausalConv1dParams& p, const Stream& stream) 
 #endif
 }
 
-absl::Status ValidateCausalConv1dUpdate(const CausalConv1dUpdateParams& p) {
+absl::Status RunCausalConv1dUpdate(const CausalConv1dUpdateParams& p, const Stream& stream) {
   RETURN_IF_ERROR(ValidateWeights(p.w));
   RETURN_IF_ERROR(ValidatePool(p.pool, p.w, p.dtype));
   MS_CHECK_ARG(p.num_seqs >= 0, "causal_conv1d_update: num_seqs < 0");
@@ -101,12 +101,6 @@ absl::Status ValidateCausalConv1dUpdate(const CausalConv1dUpdateParams& p) {
   if (p.num_seqs == 0) return absl::OkStatus();
   MS_CHECK_ARG(p.x != nullptr && p.out != nullptr, "causal_conv1d_update: x or out is null");
   MS_CHECK_ARG(p.state_block != nullptr, "causal_conv1d_update: state_block is null");
-  return absl::OkStatus();
-}
-
-absl::Status RunCausalConv1dUpdate(const CausalConv1dUpdateParams& p, const Stream& stream) {
-  RETURN_IF_ERROR(ValidateCausalConv1dUpdate(p));
-  if (p.num_seqs == 0) return absl::OkStatus();
   if (!stream.is_cuda()) {
     RETURN_IF_ERROR(CheckBlocksHost(p.state_block, p.num_seqs, p.pool.num_blocks, "state_block"));
     return RunCausalConv1dUpdateCpu(p);

@@ -131,9 +131,6 @@ struct CausalConv1dUpdateParams {
 absl::Status RunCausalConv1d(const CausalConv1dParams& p, const Stream& stream);
 absl::Status RunCausalConv1dUpdate(const CausalConv1dUpdateParams& p, const Stream& stream);
 
-// The argument checks of RunCausalConv1dUpdate that need no access to the block indices.
-absl::Status ValidateCausalConv1dUpdate(const CausalConv1dUpdateParams& p);
-
 // Implementations (called by the dispatchers after validation).
 absl::Status RunCausalConv1dCpu(const CausalConv1dParams& p);
 absl::Status RunCausalConv1dUpdateCpu(const CausalConv1dUpdateParams& p);

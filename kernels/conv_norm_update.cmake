@@ -28,19 +28,3 @@ if(MAMBASERVE_BUILD_TESTS)
     SOURCES ${CMAKE_CURRENT_LIST_DIR}/conv_norm_update_gpu_test.cc
     DEPS ms_kernels_conv_norm_update)
 endif()
-
-# One Mamba-2 decode step (conv update + state update + gated norm), fused on the GPU.
-mambaserve_library(ms_kernels_mamba2_decode_step
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/mamba2_decode_step.cc
-  CUDA_SOURCES ${CMAKE_CURRENT_LIST_DIR}/mamba2_decode_step.cu
-  DEPS ms_kernels_conv_norm_update)
-target_link_libraries(ms_kernels INTERFACE ms_kernels_mamba2_decode_step)
-
-if(MAMBASERVE_BUILD_TESTS)
-  mambaserve_cc_test(mamba2_decode_step_test
-    SOURCES ${CMAKE_CURRENT_LIST_DIR}/mamba2_decode_step_test.cc
-    DEPS ms_kernels_mamba2_decode_step)
-  mambaserve_cc_test(mamba2_decode_step_gpu_test
-    SOURCES ${CMAKE_CURRENT_LIST_DIR}/mamba2_decode_step_gpu_test.cc
-    DEPS ms_kernels_mamba2_decode_step)
-endif()

@@ -6,7 +6,7 @@
 
 namespace mambaserve {
 
-absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p) {
+absl::Status RunGatedRmsNorm(const GatedRmsNormParams& p, const Stream& stream) {
   MS_CHECK_ARG(p.num_tokens >= 0, "gated_rmsnorm: num_tokens < 0");
   MS_CHECK_ARG(p.dim > 0, "gated_rmsnorm: dim must be > 0, got ", p.dim);
   MS_CHECK_ARG(p.group_size > 0, "gated_rmsnorm: group_size must be > 0, got ", p.group_size);
@@ -42,12 +42,6 @@ absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p) {
     MS_CHECK_ARG(p.out_row_stride >= p.dim || p.num_tokens == 1,
                  "gated_rmsnorm: out_row_stride < dim");
   }
-  return absl::OkStatus();
-}
-
-absl::Status RunGatedRmsNorm(const GatedRmsNormParams& p, const Stream& stream) {
-  RETURN_IF_ERROR(ValidateGatedRmsNorm(p));
-  if (p.num_tokens == 0) return absl::OkStatus();
   if (!stream.is_cuda()) return RunGatedRmsNormCpu(p);
 #if MAMBASERVE_HAS_CUDA
   return RunGatedRmsNormCuda(p, stream);

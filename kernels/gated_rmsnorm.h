@@ -63,8 +63,6 @@ struct GatedRmsNormParams {
 };
 
 absl::Status RunGatedRmsNorm(const GatedRmsNormParams& p, const Stream& stream);
-// The argument checks of RunGatedRmsNorm.
-absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p);
 
 absl::Status RunGatedRmsNormCpu(const GatedRmsNormParams& p);
 #if MAMBASERVE_HAS_CUDA

@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "kernels/gated_rmsnorm.h"
-#include "kernels/mamba2_decode_step.h"
 #include "kernels/mamba2_state_update.h"
 #include "kernels/ssd_chunk_scan.h"
 #include "layers/mixer_conv.h"
@@ -202,93 +201,78 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
       in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_, *ctx.stream, *ctx.blas));
   const MixerConvArgs ca{zx + col.xbc * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
 
-  if (nd == T && bt.boundary_windows.empty() && !plan_.norm.needs_cross_rank_sum) {
-    // A step of decodes only: conv, state update and norm as one op (one kernel on the GPU).
-    Mamba2DecodeStepParams d;
-    d.conv = MixerConvDecodeParams(ca, conv, ctx);
-    d.ssm = DecodeStateParams(zx, xb, yy, ssm, bt);
-    d.norm = NormParams(zx, yy, T);
-    if (ctx.stream->is_cuda()) {
-      ASSIGN_OR_RETURN(void* arrivals, ctx.workspace->GetZeroed(kSlotArrivals, nd * 4));
-      ASSIGN_OR_RETURN(void* partials, ctx.workspace->Get(
-                                           kLayerScratch + 3, nd * Mamba2DecodeStepPartials(d.ssm) * 4));
-      d.arrivals = static_cast<int32_t*>(arrivals);
-      d.partial_sums = static_cast<float*>(partials);
+  RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
+  if (nd > 0)
+    RETURN_IF_ERROR(RunMamba2StateUpdate(DecodeStateParams(zx, xb, yy, ssm, bt), *ctx.stream));
+  if (bt.num_prefill > 0) {
+    const int64_t tp_rows = T - nd;
+    SsdChunkScanParams s;
+    s.num_tokens = tp_rows;
+    s.num_seqs = bt.num_prefill;
+    s.num_heads = H;
+    s.head_dim = P;
+    s.num_groups = G;
+    s.d_state = N;
+    s.chunk_size = chunk_size_;
+    s.first_head = plan_.groups.first_head;
+    s.first_group = plan_.groups.first_group;
+    s.heads_per_group = plan_.groups.heads_per_group;
+    s.dtype = dtype_;
+    s.x = xb + nd * CD * es;
+    s.x_token_stride = CD;
+    s.x_head_stride = P;
+    s.dt = zx + (nd * R + col.dt) * es;
+    s.dt_token_stride = R;
+    s.dt_dtype = dtype_;
+    s.dt_bias = static_cast<const float*>(dt_bias_.data());
+    s.dt_softplus = true;
+    s.dt_min = dt_min_;
+    s.dt_max = dt_max_;
+    s.A = static_cast<const float*>(A_.data());
+    s.B = xb + (nd * CD + I) * es;
+    s.B_token_stride = CD;
+    s.B_group_stride = N;
+    s.C = xb + (nd * CD + I + G * N) * es;
+    s.C_token_stride = CD;
+    s.C_group_stride = N;
+    s.D = static_cast<const float*>(D_.data());
+    s.D_per_channel = d_per_channel_;
+    s.y = yy + nd * I * es;
+    s.y_token_stride = I;
+    s.y_head_stride = P;
+    s.cu_seqlens = bt.prefill_cu_seqlens;
+    s.state = ssm.base;
+    s.state_dtype = ssm.dtype;
+    s.num_blocks = ssm.num_blocks;
+    s.state_block_stride = ssm.block_stride;
+    s.state_head_stride = P * N;
+    s.initial_state_block = bt.prefill_initial_blocks;
+    s.final_state_block = bt.prefill_final_blocks;
+    if (bt.boundary_block_size > 0) {
+      s.block_size = bt.boundary_block_size;
+      s.prefix_offset = bt.prefix_offsets32;
+      s.boundary_state_blocks = bt.ssd_boundary_blocks;
+      s.boundary_state_offsets = bt.ssd_boundary_offsets;
     }
-    RETURN_IF_ERROR(RunMamba2DecodeStep(d, *ctx.stream));
-  } else {
-    RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
-    if (nd > 0) RETURN_IF_ERROR(RunMamba2StateUpdate(DecodeStateParams(zx, xb, yy, ssm, bt), *ctx.stream));
-    if (bt.num_prefill > 0) {
-      const int64_t tp_rows = T - nd;
-      SsdChunkScanParams s;
-      s.num_tokens = tp_rows;
-      s.num_seqs = bt.num_prefill;
-      s.num_heads = H;
-      s.head_dim = P;
-      s.num_groups = G;
-      s.d_state = N;
-      s.chunk_size = chunk_size_;
-      s.first_head = plan_.groups.first_head;
-      s.first_group = plan_.groups.first_group;
-      s.heads_per_group = plan_.groups.heads_per_group;
-      s.dtype = dtype_;
-      s.x = xb + nd * CD * es;
-      s.x_token_stride = CD;
-      s.x_head_stride = P;
-      s.dt = zx + (nd * R + col.dt) * es;
-      s.dt_token_stride = R;
-      s.dt_dtype = dtype_;
-      s.dt_bias = static_cast<const float*>(dt_bias_.data());
-      s.dt_softplus = true;
-      s.dt_min = dt_min_;
-      s.dt_max = dt_max_;
-      s.A = static_cast<const float*>(A_.data());
-      s.B = xb + (nd * CD + I) * es;
-      s.B_token_stride = CD;
-      s.B_group_stride = N;
-      s.C = xb + (nd * CD + I + G * N) * es;
-      s.C_token_stride = CD;
-      s.C_group_stride = N;
-      s.D = static_cast<const float*>(D_.data());
-      s.D_per_channel = d_per_channel_;
-      s.y = yy + nd * I * es;
-      s.y_token_stride = I;
-      s.y_head_stride = P;
-      s.cu_seqlens = bt.prefill_cu_seqlens;
-      s.state = ssm.base;
-      s.state_dtype = ssm.dtype;
-      s.num_blocks = ssm.num_blocks;
-      s.state_block_stride = ssm.block_stride;
-      s.state_head_stride = P * N;
-      s.initial_state_block = bt.prefill_initial_blocks;
-      s.final_state_block = bt.prefill_final_blocks;
-      if (bt.boundary_block_size > 0) {
-        s.block_size = bt.boundary_block_size;
-        s.prefix_offset = bt.prefix_offsets32;
-        s.boundary_state_blocks = bt.ssd_boundary_blocks;
-        s.boundary_state_offsets = bt.ssd_boundary_offsets;
-      }
-      RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
-    }
+    RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
+  }
 
-    // Gated RMSNorm per original group, in place on y.
-    GatedRmsNormParams n = NormParams(zx, yy, T);
-    if (!plan_.norm.needs_cross_rank_sum) {
-      RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
-    } else {
-      const int64_t G_all = plan_.norm.num_groups;
-      ASSIGN_OR_RETURN(void* sums, ctx.workspace->Get(kLayerScratch + 3, T * G_all * 4));
-      RETURN_IF_ERROR(ZeroBytes(sums, ctx.workspace->device(), T * G_all * 4, ctx.stream));
-      n.sums = static_cast<float*>(sums);
-      n.sums_row_stride = G_all;
-      n.sums_group_offset = 0;
-      n.mode = GatedRmsNormMode::kPartialSums;
-      RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
-      RETURN_IF_ERROR(ctx.comm->AllReduceSum(sums, T * G_all, DType::kF32, *ctx.stream));
-      n.mode = GatedRmsNormMode::kApply;
-      RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
-    }
+  // Gated RMSNorm per original group, in place on y.
+  GatedRmsNormParams n = NormParams(zx, yy, T);
+  if (!plan_.norm.needs_cross_rank_sum) {
+    RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+  } else {
+    const int64_t G_all = plan_.norm.num_groups;
+    ASSIGN_OR_RETURN(void* sums, ctx.workspace->Get(kLayerScratch + 3, T * G_all * 4));
+    RETURN_IF_ERROR(ZeroBytes(sums, ctx.workspace->device(), T * G_all * 4, ctx.stream));
+    n.sums = static_cast<float*>(sums);
+    n.sums_row_stride = G_all;
+    n.sums_group_offset = 0;
+    n.mode = GatedRmsNormMode::kPartialSums;
+    RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
+    RETURN_IF_ERROR(ctx.comm->AllReduceSum(sums, T * G_all, DType::kF32, *ctx.stream));
+    n.mode = GatedRmsNormMode::kApply;
+    RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
   }
 
   RETURN_IF_ERROR(

@@ -69,8 +69,7 @@ ConvStatePool MixerConvPool(const MixerConvArgs& a, const StateTensorRef& conv,
   return cp;
 }
 
-}  // namespace
-
+// The conv update of the step's decode rows.
 CausalConv1dUpdateParams MixerConvDecodeParams(const MixerConvArgs& a, const StateTensorRef& conv,
                                                const StepContext& ctx) {
   CausalConv1dUpdateParams u;
@@ -89,12 +88,15 @@ CausalConv1dUpdateParams MixerConvDecodeParams(const MixerConvArgs& a, const Sta
   return u;
 }
 
+}  // namespace
+
 absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx) {
   RETURN_IF_ERROR(CaptureBoundaryWindows(a, conv, ctx));
   const StepBatch& bt = ctx.batch;
   const int64_t es = DTypeSize(a.dtype);
   const int64_t nd = bt.num_decode;
-  if (nd > 0) RETURN_IF_ERROR(RunCausalConv1dUpdate(MixerConvDecodeParams(a, conv, ctx), *ctx.stream));
+  if (nd > 0)
+    RETURN_IF_ERROR(RunCausalConv1dUpdate(MixerConvDecodeParams(a, conv, ctx), *ctx.stream));
   if (bt.num_prefill > 0) {
     CausalConv1dParams c;
     c.w = MixerConvWeights(a);

@@ -8,7 +8,6 @@
 
 #include "absl/status/status.h"
 #include "core/buffer.h"
-#include "kernels/causal_conv1d.h"
 #include "layers/step_context.h"
 #include "state_manager/state_pool.h"
 
@@ -29,10 +28,6 @@ struct MixerConvArgs {
 // window at every block boundary of the prefills into the boundary's block (read before the
 // conv updates the sequences' initial blocks in place).
 absl::Status RunMixerConv(const MixerConvArgs& a, const StateTensorRef& conv, StepContext& ctx);
-
-// The conv update of the step's decode rows (what RunMixerConv runs for them).
-CausalConv1dUpdateParams MixerConvDecodeParams(const MixerConvArgs& a, const StateTensorRef& conv,
-                                               const StepContext& ctx);
 
 }  // namespace mambaserve
 

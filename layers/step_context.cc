@@ -5,16 +5,6 @@
 
 namespace mambaserve {
 
-absl::StatusOr<void*> Workspace::GetZeroed(int slot, int64_t bytes) {
-  const bool grows = slot >= static_cast<int>(slots_.size()) ||
-                     slots_[static_cast<size_t>(slot)].nbytes() < bytes;
-  ASSIGN_OR_RETURN(void* p, Get(slot, bytes));
-  if (grows) {
-    RETURN_IF_ERROR(ZeroBytes(p, device_, slots_[static_cast<size_t>(slot)].nbytes()));
-  }
-  return p;
-}
-
 absl::StatusOr<void*> Workspace::Get(int slot, int64_t bytes) {
   if (slot >= static_cast<int>(slots_.size())) slots_.resize(static_cast<size_t>(slot) + 1);
   Buffer& b = slots_[static_cast<size_t>(slot)];

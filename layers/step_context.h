@@ -20,9 +20,6 @@ class Workspace {
  public:
   explicit Workspace(Device device) : device_(device) {}
   absl::StatusOr<void*> Get(int slot, int64_t bytes);
-  // Like Get, for counters a kernel leaves zero after every use: the memory is zero-filled
-  // whenever it is (re)allocated. A slot is used either through Get or through GetZeroed.
-  absl::StatusOr<void*> GetZeroed(int slot, int64_t bytes);
   Device device() const { return device_; }
   // A frozen workspace refuses to grow (its buffers are baked into captured CUDA graphs).
   void set_frozen(bool frozen) { frozen_ = frozen; }
@@ -42,7 +39,6 @@ enum WorkspaceSlot : int {
   kSlotSelected,
   kSlotLogits,
   kSlotGathered,
-  kSlotArrivals,  // counters the kernels leave zero (GetZeroed), shared by all layers
   kLayerScratch,
 };
 

@@ -51,8 +51,7 @@ for WHAT in "${@:-all}"; do
     # MPI tests (they need mpiexec) run under mpi 1; the others directly.
     mpi_tests="golden_test tp_model_test engine_prefix_test prefix_logits_test"
     for t in ${TESTS:-core_test model_ops_test linear_test step_indices_test
-             conv_norm_update_gpu_test mamba2_decode_step_gpu_test ssd_gpu_test mamba1_gpu_test
-             state_manager_gpu_test
+             conv_norm_update_gpu_test ssd_gpu_test mamba1_gpu_test state_manager_gpu_test
              decode_graph_test $mpi_tests}; do
       have "$t" || continue
       if [[ " $mpi_tests " == *" $t "* ]]; then
