@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
@@ -61,6 +62,97 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormRegKernel(AddRmsNor
   }
 }
 
+// 8 consecutive values as floats, with 16-byte accesses (two for fp32).
+__device__ __forceinline__ void Load8(const float* p, float (&v)[8]) {
+  const float4 a = *reinterpret_cast<const float4*>(p);
+  const float4 b = *reinterpret_cast<const float4*>(p + 4);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void Load8(const __nv_bfloat16* p, float (&v)[8]) {
+  const uint4 q = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&q);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    v[2 * i] = f.x, v[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void Store8(float* p, const float (&v)[8]) {
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  *reinterpret_cast<float4*>(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void Store8(__nv_bfloat16* p, const float (&v)[8]) {
+  uint4 q;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&q);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = q;
+}
+__device__ __forceinline__ float RoundAs(float, float v) { return v; }
+__device__ __forceinline__ float RoundAs(__nv_bfloat16, float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+// The decode-size row (dim a multiple of 256 up to 8192, 16-byte aligned, fp32 weight): each thread
+// loads 8 values of x, the residual and the weight with 16-byte loads, once; compile-time
+// dtypes keep the loads free of per-element dtype branches. At batch 1 this is one block, so
+// its latency is the whole kernel (bench/RESULTS.md, decode step).
+template <typename XT, typename RT, typename OT>
+__global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormVec8Kernel(AddRmsNormParams p) {
+  const int64_t off = static_cast<int64_t>(blockIdx.x) * p.dim + threadIdx.x * 8;
+  float x[8], r[8], w[8];
+  Load8(static_cast<const XT*>(p.x) + off, x);
+  if (p.add_residual) {
+    Load8(static_cast<const RT*>(p.residual) + off, r);
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) r[k] = 0.f;
+  }
+  Load8(static_cast<const float*>(p.weight) + threadIdx.x * 8, w);
+  float sumsq = 0.f;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    x[k] = RoundAs(RT{}, x[k] + r[k]);
+    sumsq += x[k] * x[k];
+  }
+  Store8(static_cast<RT*>(p.residual) + off, x);
+  __shared__ float warp_sums[kNormMaxThreads / 32];
+  __shared__ float inv;
+  for (int o = 16; o > 0; o /= 2) sumsq += __shfl_xor_sync(0xffffffffu, sumsq, o);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sumsq;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float s = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) inv = rsqrtf(s / static_cast<float>(p.dim) + p.eps);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < 8; ++k) x[k] = x[k] * inv * w[k];
+  Store8(static_cast<OT*>(p.out) + off, x);
+}
+
+template <typename XT, typename RT>
+void LaunchVec8(const AddRmsNormParams& p, cudaStream_t st) {
+  const unsigned threads = static_cast<unsigned>(p.dim / 8);
+  if (p.out_dtype == DType::kF32) {
+    AddRmsNormVec8Kernel<XT, RT, float><<<static_cast<unsigned>(p.num_tokens), threads, 0, st>>>(p);
+  } else {
+    AddRmsNormVec8Kernel<XT, RT, __nv_bfloat16>
+        <<<static_cast<unsigned>(p.num_tokens), threads, 0, st>>>(p);
+  }
+}
+
+bool Vec8Fits(const AddRmsNormParams& p) {
+  auto f32_or_bf16 = [](DType t) { return t == DType::kF32 || t == DType::kBF16; };
+  auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  // Whole warps of 8-value threads: dim a multiple of 256.
+  return p.dim % 256 == 0 && p.dim / 8 <= kNormMaxThreads && f32_or_bf16(p.x_dtype) &&
+         f32_or_bf16(p.residual_dtype) && f32_or_bf16(p.out_dtype) &&
+         p.weight_dtype == DType::kF32 && aligned(p.x) && aligned(p.residual) &&
+         aligned(p.weight) && aligned(p.out);
+}
+
 // One block per token row; the row is walked twice (residual add + sum of squares, then scale).
 __global__ void AddRmsNormKernel(AddRmsNormParams p) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * p.dim;
@@ -112,6 +204,15 @@ __global__ void CopyRowsKernel(CopyRowsParams p) {
 
 absl::Status RunAddRmsNormCuda(const AddRmsNormParams& p, const Stream& stream) {
   auto st = static_cast<cudaStream_t>(stream.handle());
+  if (Vec8Fits(p)) {
+    const bool xf = p.x_dtype == DType::kF32, rf = p.residual_dtype == DType::kF32;
+    if (xf && rf) LaunchVec8<float, float>(p, st);
+    if (xf && !rf) LaunchVec8<float, __nv_bfloat16>(p, st);
+    if (!xf && rf) LaunchVec8<__nv_bfloat16, float>(p, st);
+    if (!xf && !rf) LaunchVec8<__nv_bfloat16, __nv_bfloat16>(p, st);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+    return absl::OkStatus();
+  }
   if (p.dim <= int64_t{kNormPer} * kNormMaxThreads) {
     const int64_t per_thread = (p.dim + kNormPer - 1) / kNormPer;
     const int threads = static_cast<int>(std::max<int64_t>(32, (per_thread + 31) / 32 * 32));

@@ -82,54 +82,67 @@ TEST(CopyRows, GatherAndConvert) {
 }
 
 // CUDA against CPU on the same inputs; skipped where there is no GPU.
-// AddRmsNorm on the GPU equals the CPU version: the register-cached kernel (rows up to 8192,
-// odd sizes included) and the generic one above it, residual in f32 or bf16, with and without
-// the residual add; the updated residual is compared too.
+// AddRmsNorm on the GPU equals the CPU version: the 16-byte vector kernel (dims a multiple of
+// 256), the register-cached one (rows up to 8192, odd sizes included) and the generic one above
+// it; x and out in f32 or bf16, residual in f32 or bf16, with and without the residual add; the
+// updated residual is compared too.
 TEST(ModelOpsGpu, AddRmsNormMatchesCpu) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
   auto stream = Stream::Create(Device::Cuda(0));
   ASSERT_TRUE(stream.ok());
   Rng rng(12);
-  for (int64_t D : {300, 2560, 8192, 9000}) {
-    for (DType rd : {DType::kF32, DType::kBF16}) {
-      for (bool add : {true, false}) {
-        const int64_t T = 5;
-        const int64_t rs = DTypeSize(rd);
-        auto x = rng.NormalVector(T * D), resf = rng.NormalVector(T * D),
-             w = rng.UniformVector(D, 0.5, 1.5);
-        std::vector<uint8_t> res(static_cast<size_t>(T * D * rs));
-        for (int64_t i = 0; i < T * D; ++i) StoreFromFloat(res.data(), rd, i, resf[i]);
-        auto up = [&](const void* h, int64_t bytes) {
-          auto b = Buffer::Allocate(Device::Cuda(0), bytes);
-          EXPECT_TRUE(b.ok());
-          EXPECT_TRUE(CopyBytes(b->data(), b->device(), h, Device::Cpu(), bytes).ok());
-          return std::move(*b);
-        };
-        Buffer dx = up(x.data(), T * D * 4), dres = up(res.data(), T * D * rs),
-               dw = up(w.data(), D * 4);
-        auto dout = Buffer::Allocate(Device::Cuda(0), T * D * 2);
-        ASSERT_TRUE(dout.ok());
-        AddRmsNormParams gp{T,   D,         dx.data(),   DType::kF32,  dres.data(),  rd,
-                            add, dw.data(), DType::kF32, dout->data(), DType::kBF16, 1e-5f};
-        ASSERT_TRUE(RunAddRmsNorm(gp, *stream).ok());
-        ASSERT_TRUE(stream->Synchronize().ok());
-        std::vector<bf16> gout(T * D), cout(T * D);
-        std::vector<uint8_t> gres(res.size());
-        ASSERT_TRUE(
-            CopyBytes(gout.data(), Device::Cpu(), dout->data(), dout->device(), T * D * 2).ok());
-        ASSERT_TRUE(
-            CopyBytes(gres.data(), Device::Cpu(), dres.data(), dres.device(), T * D * rs).ok());
-        std::vector<uint8_t> cres = res;
-        AddRmsNormParams cp{T,   D,        x.data(),    DType::kF32, cres.data(),  rd,
-                            add, w.data(), DType::kF32, cout.data(), DType::kBF16, 1e-5f};
-        ASSERT_TRUE(RunAddRmsNorm(cp, Stream()).ok());
-        for (int64_t i = 0; i < T * D; ++i) {
-          // The residual is an exact add (and rounding): identical bits.
-          ASSERT_EQ(LoadAsFloat(gres.data(), rd, i), LoadAsFloat(cres.data(), rd, i))
-              << "D=" << D << " residual " << DTypeName(rd) << " add=" << add << " at " << i;
-          // bf16 outputs may differ by one rounding step where the fp32 sums differ in order.
-          ASSERT_NEAR(ToFloat(gout[i]), ToFloat(cout[i]), 1e-2 * std::abs(ToFloat(cout[i])) + 1e-3)
-              << "D=" << D << " residual " << DTypeName(rd) << " add=" << add << " at " << i;
+  const DType f32 = DType::kF32, bf = DType::kBF16;
+  for (int64_t D : {300, 768, 2560, 8192, 9000}) {
+    for (DType xd : {f32, bf}) {
+      for (DType rd : {f32, bf}) {
+        for (bool add : {true, false}) {
+          const DType od = xd == f32 ? bf : (rd == f32 ? bf : f32);  // every pairing occurs
+          SCOPED_TRACE(::testing::Message()
+                       << "D=" << D << " x " << DTypeName(xd) << " residual " << DTypeName(rd)
+                       << " out " << DTypeName(od) << " add=" << add);
+          const int64_t T = 5;
+          auto pack = [&](DType t, const std::vector<float>& v) {
+            std::vector<uint8_t> b(v.size() * DTypeSize(t));
+            for (size_t i = 0; i < v.size(); ++i)
+              StoreFromFloat(b.data(), t, static_cast<int64_t>(i), v[i]);
+            return b;
+          };
+          const std::vector<uint8_t> x = pack(xd, rng.NormalVector(T * D)),
+                                     res = pack(rd, rng.NormalVector(T * D));
+          const auto w = rng.UniformVector(D, 0.5, 1.5);
+          auto up = [&](const void* h, int64_t bytes) {
+            auto b = Buffer::Allocate(Device::Cuda(0), bytes);
+            EXPECT_TRUE(b.ok());
+            EXPECT_TRUE(CopyBytes(b->data(), b->device(), h, Device::Cpu(), bytes).ok());
+            return std::move(*b);
+          };
+          const int64_t os = DTypeSize(od);
+          Buffer dx = up(x.data(), x.size()), dres = up(res.data(), res.size()),
+                 dw = up(w.data(), D * 4);
+          auto dout = Buffer::Allocate(Device::Cuda(0), T * D * os);
+          ASSERT_TRUE(dout.ok());
+          AddRmsNormParams gp{T,   D,         dx.data(), xd,           dres.data(), rd,
+                              add, dw.data(), f32,       dout->data(), od,          1e-5f};
+          ASSERT_TRUE(RunAddRmsNorm(gp, *stream).ok());
+          ASSERT_TRUE(stream->Synchronize().ok());
+          std::vector<uint8_t> gout(T * D * os), cout(T * D * os), gres(res.size());
+          ASSERT_TRUE(
+              CopyBytes(gout.data(), Device::Cpu(), dout->data(), dout->device(), gout.size())
+                  .ok());
+          ASSERT_TRUE(
+              CopyBytes(gres.data(), Device::Cpu(), dres.data(), dres.device(), gres.size()).ok());
+          std::vector<uint8_t> cres = res;
+          AddRmsNormParams cp{T,   D,        x.data(), xd,          cres.data(), rd,
+                              add, w.data(), f32,      cout.data(), od,          1e-5f};
+          ASSERT_TRUE(RunAddRmsNorm(cp, Stream()).ok());
+          for (int64_t i = 0; i < T * D; ++i) {
+            // The residual is an exact add (and rounding): identical bits.
+            ASSERT_EQ(LoadAsFloat(gres.data(), rd, i), LoadAsFloat(cres.data(), rd, i)) << i;
+            // Outputs may differ by one bf16 rounding step where the fp32 sums differ in order
+            // (fp32 outputs: by the sum's last bits).
+            const float c = LoadAsFloat(cout.data(), od, i), g = LoadAsFloat(gout.data(), od, i);
+            ASSERT_NEAR(g, c, (od == f32 ? 1e-5 : 1e-2) * std::abs(c) + 1e-5) << i;
+          }
         }
       }
     }
