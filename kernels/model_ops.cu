@@ -21,6 +21,23 @@ constexpr int kThreads = 256;
 constexpr int kNormPer = 8;
 constexpr int kNormMaxThreads = 1024;
 
+// 1 / sqrt(mean of squares + eps) of a row whose per-thread sums of squares are `sumsq`, for a
+// block of whole warps (<= kNormMaxThreads); every thread gets the result.
+__device__ __forceinline__ float BlockInvRms(float sumsq, int64_t dim, float eps) {
+  __shared__ float warp_sums[kNormMaxThreads / 32];
+  __shared__ float inv;
+  for (int o = 16; o > 0; o /= 2) sumsq += __shfl_xor_sync(0xffffffffu, sumsq, o);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sumsq;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float s = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) inv = rsqrtf(s / static_cast<float>(dim) + eps);
+  }
+  __syncthreads();
+  return inv;
+}
+
 __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormRegKernel(AddRmsNormParams p) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * p.dim;
   float x[kNormPer], r[kNormPer], w[kNormPer];
@@ -44,17 +61,7 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormRegKernel(AddRmsNor
       sumsq += x[k] * x[k];
     }
   }
-  __shared__ float warp_sums[kNormMaxThreads / 32];
-  __shared__ float inv;
-  for (int o = 16; o > 0; o /= 2) sumsq += __shfl_xor_sync(0xffffffffu, sumsq, o);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sumsq;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float s = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x == 0) inv = rsqrtf(s / static_cast<float>(p.dim) + p.eps);
-  }
-  __syncthreads();
+  const float inv = BlockInvRms(sumsq, p.dim, p.eps);
 #pragma unroll
   for (int k = 0; k < kNormPer; ++k) {
     const int64_t c = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
@@ -116,17 +123,7 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormVec8Kernel(AddRmsNo
     sumsq += x[k] * x[k];
   }
   Store8(static_cast<RT*>(p.residual) + off, x);
-  __shared__ float warp_sums[kNormMaxThreads / 32];
-  __shared__ float inv;
-  for (int o = 16; o > 0; o /= 2) sumsq += __shfl_xor_sync(0xffffffffu, sumsq, o);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sumsq;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float s = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x == 0) inv = rsqrtf(s / static_cast<float>(p.dim) + p.eps);
-  }
-  __syncthreads();
+  const float inv = BlockInvRms(sumsq, p.dim, p.eps);
 #pragma unroll
   for (int k = 0; k < 8; ++k) x[k] = x[k] * inv * w[k];
   Store8(static_cast<OT*>(p.out) + off, x);
