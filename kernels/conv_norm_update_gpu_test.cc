@@ -61,6 +61,9 @@ std::vector<ConvCase> ConvCases() {
   }
   v.push_back(
       {5376, 4, 3, ConvStateLayout::kSD, ConvStateAlign::kTail, DType::kBF16, false, {300, 1, 77}});
+  // The Mamba2-2.7B decode block: exactly the window (the update's register fast path).
+  v.push_back(
+      {5376, 4, 0, ConvStateLayout::kSD, ConvStateAlign::kTail, DType::kBF16, false, {300, 1, 77}});
   return v;
 }
 

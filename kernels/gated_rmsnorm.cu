@@ -156,6 +156,23 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < VEC; ++j) vv[j] = p.norm_before_gate ? y[j] : y[j] * gg[j];
   };
+  // fp32 weights (the mixer's) as 16-byte vectors when aligned; else one value at a time.
+  const bool w_vec = p.weight_dtype == DType::kF32 && c0 % 4 == 0 &&
+                     reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
+  auto load_weights = [&](int64_t vi, float(&ww)[VEC]) {
+    const int64_t c = c0 + vi * VEC;
+    if (w_vec) {
+      const float* wp = static_cast<const float*>(p.weight) + c;
+#pragma unroll
+      for (int j = 0; j < VEC; j += 4) {
+        const float4 q = *reinterpret_cast<const float4*>(wp + j);
+        ww[j] = q.x, ww[j + 1] = q.y, ww[j + 2] = q.z, ww[j + 3] = q.w;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) ww[j] = LoadF(p.weight, p.weight_dtype, c + j);
+    }
+  };
   const int64_t sums_idx = t * p.sums_row_stride + g - p.sums_group_offset;
   float ss;
   // The weights load with y and z, so that after the reduction nothing waits on memory.
@@ -166,8 +183,7 @@ __global__ void __launch_bounds__(kThreads)
     if (vi < nvec) {
       load(vi, v[k], gate[k]);
       if (p.mode != GatedRmsNormMode::kPartialSums) {
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) w[k][j] = LoadF(p.weight, p.weight_dtype, c0 + vi * VEC + j);
+        load_weights(vi, w[k]);
       }
     }
   }
@@ -216,10 +232,6 @@ __global__ void __launch_bounds__(kThreads)
     }
     StoreVec<XT, VEC>(p.out, oo + vi * VEC, o);
   };
-  auto load_weight = [&](int64_t vi, float(&ww)[VEC]) {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) ww[j] = LoadF(p.weight, p.weight_dtype, c0 + vi * VEC + j);
-  };
 #pragma unroll
   for (int k = 0; k < kCache; ++k) {
     const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
@@ -229,7 +241,7 @@ __global__ void __launch_bounds__(kThreads)
        vi += kThreads) {
     float vv[VEC], gg[VEC], ww[VEC];
     load(vi, vv, gg);
-    load_weight(vi, ww);
+    load_weights(vi, ww);
     emit(vi, vv, gg, ww);
   }
 }
