@@ -2,7 +2,8 @@
 // default algorithm) against every algorithm cuBLASLt's heuristics offer for the same product:
 // is there a faster one for the skinny decode shapes? Weights rotate over enough copies that
 // they never sit in L2 (as in a 64-layer step). Prints, per shape and batch, the time of the
-// default, of the best cuBLASLt algorithm, and the weights' bandwidth time (the roofline).
+// default, of the best cuBLASLt algorithm, of Linear's one-row GEMV (batch 1), and the weights'
+// bandwidth time (the roofline).
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -11,9 +12,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "core/stream.h"
+#include "layers/linear_gemv.h"
 
 namespace mambaserve {
 namespace {
@@ -87,8 +91,13 @@ int Main() {
   }
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  cudaStream_t s;
-  CHECK_CUDA(cudaStreamCreate(&s));
+  auto created = Stream::Create(Device::Cuda(0));
+  if (!created.ok()) {
+    std::fprintf(stderr, "stream: %s\n", std::string(created.status().message()).c_str());
+    return 1;
+  }
+  const Stream& stream = *created;
+  auto s = static_cast<cudaStream_t>(stream.handle());
   cublasHandle_t blas;
   CHECK_BLAS(cublasCreate(&blas));
   CHECK_BLAS(cublasSetStream(blas, s));
@@ -101,8 +110,9 @@ int Main() {
   std::printf("device: %s; copy bandwidth %.0f GB/s\n\n", prop.name, bw);
   std::printf(
       "| GEMM | batch | cublasGemmEx default (us) | best cuBLASLt (us) | algorithms tried | "
-      "weights at copy BW (us) | default / roofline | best / roofline |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+      "one-row GEMV (us) | weights at copy BW (us) | default / roofline | best cuBLASLt / "
+      "roofline | GEMV / roofline |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
 
   const Shape shapes[] = {{"in_proj 10576x2560", 10576, 2560},
                           {"out_proj 2560x5120", 2560, 5120},
@@ -114,7 +124,7 @@ int Main() {
       CHECK_CUDA(cudaMalloc(&p, wbytes));
       CHECK_CUDA(cudaMemset(p, 0x3c, wbytes));  // small finite bf16 values
     }
-    for (int m : {1, 16, 64}) {
+    for (int m : {1, 4, 16, 64}) {
       void *x, *y;
       CHECK_CUDA(cudaMalloc(&x, size_t{2} * m * sh.in));
       CHECK_CUDA(cudaMalloc(&y, size_t{2} * m * sh.out));
@@ -159,9 +169,18 @@ int Main() {
         ++tried;
         if (best < 0 || us < best) best = us;
       }
+      double gemv = -1;
+      if (m == 1) {
+        gemv = TimeUs(s, [&](int i) {
+          return GemvCuda(w[i % kCopies], sh.out, sh.in, x, y, DType::kBF16, stream).ok();
+        });
+      }
       const double roof = wbytes / bw / 1e3;
-      std::printf("| %s | %d | %.1f | %.1f | %d | %.1f | %.0f%% | %.0f%% |\n", sh.name, m, def,
-                  best, tried, roof, 100.0 * roof / def, best > 0 ? 100.0 * roof / best : 0.0);
+      std::printf(
+          "| %s | %d | %.1f | %.1f | %d | %s | %.1f | %.0f%% | %.0f%% | %s |\n", sh.name, m, def,
+          best, tried, gemv > 0 ? std::to_string(gemv).substr(0, 5).c_str() : "-", roof,
+          100.0 * roof / def, best > 0 ? 100.0 * roof / best : 0.0,
+          gemv > 0 ? (std::to_string(static_cast<int>(100.0 * roof / gemv)) + "%").c_str() : "-");
       CHECK_BLAS(cublasLtMatmulPreferenceDestroy(pref));
       CHECK_BLAS(cublasLtMatrixLayoutDestroy(la));
       CHECK_BLAS(cublasLtMatrixLayoutDestroy(lb));

@@ -9,6 +9,7 @@
 #include "core/status_macros.h"
 #if MAMBASERVE_HAS_CUDA
 #include "core/cuda_status.h"
+#include "layers/linear_gemv.h"
 #endif
 
 namespace mambaserve {
@@ -116,13 +117,18 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
     return absl::OkStatus();
   }
 #if MAMBASERVE_HAS_CUDA
-  // Column-major view: Y^T (out x T) = W (out x in, stored as in x out col-major) * X^T.
-  const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_RETURN_IF_ERROR(cublasGemmEx(
-      static_cast<cublasHandle_t>(blas.handle()), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_),
-      static_cast<int>(num_tokens), static_cast<int>(in_), &alpha, weight_.data(), CudaType(dtype_),
-      static_cast<int>(in_), x, CudaType(dtype_), static_cast<int>(x_row_stride), &beta, y,
-      CudaType(y_dtype), static_cast<int>(y_row_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (GemvFits(dtype_, in_, weight_.data(), x, num_tokens, y_dtype)) {
+    RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream));
+  } else {
+    // Column-major view: Y^T (out x T) = W (out x in, stored as in x out col-major) * X^T.
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_RETURN_IF_ERROR(
+        cublasGemmEx(static_cast<cublasHandle_t>(blas.handle()), CUBLAS_OP_T, CUBLAS_OP_N,
+                     static_cast<int>(out_), static_cast<int>(num_tokens), static_cast<int>(in_),
+                     &alpha, weight_.data(), CudaType(dtype_), static_cast<int>(in_), x,
+                     CudaType(dtype_), static_cast<int>(x_row_stride), &beta, y, CudaType(y_dtype),
+                     static_cast<int>(y_row_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
   if (bias_.data() != nullptr) {
     RETURN_IF_ERROR(AddBiasCuda(y, y_row_stride, y_dtype, static_cast<const float*>(bias_.data()),
                                 num_tokens, out_, stream));

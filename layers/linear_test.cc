@@ -35,9 +35,13 @@ double RelErr(const float* got, int64_t gs, const std::vector<double>& want, int
   return std::sqrt(num / den);
 }
 
-void CheckOn(Device device, DType dtype, double tol) {
+struct Dims {
+  int64_t T, in, out, xs, ys;
+};
+
+void CheckOn(Device device, DType dtype, double tol, Dims d = {13, 70, 33, 90, 40}) {
   Rng rng(3);
-  const int64_t T = 13, in = 70, out = 33, xs = 90, ys = 40;
+  const int64_t T = d.T, in = d.in, out = d.out, xs = d.xs, ys = d.ys;
   auto x = rng.NormalVector(T * xs), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
   RoundTo(dtype, x);
   RoundTo(dtype, w);
@@ -70,6 +74,11 @@ TEST(LinearGpu, MatchesOracle) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; runs on the GPU machine";
   CheckOn(Device::Cuda(0), DType::kF32, 1e-5);   // cuBLAS may use TF32-free fp32: ~1e-6
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5);  // inputs pre-rounded; fp32 accumulate
+  // 1-4 rows of bf16 with in % 8 == 0: the small-batch GEMV (odd out, unroll tails: 520 / 8 =
+  // 65 vectors per row); 5 rows: cuBLAS again.
+  for (int64_t T : {1, 2, 3, 4, 5})
+    CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {T, 520, 77, 528, 80});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2560, 5120, 2560});  // out_proj shape
 }
 
 }  // namespace
