@@ -40,14 +40,25 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (row >= out) return;
   const uint4* wr = reinterpret_cast<const uint4*>(w + row * in);
   const int64_t nvec = in / 8;
-  float acc = 0.0f;
-  for (int64_t v0 = lane; v0 < nvec; v0 += 32 * kUnroll) {
-    uint4 wq[kUnroll];
+  constexpr int kStride = 32 * kUnroll;  // vectors per batch of the warp
+  auto load_weights = [&](int64_t v0, uint4(&q)[kUnroll]) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t v = v0 + u * 32;
-      wq[u] = v < nvec ? __ldcs(wr + v) : uint4{0, 0, 0, 0};
+      q[u] = v < nvec ? __ldcs(wr + v) : uint4{0, 0, 0, 0};
     }
+  };
+  uint4 wq[kUnroll];
+  load_weights(lane, wq);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the kernel before it (GemvCuda): the weights above
+  // stream while that kernel finishes; x is its output, so wait for it here.
+  cudaGridDependencySynchronize();
+#endif
+  float acc = 0.0f;
+  for (int64_t v0 = lane; v0 < nvec; v0 += kStride) {
+    uint4 next[kUnroll];
+    load_weights(v0 + kStride, next);  // the next batch is in flight while this one is used
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t v = v0 + u * 32;
@@ -59,10 +70,45 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc = fmaf(wf[e], xf[e], acc);
     }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) wq[u] = next[u];
   }
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
   if (lane == 0) Store(y + row, acc);
+}
+
+// Programmatic dependent launch (compute capability 9.0+): the GEMV's blocks may start before
+// the previous kernel on the stream has finished (at batch 1 that kernel is a one-block norm),
+// and stream their weights meanwhile.
+bool UseDependentLaunch() {
+  static const bool ok = [] {
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           major >= 9;
+  }();
+  return ok;
+}
+
+template <typename YT>
+absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y,
+                    cudaStream_t s) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>((out + kWarps - 1) / kWarps));
+  cfg.blockDim = dim3(kWarps * 32);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  if (UseDependentLaunch()) {
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  CUDA_RETURN_IF_ERROR(
+      cudaLaunchKernelEx(&cfg, GemvKernel<YT>, static_cast<const __nv_bfloat16*>(w), out, in,
+                         static_cast<const __nv_bfloat16*>(x), static_cast<YT*>(y)));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -77,17 +123,8 @@ bool GemvFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t r
 absl::Status GemvCuda(const void* w, int64_t out, int64_t in, const void* x, void* y, DType y_dtype,
                       const Stream& stream) {
   auto s = static_cast<cudaStream_t>(stream.handle());
-  const unsigned grid = static_cast<unsigned>((out + kWarps - 1) / kWarps);
-  const auto* wb = static_cast<const __nv_bfloat16*>(w);
-  const auto* xb = static_cast<const __nv_bfloat16*>(x);
-  if (y_dtype == DType::kF32) {
-    GemvKernel<float><<<grid, kWarps * 32, 0, s>>>(wb, out, in, xb, static_cast<float*>(y));
-  } else {
-    GemvKernel<__nv_bfloat16>
-        <<<grid, kWarps * 32, 0, s>>>(wb, out, in, xb, static_cast<__nv_bfloat16*>(y));
-  }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
+  if (y_dtype == DType::kF32) return Launch<float>(w, out, in, x, y, s);
+  return Launch<__nv_bfloat16>(w, out, in, x, y, s);
 }
 
 }  // namespace mambaserve
