@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda.h"
 #include "bench/bench_util.h"
 #include "core/stream.h"
 #include "layers/linear_gemv.h"
@@ -22,14 +23,6 @@
 namespace mambaserve {
 namespace {
 
-#define CHECK_CUDA(e)                                                                             \
-  do {                                                                                            \
-    cudaError_t err_ = (e);                                                                       \
-    if (err_ != cudaSuccess) {                                                                    \
-      std::fprintf(stderr, "%s: %s (%s:%d)\n", #e, cudaGetErrorString(err_), __FILE__, __LINE__); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
 #define CHECK_BLAS(e)                                                               \
   do {                                                                              \
     int st_ = static_cast<int>(e);                                                  \

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda.h"
 #include "bench/bench_util.h"
 #include "core/dtype.h"
 #include "core/stream.h"
@@ -24,16 +25,6 @@
 
 namespace mambaserve {
 namespace {
-
-#define CK(x)                                                                                \
-  do {                                                                                       \
-    cudaError_t e_ = (x);                                                                    \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
-                   __LINE__, #x);                                                            \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
 
 #define CKS(x)                                                         \
   do {                                                                 \
@@ -80,39 +71,39 @@ __global__ void NegExpF32(float* p, int64_t n) {
 template <typename T>
 T* DevAlloc(int64_t n) {
   void* p = nullptr;
-  CK(cudaMalloc(&p, std::max<int64_t>(n, 1) * sizeof(T)));
+  CHECK_CUDA(cudaMalloc(&p, std::max<int64_t>(n, 1) * sizeof(T)));
   return static_cast<T*>(p);
 }
 
 void Bf16Rand(uint16_t* p, int64_t n, float lo, float hi, uint32_t seed) {
   FillBf16<<<1024, 256>>>(p, n, lo, hi, seed);
-  CK(cudaGetLastError());
+  CHECK_CUDA(cudaGetLastError());
 }
 void F32Rand(float* p, int64_t n, float lo, float hi, uint32_t seed) {
   FillF32<<<1024, 256>>>(p, n, lo, hi, seed);
-  CK(cudaGetLastError());
+  CHECK_CUDA(cudaGetLastError());
 }
 
 // Median over `reps` samples of the mean time of `inner` back-to-back calls, in seconds.
 template <typename F>
 double TimeIt(F&& f, cudaStream_t st, int warmup, int reps, int inner) {
   for (int i = 0; i < warmup; ++i) f();
-  CK(cudaStreamSynchronize(st));
+  CHECK_CUDA(cudaStreamSynchronize(st));
   cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
   std::vector<double> samples;
   for (int r = 0; r < reps; ++r) {
-    CK(cudaEventRecord(a, st));
+    CHECK_CUDA(cudaEventRecord(a, st));
     for (int i = 0; i < inner; ++i) f();
-    CK(cudaEventRecord(b, st));
-    CK(cudaEventSynchronize(b));
+    CHECK_CUDA(cudaEventRecord(b, st));
+    CHECK_CUDA(cudaEventSynchronize(b));
     float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
     samples.push_back(ms * 1e-3 / inner);
   }
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
+  CHECK_CUDA(cudaEventDestroy(a));
+  CHECK_CUDA(cudaEventDestroy(b));
   return Median(samples);
 }
 
@@ -125,12 +116,12 @@ int main(int argc, char** argv) {
   using namespace mambaserve;
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   int dev = 0;
-  CK(cudaSetDevice(dev));
+  CHECK_CUDA(cudaSetDevice(dev));
   cudaDeviceProp prop{};
-  CK(cudaGetDeviceProperties(&prop, dev));
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
   int clock_khz = 0, sms = 0;
-  CK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev));
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const double sfu_rate = static_cast<double>(sms) * 16.0 * clock_khz * 1e3;  // exps / s
   auto stream_or = Stream::Create(Device::Cuda(dev));
   if (!stream_or.ok()) {
@@ -144,12 +135,13 @@ int main(int argc, char** argv) {
   const int64_t copy_bytes = 1LL << 30;
   char* c0 = DevAlloc<char>(copy_bytes);
   char* c1 = DevAlloc<char>(copy_bytes);
-  CK(cudaMemsetAsync(c0, 1, copy_bytes, st));
-  const double t_copy = TimeIt(
-      [&] { CK(cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice, st)); }, st, 2, 9, 1);
+  CHECK_CUDA(cudaMemsetAsync(c0, 1, copy_bytes, st));
+  const double t_copy =
+      TimeIt([&] { CHECK_CUDA(cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice, st)); },
+             st, 2, 9, 1);
   const double copy_bw = 2.0 * copy_bytes / t_copy;
-  CK(cudaFree(c0));
-  CK(cudaFree(c1));
+  CHECK_CUDA(cudaFree(c0));
+  CHECK_CUDA(cudaFree(c1));
   std::printf(
       "# bench_mamba1 on %s: %d SMs, clock %.0f MHz (cudaDevAttrClockRate), HBM bus %d bit\n",
       prop.name, sms, clock_khz / 1e3, prop.memoryBusWidth);
@@ -166,7 +158,7 @@ int main(int argc, char** argv) {
   float* A = DevAlloc<float>(kDim * kN);
   F32Rand(A, kDim * kN, std::log(0.5f), std::log(16.0f), 11);
   NegExpF32<<<256, 256>>>(A, kDim * kN);
-  CK(cudaGetLastError());
+  CHECK_CUDA(cudaGetLastError());
   float* Dv = DevAlloc<float>(kDim);
   F32Rand(Dv, kDim, -1.0f, 1.0f, 12);
   float* dbias = DevAlloc<float>(kDim);
@@ -193,7 +185,7 @@ int main(int argc, char** argv) {
     Bf16Rand(xdbl, T * (kDtRank + 2 * kN), -1.0f, 1.0f, 23);
     const int64_t blocks = 2 * cs.b + 1;
     float* pool = DevAlloc<float>(blocks * kDim * kN);
-    CK(cudaMemset(pool, 0, blocks * kDim * kN * sizeof(float)));
+    CHECK_CUDA(cudaMemset(pool, 0, blocks * kDim * kN * sizeof(float)));
     std::vector<int32_t> cu(cs.b + 1), init(cs.b), fin(cs.b);
     for (int64_t s = 0; s <= cs.b; ++s) cu[s] = static_cast<int32_t>(s * cs.L);
     for (int64_t s = 0; s < cs.b; ++s) {
@@ -203,9 +195,9 @@ int main(int argc, char** argv) {
     int32_t* dcu = DevAlloc<int32_t>(cs.b + 1);
     int32_t* dinit = DevAlloc<int32_t>(cs.b);
     int32_t* dfin = DevAlloc<int32_t>(cs.b);
-    CK(cudaMemcpy(dcu, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dinit, init.data(), init.size() * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dfin, fin.data(), fin.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(dcu, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(dinit, init.data(), init.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(dfin, fin.data(), fin.size() * 4, cudaMemcpyHostToDevice));
     SelectiveScanParams p;
     p.num_tokens = T;
     p.num_seqs = cs.b;
@@ -244,14 +236,14 @@ int main(int argc, char** argv) {
                 static_cast<long long>(T), t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw,
                 t_exp * 1e6, t / t_exp);
     std::fflush(stdout);
-    CK(cudaFree(xz));
-    CK(cudaFree(delta));
-    CK(cudaFree(xdbl));
-    CK(cudaFree(y));
-    CK(cudaFree(pool));
-    CK(cudaFree(dcu));
-    CK(cudaFree(dinit));
-    CK(cudaFree(dfin));
+    CHECK_CUDA(cudaFree(xz));
+    CHECK_CUDA(cudaFree(delta));
+    CHECK_CUDA(cudaFree(xdbl));
+    CHECK_CUDA(cudaFree(y));
+    CHECK_CUDA(cudaFree(pool));
+    CHECK_CUDA(cudaFree(dcu));
+    CHECK_CUDA(cudaFree(dinit));
+    CHECK_CUDA(cudaFree(dfin));
   }
 
   std::printf("\n## Decode (state update, in place, 1 token per sequence)\n\n");
@@ -271,7 +263,7 @@ int main(int argc, char** argv) {
     std::vector<int32_t> idx(b);
     for (int64_t i = 0; i < b; ++i) idx[i] = static_cast<int32_t>(1 + (i * 7919) % (2 * b));
     int32_t* didx = DevAlloc<int32_t>(b);
-    CK(cudaMemcpy(didx, idx.data(), b * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(didx, idx.data(), b * 4, cudaMemcpyHostToDevice));
     Mamba1StateUpdateParams p;
     p.batch = b;
     p.dim = kDim;
@@ -304,12 +296,12 @@ int main(int argc, char** argv) {
     std::printf("| %lld | %.2f | %.2f | %.0f | %.1f |\n", static_cast<long long>(b), t * 1e6,
                 bytes / 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw);
     std::fflush(stdout);
-    CK(cudaFree(xz));
-    CK(cudaFree(delta));
-    CK(cudaFree(xdbl));
-    CK(cudaFree(y));
-    CK(cudaFree(pool));
-    CK(cudaFree(didx));
+    CHECK_CUDA(cudaFree(xz));
+    CHECK_CUDA(cudaFree(delta));
+    CHECK_CUDA(cudaFree(xdbl));
+    CHECK_CUDA(cudaFree(y));
+    CHECK_CUDA(cudaFree(pool));
+    CHECK_CUDA(cudaFree(didx));
   }
   return 0;
 }

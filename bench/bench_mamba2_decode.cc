@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda.h"
 #include "core/buffer.h"
 #include "core/device.h"
 #include "core/dtype.h"
@@ -29,15 +30,6 @@
 namespace mambaserve {
 namespace {
 
-#define CHECK_CUDA(e)                                                                         \
-  do {                                                                                        \
-    cudaError_t err_ = (e);                                                                   \
-    if (err_ != cudaSuccess) {                                                                \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #e, cudaGetErrorString(err_), __FILE__, \
-                   __LINE__);                                                                 \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 #define CHECK_OK(e)                                                                    \
   do {                                                                                 \
     absl::Status st_ = (e);                                                            \

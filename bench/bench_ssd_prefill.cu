@@ -14,20 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda.h"
 #include "core/stream.h"
 #include "kernels/ssd_chunk_scan.h"
 
 namespace {
-
-#define CK(expr)                                                                               \
-  do {                                                                                         \
-    cudaError_t e_ = (expr);                                                                   \
-    if (e_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), __FILE__, \
-                   __LINE__);                                                                  \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
 
 __device__ __forceinline__ float HashUniform(uint64_t i, uint32_t seed) {
   uint64_t z = i * 0x9E3779B97F4A7C15ull + seed * 0xBF58476D1CE4E5B9ull;
@@ -85,7 +76,7 @@ int main(int argc, char** argv) {
                           {"b=8 L=4096", 8, 4096, 1.98}};
   const int64_t Tmax = 65536;
   cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   auto stream_or = Stream::Create(Device::Cuda(0));
   if (!stream_or.ok()) {
     std::fprintf(stderr, "%s\n", std::string(stream_or.status().message()).c_str());
@@ -99,40 +90,40 @@ int main(int argc, char** argv) {
   {
     const size_t n = size_t{1} << 30;
     void *a, *b;
-    CK(cudaMalloc(&a, n));
-    CK(cudaMalloc(&b, n));
-    CK(cudaMemset(a, 1, n));
+    CHECK_CUDA(cudaMalloc(&a, n));
+    CHECK_CUDA(cudaMalloc(&b, n));
+    CHECK_CUDA(cudaMemset(a, 1, n));
     cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CHECK_CUDA(cudaEventCreate(&e0));
+    CHECK_CUDA(cudaEventCreate(&e1));
     std::vector<float> ts;
     for (int i = 0; i < 12; ++i) {
-      CK(cudaEventRecord(e0, st));
-      CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, st));
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
+      CHECK_CUDA(cudaEventRecord(e0, st));
+      CHECK_CUDA(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, st));
+      CHECK_CUDA(cudaEventRecord(e1, st));
+      CHECK_CUDA(cudaEventSynchronize(e1));
       float ms;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
+      CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
       if (i >= 2) ts.push_back(ms);
     }
     std::sort(ts.begin(), ts.end());
     copy_gbs = 2.0 * n / (ts[ts.size() / 2] * 1e-3) / 1e9;
-    CK(cudaFree(a));
-    CK(cudaFree(b));
+    CHECK_CUDA(cudaFree(a));
+    CHECK_CUDA(cudaFree(b));
   }
 
   // Inputs for the largest shape; smaller shapes use a prefix.
   __nv_bfloat16 *x, *dt, *Bm, *Cm, *y;
-  CK(cudaMalloc(&x, Tmax * H * P * 2));
-  CK(cudaMalloc(&y, Tmax * H * P * 2));
-  CK(cudaMalloc(&dt, Tmax * H * 2));
-  CK(cudaMalloc(&Bm, Tmax * G * N * 2));
-  CK(cudaMalloc(&Cm, Tmax * G * N * 2));
+  CHECK_CUDA(cudaMalloc(&x, Tmax * H * P * 2));
+  CHECK_CUDA(cudaMalloc(&y, Tmax * H * P * 2));
+  CHECK_CUDA(cudaMalloc(&dt, Tmax * H * 2));
+  CHECK_CUDA(cudaMalloc(&Bm, Tmax * G * N * 2));
+  CHECK_CUDA(cudaMalloc(&Cm, Tmax * G * N * 2));
   FillBf16<<<1024, 256, 0, st>>>(x, Tmax * H * P, -1.0f, 1.0f, 1);
   FillBf16<<<1024, 256, 0, st>>>(dt, Tmax * H, -4.0f, -1.0f, 2);
   FillBf16<<<1024, 256, 0, st>>>(Bm, Tmax * G * N, -1.0f, 1.0f, 3);
   FillBf16<<<1024, 256, 0, st>>>(Cm, Tmax * G * N, -1.0f, 1.0f, 4);
-  CK(cudaGetLastError());
+  CHECK_CUDA(cudaGetLastError());
   std::vector<float> hA(H), hD(H), hbias(H);
   for (int h = 0; h < H; ++h) {
     hA[h] = -(0.05f + 0.9f * h / H);
@@ -140,19 +131,19 @@ int main(int argc, char** argv) {
     hbias[h] = -0.5f + 1.0f * h / H;
   }
   float *A, *D, *bias;
-  CK(cudaMalloc(&A, H * 4));
-  CK(cudaMalloc(&D, H * 4));
-  CK(cudaMalloc(&bias, H * 4));
-  CK(cudaMemcpy(A, hA.data(), H * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(D, hD.data(), H * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(bias, hbias.data(), H * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMalloc(&A, H * 4));
+  CHECK_CUDA(cudaMalloc(&D, H * 4));
+  CHECK_CUDA(cudaMalloc(&bias, H * 4));
+  CHECK_CUDA(cudaMemcpy(A, hA.data(), H * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(D, hD.data(), H * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(bias, hbias.data(), H * 4, cudaMemcpyHostToDevice));
   const int64_t block_elems = H * P * N;
   const int max_seqs = 8;
   float* pool;
-  CK(cudaMalloc(&pool, (max_seqs + 1) * block_elems * 4));
+  CHECK_CUDA(cudaMalloc(&pool, (max_seqs + 1) * block_elems * 4));
   int32_t *cu, *fin;
-  CK(cudaMalloc(&cu, (max_seqs + 1) * 4));
-  CK(cudaMalloc(&fin, max_seqs * 4));
+  CHECK_CUDA(cudaMalloc(&cu, (max_seqs + 1) * 4));
+  CHECK_CUDA(cudaMalloc(&fin, max_seqs * 4));
 
   std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
   std::printf("D2D copy bandwidth (1 GiB cudaMemcpy, read+write): %.1f GB/s\n", copy_gbs);
@@ -168,8 +159,8 @@ int main(int argc, char** argv) {
     std::vector<int32_t> hcu(sh.b + 1), hfin(sh.b);
     for (int s = 0; s <= sh.b; ++s) hcu[s] = static_cast<int32_t>(s * sh.L);
     for (int s = 0; s < sh.b; ++s) hfin[s] = s + 1;
-    CK(cudaMemcpy(cu, hcu.data(), hcu.size() * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(fin, hfin.data(), hfin.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(cu, hcu.data(), hcu.size() * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(fin, hfin.data(), hfin.size() * 4, cudaMemcpyHostToDevice));
     SsdChunkScanParams p;
     p.num_tokens = T;
     p.num_seqs = sh.b;
@@ -205,21 +196,21 @@ int main(int argc, char** argv) {
     p.final_state_block = fin;
     p.cuda_impl = impl;
     cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CHECK_CUDA(cudaEventCreate(&e0));
+    CHECK_CUDA(cudaEventCreate(&e1));
     auto time_it = [&]() -> double {
       std::vector<float> ts;
       for (int i = 0; i < iters + 3; ++i) {
-        CK(cudaEventRecord(e0, st));
+        CHECK_CUDA(cudaEventRecord(e0, st));
         absl::Status s = RunSsdChunkScan(p, stream);
-        CK(cudaEventRecord(e1, st));
-        CK(cudaEventSynchronize(e1));
+        CHECK_CUDA(cudaEventRecord(e1, st));
+        CHECK_CUDA(cudaEventSynchronize(e1));
         if (!s.ok()) {
           std::fprintf(stderr, "RunSsdChunkScan: %s\n", std::string(s.message()).c_str());
           std::exit(1);
         }
         float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
+        CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
         if (i >= 3) ts.push_back(ms);
       }
       std::sort(ts.begin(), ts.end());
