@@ -6,6 +6,7 @@
 //     into a new block, then a 1K-token prefill from it) against the same prompt uncached.
 //   bench_model [--layers 64] [--batch N: decode at this batch only] [--decode_only 1]
 //               [--steps 23] (a short run to profile: ncu --print-summary per-kernel ...)
+//               [--dependent_launch 0: every kernel launched plainly, to compare]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "bench/bench_util.h"
 #include "configs/model_config.h"
 #include "core/cuda_status.h"
+#include "core/dependent_launch.h"
 #include "core/status_macros.h"
 #include "layers/mamba_model.h"
 #include "layers/weight_source.h"
@@ -76,10 +78,12 @@ absl::StatusOr<double> CopyBandwidthGBs() {
 
 struct Flags {
   int64_t layers = 64, batch = 0, decode_only = 0, steps = 23;
+  int64_t dependent_launch = 1;
 };
 
 absl::Status Run(const Flags& f) {
   const int64_t layers = f.layers;
+  SetDependentLaunch(f.dependent_launch != 0);
   ASSIGN_OR_RETURN(double bw, CopyBandwidthGBs());
   const config::ModelConfig m = Mamba2_2p7b(layers);
   RandomWeights weights(m, 7);
@@ -198,6 +202,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--batch") == 0) f.batch = v;
     if (std::strcmp(argv[i], "--decode_only") == 0) f.decode_only = v;
     if (std::strcmp(argv[i], "--steps") == 0) f.steps = v;
+    if (std::strcmp(argv[i], "--dependent_launch") == 0) f.dependent_launch = v;
   }
   absl::Status st = mambaserve::Run(f);
   if (!st.ok()) {

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/status_macros.h"
 #include "kernels/causal_conv1d.h"
 #include "kernels/causal_conv1d_common.h"
@@ -243,6 +244,10 @@ __global__ void __launch_bounds__(kThreads) ConvPrefillStateKernel(const CausalC
 
 template <int W>
 __global__ void __launch_bounds__(kThreads) ConvUpdateKernel(const CausalConv1dUpdateParams p) {
+  // Launched as a dependent of in_proj (RunCausalConv1dUpdateCuda); the state update after it
+  // is one too.
+  AllowNextKernelLaunch();
+  WaitForPreviousKernels();
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t seq = blockIdx.y;
   if (c >= p.w.dim) return;
@@ -383,9 +388,9 @@ absl::Status RunCausalConv1dUpdateCuda(const CausalConv1dUpdateParams& p, const 
   const dim3 grid(static_cast<unsigned>((p.w.dim + kThreads - 1) / kThreads),
                   static_cast<unsigned>(p.num_seqs));
   switch (p.w.width) {
-#define MS_CONV_CASE(WW)                                \
-  case WW:                                              \
-    ConvUpdateKernel<WW><<<grid, kThreads, 0, st>>>(p); \
+#define MS_CONV_CASE(WW)                                                                 \
+  case WW:                                                                               \
+    CUDA_RETURN_IF_ERROR(LaunchDependent(ConvUpdateKernel<WW>, grid, dim3(kThreads), 0, st, p)); \
     break;
     MS_CONV_CASE(2)
     MS_CONV_CASE(3)

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/status_macros.h"
 #include "kernels/cuda_dtype.cuh"
 #include "kernels/gated_rmsnorm.h"
@@ -42,6 +43,8 @@ __global__ void __launch_bounds__(kThreads)
     GatedRmsNormKernel(const GatedRmsNormParams p, int64_t g_first) {
   __shared__ float red[kThreads / 32];
   __shared__ float total;
+  AllowNextKernelLaunch();  // launched as a dependent (RunGatedRmsNormCuda): out_proj may launch
+  WaitForPreviousKernels();
   const int64_t t = blockIdx.x;
   const int64_t g = g_first + blockIdx.y;  // global group
   const int64_t c0_raw = g * p.group_size - p.channel_offset;
@@ -131,6 +134,8 @@ __global__ void __launch_bounds__(kThreads)
     GatedRmsNormVecKernel(const GatedRmsNormParams p, int64_t g_first) {
   __shared__ float red[kThreads / 32];
   __shared__ float total;
+  AllowNextKernelLaunch();  // launched as a dependent (RunGatedRmsNormCuda): out_proj may launch
+  WaitForPreviousKernels();
   const int64_t t = blockIdx.x;
   const int64_t g = g_first + blockIdx.y;
   const int64_t c0_raw = g * p.group_size - p.channel_offset;
@@ -264,34 +269,29 @@ absl::Status RunGatedRmsNormCuda(const GatedRmsNormParams& p, const Stream& stre
       p.y_row_stride % vec == 0 && aligned(p.y) &&
       (p.z == nullptr || (p.z_row_stride % vec == 0 && aligned(p.z))) &&
       (p.mode == GatedRmsNormMode::kPartialSums || (p.out_row_stride % vec == 0 && aligned(p.out)));
+  auto launch = [&](auto kernel) -> absl::Status {
+    CUDA_RETURN_IF_ERROR(LaunchDependent(kernel, grid, dim3(kThreads), 0, st, p, g_first));
+    return absl::OkStatus();
+  };
   if (use_vec) {
     switch (p.dtype) {
       case DType::kF32:
-        GatedRmsNormVecKernel<float, 4><<<grid, kThreads, 0, st>>>(p, g_first);
-        break;
+        return launch(GatedRmsNormVecKernel<float, 4>);
       case DType::kBF16:
-        GatedRmsNormVecKernel<__nv_bfloat16, 8><<<grid, kThreads, 0, st>>>(p, g_first);
-        break;
+        return launch(GatedRmsNormVecKernel<__nv_bfloat16, 8>);
       case DType::kF16:
-        GatedRmsNormVecKernel<__half, 8><<<grid, kThreads, 0, st>>>(p, g_first);
-        break;
+        return launch(GatedRmsNormVecKernel<__half, 8>);
     }
-    CUDA_RETURN_IF_LAUNCH_ERROR();
-    return absl::OkStatus();
   }
   switch (p.dtype) {
     case DType::kF32:
-      GatedRmsNormKernel<float><<<grid, kThreads, 0, st>>>(p, g_first);
-      break;
+      return launch(GatedRmsNormKernel<float>);
     case DType::kBF16:
-      GatedRmsNormKernel<__nv_bfloat16><<<grid, kThreads, 0, st>>>(p, g_first);
-      break;
+      return launch(GatedRmsNormKernel<__nv_bfloat16>);
     case DType::kF16:
-      GatedRmsNormKernel<__half><<<grid, kThreads, 0, st>>>(p, g_first);
-      break;
+      return launch(GatedRmsNormKernel<__half>);
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
+  return absl::InvalidArgumentError("gated_rmsnorm: unsupported dtype");
 }
 
 }  // namespace mambaserve

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/status_macros.h"
 #include "kernels/cuda_dtype.cuh"
 #include "kernels/mamba2_state_update.h"
@@ -51,6 +52,10 @@ template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
 __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
     Mamba2StateUpdateKernel(const KernelArgs a) {
   extern __shared__ float smem[];  // B[N], C[N] of the current token
+  // Launched as a dependent (LaunchRows): let the gated norm after it launch, then wait for
+  // the conv that wrote x, B and C.
+  AllowNextKernelLaunch();
+  WaitForPreviousKernels();
   const Mamba2StateUpdateParams& p = a.p;
   constexpr int kGroups = kThreads / LANES;
   int64_t bid = blockIdx.x;
@@ -206,9 +211,9 @@ absl::Status LaunchRows(const KernelArgs& a0, cudaStream_t stream) {
         cudaFuncSetAttribute(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
-  Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>
-      <<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(LaunchDependent(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
+                                       dim3(static_cast<unsigned>(blocks)), dim3(kThreads), smem,
+                                       stream, a));
   return absl::OkStatus();
 }
 

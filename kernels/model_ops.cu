@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/status_macros.h"
 #include "kernels/cuda_dtype.cuh"
 #include "kernels/model_ops.h"
@@ -106,6 +107,10 @@ __device__ __forceinline__ float RoundAs(__nv_bfloat16, float v) {
 // its latency is the whole kernel (bench/RESULTS.md, decode step).
 template <typename XT, typename RT, typename OT>
 __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormVec8Kernel(AddRmsNormParams p) {
+  // Launched as a dependent of the mixer's out_proj (LaunchVec8); the in_proj GEMV after it is
+  // one too.
+  AllowNextKernelLaunch();
+  WaitForPreviousKernels();
   const int64_t off = static_cast<int64_t>(blockIdx.x) * p.dim + threadIdx.x * 8;
   float x[8], r[8], w[8];
   Load8(static_cast<const XT*>(p.x) + off, x);
@@ -130,14 +135,11 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormVec8Kernel(AddRmsNo
 }
 
 template <typename XT, typename RT>
-void LaunchVec8(const AddRmsNormParams& p, cudaStream_t st) {
-  const unsigned threads = static_cast<unsigned>(p.dim / 8);
-  if (p.out_dtype == DType::kF32) {
-    AddRmsNormVec8Kernel<XT, RT, float><<<static_cast<unsigned>(p.num_tokens), threads, 0, st>>>(p);
-  } else {
-    AddRmsNormVec8Kernel<XT, RT, __nv_bfloat16>
-        <<<static_cast<unsigned>(p.num_tokens), threads, 0, st>>>(p);
-  }
+cudaError_t LaunchVec8(const AddRmsNormParams& p, cudaStream_t st) {
+  const dim3 grid(static_cast<unsigned>(p.num_tokens)), block(static_cast<unsigned>(p.dim / 8));
+  return p.out_dtype == DType::kF32
+             ? LaunchDependent(AddRmsNormVec8Kernel<XT, RT, float>, grid, block, 0, st, p)
+             : LaunchDependent(AddRmsNormVec8Kernel<XT, RT, __nv_bfloat16>, grid, block, 0, st, p);
 }
 
 bool Vec8Fits(const AddRmsNormParams& p) {
@@ -203,11 +205,10 @@ absl::Status RunAddRmsNormCuda(const AddRmsNormParams& p, const Stream& stream) 
   auto st = static_cast<cudaStream_t>(stream.handle());
   if (Vec8Fits(p)) {
     const bool xf = p.x_dtype == DType::kF32, rf = p.residual_dtype == DType::kF32;
-    if (xf && rf) LaunchVec8<float, float>(p, st);
-    if (xf && !rf) LaunchVec8<float, __nv_bfloat16>(p, st);
-    if (!xf && rf) LaunchVec8<__nv_bfloat16, float>(p, st);
-    if (!xf && !rf) LaunchVec8<__nv_bfloat16, __nv_bfloat16>(p, st);
-    CUDA_RETURN_IF_LAUNCH_ERROR();
+    using BF = __nv_bfloat16;
+    const cudaError_t e = xf ? (rf ? LaunchVec8<float, float>(p, st) : LaunchVec8<float, BF>(p, st))
+                             : (rf ? LaunchVec8<BF, float>(p, st) : LaunchVec8<BF, BF>(p, st));
+    CUDA_RETURN_IF_ERROR(e);
     return absl::OkStatus();
   }
   if (p.dim <= int64_t{kNormPer} * kNormMaxThreads) {

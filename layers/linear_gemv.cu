@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/dtype.h"
 #include "core/status_macros.h"
 #include "core/stream.h"
@@ -50,11 +51,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
   uint4 wq[kUnroll];
   load_weights(lane, wq);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Launched as a programmatic dependent of the kernel before it (GemvCuda): the weights above
-  // stream while that kernel finishes; x is its output, so wait for it here.
-  cudaGridDependencySynchronize();
-#endif
+  // Launched as a dependent of the kernel before it (GemvCuda): the weights above stream while
+  // that kernel finishes; x is its output, so wait for it here. The kernel after it may launch
+  // once every block has started (it waits for this one likewise).
+  AllowNextKernelLaunch();
+  WaitForPreviousKernels();
   float acc = 0.0f;
   for (int64_t v0 = lane; v0 < nvec; v0 += kStride) {
     uint4 next[kUnroll];
@@ -78,36 +79,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (lane == 0) Store(y + row, acc);
 }
 
-// Programmatic dependent launch (compute capability 9.0+): the GEMV's blocks may start before
-// the previous kernel on the stream has finished (at batch 1 that kernel is a one-block norm),
-// and stream their weights meanwhile.
-bool UseDependentLaunch() {
-  static const bool ok = [] {
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           major >= 9;
-  }();
-  return ok;
-}
-
 template <typename YT>
 absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y,
                     cudaStream_t s) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>((out + kWarps - 1) / kWarps));
-  cfg.blockDim = dim3(kWarps * 32);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  if (UseDependentLaunch()) {
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-  }
+  const auto* wb = static_cast<const __nv_bfloat16*>(w);
+  const auto* xb = static_cast<const __nv_bfloat16*>(x);
+  auto* yt = static_cast<YT*>(y);
+  const auto blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
   CUDA_RETURN_IF_ERROR(
-      cudaLaunchKernelEx(&cfg, GemvKernel<YT>, static_cast<const __nv_bfloat16*>(w), out, in,
-                         static_cast<const __nv_bfloat16*>(x), static_cast<YT*>(y)));
+      LaunchDependent(GemvKernel<YT>, dim3(blocks), dim3(kWarps * 32), 0, s, wb, out, in, xb, yt));
   return absl::OkStatus();
 }
 

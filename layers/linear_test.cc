@@ -78,7 +78,11 @@ TEST(LinearGpu, MatchesOracle) {
   // 65 vectors per row); 5 rows: cuBLAS again.
   for (int64_t T : {1, 2, 3, 4, 5})
     CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {T, 520, 77, 528, 80});
-  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2560, 5120, 2560});  // out_proj shape
+  // One row: out_proj's shape and an odd row count take the GEMV that stages each block's rows
+  // in shared memory (they fit); in_proj's rows do not fit and take the streaming GEMV.
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2560, 5120, 2560});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2561, 5120, 2563});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 2560, 10576, 2560, 10576});
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dependent_launch.h"
 #include "core/rel_error.h"
 #include "gtest/gtest.h"
 #include "layers/mamba_model.h"
@@ -225,6 +226,60 @@ TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
   }
   EXPECT_EQ((*graphed)->decode_graph_captures(), 5);
   EXPECT_EQ((*graphed)->decode_graph_replays(), 4);
+}
+
+// Dependent launches (core/dependent_launch.h; on by default on an H100) only let kernels start
+// early and wait inside: a model computes exactly the same logits with them switched off,
+// eagerly and in graphs, at batch 1 (the GEMV) and 3 (cuBLAS), Mamba-1 and Mamba-2, bf16.
+TEST(DependentLaunch, SameLogitsWithAndWithout) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
+  for (config::Architecture arch : {config::MAMBA2, config::MAMBA1}) {
+    config::ModelConfig m = MakeConfig(arch);
+    m.set_d_model(256);  // a multiple of 256: the one-pass AddRmsNorm
+    m.set_d_inner(512);
+    if (arch == config::MAMBA2) m.set_num_heads(32);
+    RandomWeights weights(m, /*seed=*/21);
+    std::vector<std::vector<float>> runs[2];
+    for (int on = 1; on >= 0; --on) {
+      SetDependentLaunch(on == 1);
+      auto model = MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr);
+      ASSERT_TRUE(model.ok()) << model.status();
+      auto pc = (*model)->PoolConfig({DType::kBF16, DType::kF32});
+      ASSERT_TRUE(pc.ok());
+      auto pool = StatePool::Create(*pc, 5);
+      ASSERT_TRUE(pool.ok());
+      ForwardInput pre;
+      for (int s = 0; s < 3; ++s) {
+        for (int t = 0; t < 9; ++t) pre.token_ids.push_back((s * 41 + t * 7) % 301);
+        pre.seq_lens.push_back(9);
+        pre.initial_blocks.push_back(0);
+        pre.final_blocks.push_back(1 + s);
+      }
+      std::vector<float> logits;
+      ASSERT_TRUE((*model)->Forward(pre, *pool, &logits).ok());
+      runs[on].push_back(logits);
+      for (int64_t graph_max : {int64_t{0}, int64_t{4}}) {
+        (*model)->SetDecodeGraphMaxBatch(graph_max);
+        for (int n : {1, 3, 1, 3}) {
+          ForwardInput d;
+          d.num_decode = n;
+          for (int i = 0; i < n; ++i) {
+            d.token_ids.push_back((n * 13 + i) % 301);
+            d.seq_lens.push_back(1);
+            d.initial_blocks.push_back(1 + i);
+            d.final_blocks.push_back(1 + i);
+          }
+          absl::Status st = (*model)->Forward(d, *pool, &logits);
+          ASSERT_TRUE(st.ok()) << st;
+          runs[on].push_back(logits);
+        }
+      }
+    }
+    SetDependentLaunch(true);
+    ASSERT_EQ(runs[0].size(), runs[1].size());
+    for (size_t i = 0; i < runs[0].size(); ++i)
+      EXPECT_EQ(runs[1][i], runs[0][i]) << "arch " << arch << " step " << i;
+  }
 }
 
 TEST(DecodeGraphBuckets, PowersOfTwoThenMultiplesOfEight) {
