@@ -183,6 +183,47 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
   }
 }
 
+// Batch-1 decode in bf16 on the GPU (the one-row GEMVs, dependent launches, graphs) stays near
+// the CPU model in f32 on the same weights: 2 norm groups, both gate orders, 3 layers. bf16
+// rounds every activation (2^-8 relative), so 3e-2 relative RMS error; a wrong kernel errs by
+// O(1).
+TEST(DecodeGpu, Bf16BatchOneNearCpuModel) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
+  for (bool norm_before_gate : {false, true}) {
+    config::ModelConfig m = MakeConfig(config::MAMBA2);
+    m.set_d_model(256);
+    m.set_d_inner(512);
+    m.set_num_heads(32);
+    m.set_norm_before_gate(norm_before_gate);
+    RandomWeights weights(m, /*seed=*/8);
+    auto gpu = MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr);
+    auto cpu = MambaModel::Load(m, weights, Device::Cpu(), DType::kF32, nullptr);
+    ASSERT_TRUE(gpu.ok() && cpu.ok());
+    auto pc_g = (*gpu)->PoolConfig({DType::kF32, DType::kF32});
+    auto pc_c = (*cpu)->PoolConfig({DType::kF32, DType::kF32});
+    ASSERT_TRUE(pc_g.ok() && pc_c.ok());
+    auto pool_g = StatePool::Create(*pc_g, 2);
+    auto pool_c = StatePool::Create(*pc_c, 2);
+    ASSERT_TRUE(pool_g.ok() && pool_c.ok());
+    ForwardInput f;
+    f.token_ids = {5, 77, 120, 9, 250, 31};
+    f.seq_lens = {6};
+    f.initial_blocks = {0};
+    f.final_blocks = {1};
+    std::vector<float> lg, lc;
+    for (int step = 0; step < 6; ++step) {
+      ASSERT_TRUE((*gpu)->Forward(f, *pool_g, &lg).ok());
+      ASSERT_TRUE((*cpu)->Forward(f, *pool_c, &lc).ok());
+      EXPECT_LT(RelRmsError(lg, lc), 3e-2) << "step " << step << " nbg " << norm_before_gate;
+      f.num_decode = 1;
+      f.token_ids = {(step * 37 + 11) % 301};
+      f.seq_lens = {1};
+      f.initial_blocks = {1};
+    }
+    EXPECT_GT((*gpu)->decode_graph_replays(), 0);
+  }
+}
+
 // Capturing every bucket up front (as the server does at startup) captures each once; later
 // decode steps only replay, and still equal eager decoding.
 TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
