@@ -245,21 +245,21 @@ __global__ void __launch_bounds__(kThreads) ConvPrefillStateKernel(const CausalC
 template <int W>
 __global__ void __launch_bounds__(kThreads) ConvUpdateKernel(const CausalConv1dUpdateParams p) {
   // Launched as a dependent of in_proj (RunCausalConv1dUpdateCuda); the state update after it
-  // is one too.
+  // is one too. Weights are constants; the window may be read early (read_state_before_wait).
   AllowNextKernelLaunch();
-  WaitForPreviousKernels();
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t seq = blockIdx.y;
   if (c >= p.w.dim) return;
-  const int64_t blk = p.state_block[seq];
-  if (blk == 0) return;
-  const ConvStatePool& s = p.pool;
-  const int64_t R = s.state_len, Ts = p.tokens_per_seq;
   float w[W];
   const int64_t ws = p.w.weight_row_stride > 0 ? p.w.weight_row_stride : W;
 #pragma unroll
   for (int k = 0; k < W; ++k) w[k] = LoadF(p.w.weight, p.w.weight_dtype, c * ws + k);
   const float bias = p.w.bias != nullptr ? LoadF(p.w.bias, p.w.weight_dtype, c) : 0.0f;
+  if (!p.read_state_before_wait) WaitForPreviousKernels();
+  const int64_t blk = p.state_block[seq];
+  if (blk == 0) return;
+  const ConvStatePool& s = p.pool;
+  const int64_t R = s.state_len, Ts = p.tokens_per_seq;
 
   if (Ts == 1 && R == W - 1) {
     // Plain decode (both alignments coincide): the block is exactly the window, every index is
@@ -269,6 +269,7 @@ __global__ void __launch_bounds__(kThreads) ConvUpdateKernel(const CausalConv1dU
 #pragma unroll
     for (int i = 0; i < W - 1; ++i)
       win[i] = LoadF(s.conv_state, s.state_dtype, StateOffset(s, blk, i, c));
+    WaitForPreviousKernels();  // x is in_proj's output
     win[W - 1] = LoadF(p.x, p.dtype, seq * p.x_seq_stride + c);
     float acc = bias;
 #pragma unroll
@@ -281,6 +282,7 @@ __global__ void __launch_bounds__(kThreads) ConvUpdateKernel(const CausalConv1dU
     return;
   }
 
+  WaitForPreviousKernels();
   // buf = window (W-1) ++ tokens (Ts).
   float buf[W - 1 + kMaxTokensPerSeq];
   const int64_t r0 = WindowRow(s, W);

@@ -126,6 +126,9 @@ struct CausalConv1dUpdateParams {
   int64_t out_seq_stride = 0;
   int64_t out_token_stride = 0;
   const int32_t* state_block = nullptr;  // (num_seqs), required
+  // CUDA: read the conv window before waiting for the kernels before this one (see
+  // Mamba2StateUpdateParams::read_state_before_wait for when a caller may).
+  bool read_state_before_wait = false;
 };
 
 absl::Status RunCausalConv1d(const CausalConv1dParams& p, const Stream& stream);

@@ -52,10 +52,9 @@ template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
 __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
     Mamba2StateUpdateKernel(const KernelArgs a) {
   extern __shared__ float smem[];  // B[N], C[N] of the current token
-  // Launched as a dependent (LaunchRows): let the gated norm after it launch, then wait for
-  // the conv that wrote x, B and C.
+  // Launched as a dependent (LaunchRows): the gated norm after it may launch now.
   AllowNextKernelLaunch();
-  WaitForPreviousKernels();
+  if (!a.p.read_state_before_wait) WaitForPreviousKernels();
   const Mamba2StateUpdateParams& p = a.p;
   constexpr int kGroups = kThreads / LANES;
   int64_t bid = blockIdx.x;
@@ -75,21 +74,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
   StT* const state = static_cast<StT*>(p.state);
   const int64_t head_off = h * p.state_head_stride;
 
-  // Token 0's small inputs (this thread's entry of B, C and of the block's x rows) are
-  // requested before the state, so their (L2) latency overlaps the state loads.
-  constexpr int kRowsPerBlock = kGroups * ROWS;
-  const int64_t block_row0 = tile * kRowsPerBlock;
-  const int64_t bo0 = b * p.B_batch_stride + g * p.B_group_stride;
-  const int64_t co0 = b * p.C_batch_stride + g * p.C_group_stride;
-  const int64_t xo0 = b * p.x_batch_stride + h * p.x_head_stride;
-  const int tid = threadIdx.x;
-  const float b_pre = tid < N ? LoadF(p.B, p.dtype, bo0 + tid) : 0.0f;
-  const float c_pre = tid < N ? LoadF(p.C, p.dtype, co0 + tid) : 0.0f;
-  const float x_pre = tid < kRowsPerBlock && block_row0 + tid < P
-                          ? LoadF(p.x, p.dtype, xo0 + block_row0 + tid)
-                          : 0.0f;
-  const float dt_pre = LoadF(p.dt, p.dt_dtype, b * p.dt_batch_stride + h * p.dt_head_stride);
-
   float s[ROWS][CHUNKS][VEC];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
@@ -107,6 +91,22 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
       }
     }
   }
+
+  // With read_state_before_wait the state loads above overlap the previous kernels; x, B, C
+  // and dt are their outputs (token 0's entries of this thread are requested right after).
+  WaitForPreviousKernels();
+  constexpr int kRowsPerBlock = kGroups * ROWS;
+  const int64_t block_row0 = tile * kRowsPerBlock;
+  const int64_t bo0 = b * p.B_batch_stride + g * p.B_group_stride;
+  const int64_t co0 = b * p.C_batch_stride + g * p.C_group_stride;
+  const int64_t xo0 = b * p.x_batch_stride + h * p.x_head_stride;
+  const int tid = threadIdx.x;
+  const float b_pre = tid < N ? LoadF(p.B, p.dtype, bo0 + tid) : 0.0f;
+  const float c_pre = tid < N ? LoadF(p.C, p.dtype, co0 + tid) : 0.0f;
+  const float x_pre = tid < kRowsPerBlock && block_row0 + tid < P
+                          ? LoadF(p.x, p.dtype, xo0 + block_row0 + tid)
+                          : 0.0f;
+  const float dt_pre = LoadF(p.dt, p.dt_dtype, b * p.dt_batch_stride + h * p.dt_head_stride);
 
   float* const Bs = smem;
   float* const Cs = smem + N;

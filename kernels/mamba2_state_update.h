@@ -94,6 +94,12 @@ struct Mamba2StateUpdateParams {
   const int32_t* state_block_in = nullptr;   // (batch), required
   const int32_t* state_block_out = nullptr;  // (batch, T_s) or null
   int64_t state_block_out_stride = 0;        // 0 = tokens_per_seq
+
+  // CUDA, launched as a dependent (core/dependent_launch.h): read the state before waiting for
+  // the kernels before this one, so its DRAM latency overlaps them. Only for a caller whose
+  // earlier kernels on the stream cannot still be writing these states (the model's step: the
+  // previous step has ended, and nothing before the update in a step writes a decode state).
+  bool read_state_before_wait = false;
 };
 
 absl::Status RunMamba2StateUpdate(const Mamba2StateUpdateParams& p, const Stream& stream);

@@ -150,6 +150,9 @@ Mamba2StateUpdateParams Mamba2Mixer::DecodeStateParams(const char* zx, const cha
   s.state_head_stride = P * N;
   s.state_p_stride = N;
   s.state_block_in = bt.decode_blocks;
+  // In a model step nothing before the update writes a decode sequence's state (the previous
+  // step has ended; prefills write theirs after it).
+  s.read_state_before_wait = true;
   return s;
 }
 

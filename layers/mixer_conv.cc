@@ -85,6 +85,9 @@ CausalConv1dUpdateParams MixerConvDecodeParams(const MixerConvArgs& a, const Sta
   u.out_seq_stride = a.dim;
   u.out_token_stride = a.dim;
   u.state_block = ctx.batch.decode_blocks;
+  // In a model step nothing before the conv writes a decode sequence's window (the previous
+  // step has ended; prefills write other blocks).
+  u.read_state_before_wait = true;
   return u;
 }
 
