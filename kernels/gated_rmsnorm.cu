@@ -135,7 +135,6 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float red[kThreads / 32];
   __shared__ float total;
   AllowNextKernelLaunch();  // launched as a dependent (RunGatedRmsNormCuda): out_proj may launch
-  WaitForPreviousKernels();
   const int64_t t = blockIdx.x;
   const int64_t g = g_first + blockIdx.y;
   const int64_t c0_raw = g * p.group_size - p.channel_offset;
@@ -180,17 +179,19 @@ __global__ void __launch_bounds__(kThreads)
   };
   const int64_t sums_idx = t * p.sums_row_stride + g - p.sums_group_offset;
   float ss;
-  // The weights load with y and z, so that after the reduction nothing waits on memory.
+  // The weights (constants) load before the wait for the previous kernel, y and z after it;
+  // after the reduction nothing waits on memory.
   float w[kCache][VEC];
 #pragma unroll
   for (int k = 0; k < kCache; ++k) {
     const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
-    if (vi < nvec) {
-      load(vi, v[k], gate[k]);
-      if (p.mode != GatedRmsNormMode::kPartialSums) {
-        load_weights(vi, w[k]);
-      }
-    }
+    if (vi < nvec && p.mode != GatedRmsNormMode::kPartialSums) load_weights(vi, w[k]);
+  }
+  WaitForPreviousKernels();
+#pragma unroll
+  for (int k = 0; k < kCache; ++k) {
+    const int64_t vi = threadIdx.x + static_cast<int64_t>(k) * kThreads;
+    if (vi < nvec) load(vi, v[k], gate[k]);
   }
   if (p.mode == GatedRmsNormMode::kApply) {
     ss = p.sums[sums_idx];

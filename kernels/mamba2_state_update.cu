@@ -70,7 +70,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
   const int64_t P = p.head_dim, N = p.d_state;
   const int64_t row0 = (tile * kGroups + grp) * ROWS;
   const int64_t g = (p.first_head + h) / a.hpg - p.first_group;
-  const float A = p.A[h];
+  const float A = p.A[h];  // per-head constants load before the wait
+  const float dt_bias = p.dt_bias != nullptr ? p.dt_bias[h] : 0.0f;
   StT* const state = static_cast<StT*>(p.state);
   const int64_t head_off = h * p.state_head_stride;
 
@@ -130,7 +131,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
     float dt = t == 0 ? dt_pre
                       : LoadF(p.dt, p.dt_dtype,
                               b * p.dt_batch_stride + t * p.dt_token_stride + h * p.dt_head_stride);
-    if (p.dt_bias != nullptr) dt += p.dt_bias[h];
+    dt += dt_bias;
     if (p.dt_softplus) dt = Softplus(dt);
     dt = ClampDt(dt, p.dt_min, p.dt_max);
     const float dA = expf(dt * A);

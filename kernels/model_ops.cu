@@ -108,11 +108,12 @@ __device__ __forceinline__ float RoundAs(__nv_bfloat16, float v) {
 template <typename XT, typename RT, typename OT>
 __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormVec8Kernel(AddRmsNormParams p) {
   // Launched as a dependent of the mixer's out_proj (LaunchVec8); the in_proj GEMV after it is
-  // one too.
+  // one too. The weights are constants: loaded before the wait.
   AllowNextKernelLaunch();
-  WaitForPreviousKernels();
   const int64_t off = static_cast<int64_t>(blockIdx.x) * p.dim + threadIdx.x * 8;
   float x[8], r[8], w[8];
+  Load8(static_cast<const float*>(p.weight) + threadIdx.x * 8, w);
+  WaitForPreviousKernels();
   Load8(static_cast<const XT*>(p.x) + off, x);
   if (p.add_residual) {
     Load8(static_cast<const RT*>(p.residual) + off, r);
@@ -120,7 +121,6 @@ __global__ void __launch_bounds__(kNormMaxThreads) AddRmsNormVec8Kernel(AddRmsNo
 #pragma unroll
     for (int k = 0; k < 8; ++k) r[k] = 0.f;
   }
-  Load8(static_cast<const float*>(p.weight) + threadIdx.x * 8, w);
   float sumsq = 0.f;
 #pragma unroll
   for (int k = 0; k < 8; ++k) {
