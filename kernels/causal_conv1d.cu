@@ -390,8 +390,8 @@ absl::Status RunCausalConv1dUpdateCuda(const CausalConv1dUpdateParams& p, const 
   const dim3 grid(static_cast<unsigned>((p.w.dim + kThreads - 1) / kThreads),
                   static_cast<unsigned>(p.num_seqs));
   switch (p.w.width) {
-#define MS_CONV_CASE(WW)                                                                 \
-  case WW:                                                                               \
+#define MS_CONV_CASE(WW)                                                                         \
+  case WW:                                                                                       \
     CUDA_RETURN_IF_ERROR(LaunchDependent(ConvUpdateKernel<WW>, grid, dim3(kThreads), 0, st, p)); \
     break;
     MS_CONV_CASE(2)
