@@ -274,6 +274,9 @@ TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
 // eagerly and in graphs, at batch 1 (the GEMV) and 3 (cuBLAS), Mamba-1 and Mamba-2, bf16.
 TEST(DependentLaunch, SameLogitsWithAndWithout) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
+  struct Restore {  // the switch is process-wide: back on however the test ends
+    ~Restore() { SetDependentLaunch(true); }
+  } restore;
   for (config::Architecture arch : {config::MAMBA2, config::MAMBA1}) {
     config::ModelConfig m = MakeConfig(arch);
     m.set_d_model(256);  // a multiple of 256: the one-pass AddRmsNorm
@@ -316,7 +319,6 @@ TEST(DependentLaunch, SameLogitsWithAndWithout) {
         }
       }
     }
-    SetDependentLaunch(true);
     ASSERT_EQ(runs[0].size(), runs[1].size());
     for (size_t i = 0; i < runs[0].size(); ++i)
       EXPECT_EQ(runs[1][i], runs[0][i]) << "arch " << arch << " step " << i;
