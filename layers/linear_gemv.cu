@@ -17,7 +17,11 @@
 namespace mambaserve {
 namespace {
 
-constexpr int kWarps = 8;   // output rows per block
+// Output rows per block, measured (H100, 16-layer decode step at batch 1, CUDA graph): 16 warps
+// 0.995 ms, 8 warps 0.802-0.807, 4 warps 0.778-0.791, 2 warps 0.777-0.783, 1 warp 0.813
+// (bench/RESULTS.md). Likely why: as a dependent launch, small blocks find room beside the
+// previous kernel's blocks and start streaming earlier.
+constexpr int kWarps = 2;
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 
 __device__ __forceinline__ void Unpack8(const uint4& q, float (&f)[8]) {
