@@ -95,6 +95,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
 
   // With read_state_before_wait the state loads above overlap the previous kernels; x, B, C
   // and dt are their outputs (token 0's entries of this thread are requested right after).
+  // Without it the kernel already waited at its start, and this wait returns at once.
   WaitForPreviousKernels();
   constexpr int kRowsPerBlock = kGroups * ROWS;
   const int64_t block_row0 = tile * kRowsPerBlock;
