@@ -119,6 +119,61 @@ TEST(GpuPrefill, F16AndMixedBCDtypes) {
   }
 }
 
+// Every launch geometry against the CPU: channel warps x time warps, with time-warp segments
+// that are full, partial (a sequence's last chunk) or hold block boundaries (one or several:
+// block size 5 is below every segment length), for the fast (default) and the generic (ZOH)
+// step, N = 5, 16, 64, 256 (8 states per lane) and grouped B/C.
+TEST(GpuPrefill, EveryGeometryMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  auto gpu = GpuStream();
+  ASSERT_TRUE(gpu.ok());
+  const Shape shapes[] = {
+      {64, 16, 1, {1, 7, 300, 64}}, {40, 64, 1, {33, 130}}, {24, 256, 3, {70}},
+      {20, 5, 1, {17, 1, 150}},     {96, 16, 2, {129, 64}},
+  };
+  const std::pair<int, int> geometries[] = {{1, 1}, {4, 1}, {1, 2}, {1, 3}, {1, 4}, {1, 8}, {2, 4}};
+  int checked = 0;
+  for (const Shape& sh : shapes) {
+    for (Discretization mode : {Discretization::kDefault, Discretization::kZoh}) {
+      for (int64_t block_size : {0, 5, 32}) {
+        ScanProblemOptions o;
+        o.mode = mode;
+        o.dim = sh.dim;
+        o.d_state = sh.d_state;
+        o.n_groups = sh.n_groups;
+        o.lengths = sh.lengths;
+        o.initial_state.assign(sh.lengths.size(), true);
+        o.initial_state[0] = false;
+        o.block_size = block_size;
+        if (block_size > 0) {
+          o.prefix_offset.assign(sh.lengths.size(), 3);
+          o.prefix_offset[0] = 0;
+        }
+        o.seed = 77 + checked;
+        Stream cpu;
+        auto want = RunPrefill(MakeScanProblem(o), cpu);
+        ASSERT_TRUE(want.ok()) << want.status();
+        for (auto [cw, tw] : geometries) {
+          o.cuda_channel_warps = cw;
+          o.cuda_time_warps = tw;
+          const auto p = MakeScanProblem(o);
+          auto got = RunPrefill(p, *gpu);
+          ASSERT_TRUE(got.ok()) << got.status();
+          const std::string what =
+              absl::StrCat(DiscretizationName(mode), " dim ", sh.dim, " N ", sh.d_state,
+                           " block_size ", block_size, " channel warps ", cw, " time warps ", tw);
+          EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)), 2e-5) << what;
+          std::vector<double> a(got->pool.begin(), got->pool.end()),
+              b(want->pool.begin(), want->pool.end());
+          EXPECT_LT(RelErr(a, b), 2e-5) << what;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 5 * 2 * 3 * 7);
+}
+
 class GpuDecodeTest : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};
 
 TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {

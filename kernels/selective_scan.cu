@@ -1,18 +1,26 @@
 // CUDA Mamba-1 selective scan (prefill).
 //
 // Design: one thread block per (sequence, channel tile). A channel's N states are spread over a
-// group of `tpc` lanes (kNPT states each, in registers); a warp holds 32 / tpc channels and a
-// block 1 or 4 warps. The block walks its sequence in chunks of K tokens: the raw rows of u,
-// delta, z, B and C for chunk c + 1 are copied into shared memory with cp.async while chunk c is
-// computed (double buffering), then converted once per (token, channel) into fp32 scalars (dt,
-// dt_decay, dt * u, u) and once per (token, n) into fp32 B and C shared by every channel of the
-// tile. The recurrence runs sequentially over the chunk's tokens; each lane updates its kNPT
-// states (one ex2 each for the exponential-decay modes), y is reduced across the lane group with
-// shuffles, and the epilogue adds D u, applies the silu(z) gate and stores y coalesced.
-// Boundary states (prefix caching) are stored from registers at the tokens that complete a
-// block; the final state at the end.
+// group of `tpc` lanes (kNPT states each, in registers); a warp holds cpw = 32 / tpc channels. A
+// block has `cw` warps side by side over channels and `tw` warps along time. It walks its
+// sequence in chunks: the raw rows of u, delta, z, B and C of chunk c + 1 are copied into shared
+// memory with cp.async while chunk c is computed (double buffering), then converted once per
+// (token, channel) into fp32 scalars (dt_in, dt_decay, dt_in * u, u) and once per (token, n) into
+// fp32 B and C shared by the tile's channels.
+//
+// Time warps give a small batch of long sequences enough parallelism: the chunk's rows are cut
+// into one segment per time warp (warp 0's of seg0 rows, the others' of kT). Warp 0 continues the
+// recurrence from the carried state. Every other warp scans its segment from a zero state and
+// keeps, per row and state, the product P of the decays since the segment start (kT x kNPT
+// registers) and its partial y. After a barrier each warp composes the aggregates of the
+// segments before it (h <- P_end h + h_end) into its true starting state h_in and adds
+// C_t P_t h_in to its y: one exponential per element, as in the sequential scan. A segment that is
+// partial (the sequence's last chunk) or holds a block boundary (whose state prefix caching
+// stores) is instead scanned twice, for its aggregate and then again from h_in. With tw = 1 (large
+// batches) the kernel is the plain sequential scan.
+// y is reduced across the lane group through shared memory; the epilogue adds D u, applies the
+// silu(z) gate and stores y.
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -56,13 +64,17 @@ struct ScanArgs {
   const int64_t* prefix;
   const int32_t* bnd;
   int64_t bnd_stride;
-  // Geometry.
-  int tpc_log2, cpw, warps, K, npad;
-  bool bc_vec;  // v2: B/C rows convert in 16-byte units (N == npad, N * esbc % 16 == 0)
-  int off_yp;   // v2: per-lane partial sums of y, [K][cpb * tpc]
+  // Geometry (see the kernel): lanes per channel (log2), channels per warp, channel warps, time
+  // warps, rows of time warp 0's segment, rows per chunk, states per channel padded to lanes.
+  int tpc_log2, cpw, cw, tw, seg0, K, npad;
+  bool bc_vec;  // B/C rows convert in 16-byte units (N == npad, N * esbc % 16 == 0)
   int vec_u, vec_delta, vec_z, vec_B, vec_C;
   int seg_x, seg_bc;  // bytes of one raw row in shared memory (multiples of 16)
-  int raw_stage_bytes, off_par, off_B, off_C, off_y, off_spb;
+  // Shared memory: two stages of raw rows, then the converted rows, the partial sums of y, the
+  // time warps' aggregates and the carried state.
+  int raw_stage_bytes, off_par, off_B, off_C, off_yp, off_agg, off_carry;
+  // Per copied array: log2 of the units per row when that is a power of two <= 32, else -1.
+  int upr_log2_x, upr_log2_delta, upr_log2_z, upr_log2_B, upr_log2_C;
 };
 
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
@@ -94,17 +106,20 @@ __device__ __forceinline__ void CopyUnit(char* d, const char* s, int vec) {
   }
 }
 
+// A row of 2^upr_log2 units (upr_log2 >= 0, at most 32 units) gives every thread a fixed unit of
+// every (nthreads >> upr_log2)-th row, found with shifts; other rows take the general loop. The
+// copy is issued once per chunk for each array, so its index arithmetic matters.
 __device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src, int64_t src_rs,
-                                         int rows, int row_bytes, int vec, int tid, int nthreads) {
-  const int upr = row_bytes / vec;
-  if (upr > 0 && upr <= nthreads && nthreads % upr == 0) {
-    // Fixed (row, unit) pattern per thread: one division per call.
-    const int k = tid % upr, step = nthreads / upr;
-    for (int r = tid / upr; r < rows; r += step) {
-      CopyUnit(dst + r * dst_rs + k * vec, src + r * src_rs + k * vec, vec);
+                                         int rows, int row_bytes, int vec, int upr_log2, int tid,
+                                         int nthreads) {
+  if (upr_log2 >= 0) {
+    const int off = (tid & ((1 << upr_log2) - 1)) * vec, step = nthreads >> upr_log2;
+    for (int r = tid >> upr_log2; r < rows; r += step) {
+      CopyUnit(dst + r * dst_rs + off, src + r * src_rs + off, vec);
     }
     return;
   }
+  const int upr = row_bytes / vec;
   const int total = rows * upr;
   for (int i = tid; i < total; i += nthreads) {
     const int r = i / upr, k = i - r * upr;
@@ -113,16 +128,11 @@ __device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src,
 }
 
 // ---------------------------------------------------------------------------------------------
-// The prefill kernel (its second version; the first, with per-token branches and shuffles in the
-// recurrence, measured 2x slower and was removed, see bench/RESULTS_mamba1.md). The work outside
-// the recurrence is made cheap, since at one warp per SM sub-partition the kernel is bound by
-// instruction issue and latency rather than by the exponentials:
-//   - every thread converts and finishes a fixed channel (no divisions, per-channel constants in
-//     registers), the element type is dispatched once per chunk;
-//   - the recurrence loop has no branches or shuffles: each lane stores its partial y to shared
-//     memory and the epilogue sums the tpc partials; boundary states split the loop into
-//     segments instead of being tested per token;
-//   - B and C are converted in 16-byte units.
+// The prefill kernel. Work outside the recurrence is kept cheap (every thread converts and
+// finishes a fixed channel with its constants in registers; the element type is dispatched once
+// per chunk; the recurrence loops have no shuffles and no per-token branches: each lane stores its
+// partial y to shared memory and the epilogue sums the tpc partials, and boundary states split
+// the loop into segments instead of being tested per token).
 
 __device__ __forceinline__ float ToF(float v) { return v; }
 __device__ __forceinline__ float ToF(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -143,9 +153,9 @@ __device__ __forceinline__ __half FromF<__half>(float v) {
 }
 
 template <Discretization kMode, typename XT>
-__device__ __forceinline__ void ConvertChunkV2(const ScanArgs& a, const char* ru, const char* rd,
-                                               float4* s_par, int rows, int cpb, int cc, int rstep,
-                                               int x_row, float bias, float spb, int64_t tok0) {
+__device__ __forceinline__ void ConvertChunk(const ScanArgs& a, const char* ru, const char* rd,
+                                             float4* s_par, int rows, int cpb, int cc, int rstep,
+                                             int x_row, float bias, float spb, int64_t tok0) {
   const XT* u = reinterpret_cast<const XT*>(ru);
   const XT* dl = reinterpret_cast<const XT*>(rd);
 #pragma unroll 4
@@ -159,10 +169,10 @@ __device__ __forceinline__ void ConvertChunkV2(const ScanArgs& a, const char* ru
 }
 
 template <typename XT>
-__device__ __forceinline__ void EpilogueChunkV2(const ScanArgs& a, const char* rz,
-                                                const float* s_yp, const float4* s_par, int rows,
-                                                int cpb, int cc, int rstep, int x_row, int tpc,
-                                                float Dd, int64_t tok0, int64_t d) {
+__device__ __forceinline__ void EpilogueChunk(const ScanArgs& a, const char* rz, const float* s_yp,
+                                              const float4* s_par, int rows, int cpb, int cc,
+                                              int rstep, int x_row, int tpc, float Dd, int64_t tok0,
+                                              int64_t d) {
   XT* y = reinterpret_cast<XT*>(a.y);
   const XT* z = reinterpret_cast<const XT*>(rz);
 #pragma unroll 4
@@ -182,26 +192,199 @@ __device__ __forceinline__ void EpilogueChunkV2(const ScanArgs& a, const char* r
   }
 }
 
+// What one lane of the recurrence owns: channel `cl` of the tile (global channel d) and the
+// states sub * kNPT + j; where the chunk's converted rows are in shared memory.
+struct RecurrenceLane {
+  const float4* s_par;  // [K][cpb]: dt_in, dt_decay, xin, u
+  const float* s_B;     // [K][npad]
+  const float* s_C;
+  float* s_yp;  // [K][cpb][tpc]: partial sums of y
+  int cpb, cl, sub, tpc, npad;
+  bool valid;  // a real channel, and the lane that owns it
+  int seq, d, N;
+  int64_t prefix;
+};
+
+template <int kNPT>
+__device__ __forceinline__ void LoadRowBC(const RecurrenceLane& L, int t, float (&Bv)[kNPT],
+                                          float (&Cv)[kNPT]) {
+#pragma unroll
+  for (int j = 0; j < kNPT; j += 4) {
+    const float4 b4 = *reinterpret_cast<const float4*>(L.s_B + t * L.npad + L.sub * kNPT + j);
+    const float4 c4 = *reinterpret_cast<const float4*>(L.s_C + t * L.npad + L.sub * kNPT + j);
+    Bv[j] = b4.x, Bv[j + 1] = b4.y, Bv[j + 2] = b4.z, Bv[j + 3] = b4.w;
+    Cv[j] = c4.x, Cv[j + 1] = c4.y, Cv[j + 2] = c4.z, Cv[j + 3] = c4.w;
+  }
+}
+
+__device__ __forceinline__ TokenScalars LoadRowScalars(const RecurrenceLane& L, int t) {
+  const float4 p = L.s_par[t * L.cpb + L.cl];
+  return TokenScalars{p.x, p.y, p.z, p.w};
+}
+
+__device__ __forceinline__ void StorePartialY(const RecurrenceLane& L, int t, float yp) {
+  if (L.valid) L.s_yp[(t * L.cpb + L.cl) * L.tpc + L.sub] = yp;
+}
+
+// The first sequence-local token index >= i after which a block boundary falls (the state there
+// is cached), or INT64_MAX without boundary states.
+__device__ __forceinline__ int64_t NextBoundary(const ScanArgs& a, int64_t prefix, int64_t i) {
+  if (a.block_size <= 0) return INT64_MAX;
+  const int64_t first = a.block_size - 1 - prefix % a.block_size;
+  if (i <= first) return first;
+  return first + (i - first + a.block_size - 1) / a.block_size * a.block_size;
+}
+
+template <int kNPT>
+__device__ __forceinline__ void StoreStates(const ScanArgs& a, const RecurrenceLane& L,
+                                            int64_t block, const float (&h)[kNPT]) {
+  if (block == 0 || !L.valid) return;
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) {
+    const int64_t n = L.sub * kNPT + j;
+    if (n < L.N) StoreElem(a.pool, a.st_dt, block * a.block_stride + L.d * L.N + n, h[j]);
+  }
+}
+
+// The state after sequence-local token i (a boundary) goes to its boundary block.
+template <int kNPT>
+__device__ __forceinline__ void StoreBoundaryState(const ScanArgs& a, const RecurrenceLane& L,
+                                                   int64_t i, const float (&h)[kNPT]) {
+  const int64_t j = (L.prefix + i + 1) / a.block_size - L.prefix / a.block_size - 1;
+  StoreStates<kNPT>(a, L, a.bnd[L.seq * a.bnd_stride + j], h);
+}
+
+// Chunk rows [lo, hi) in order from state h: partial y of every row, boundary states on the way.
+// `cs` is the chunk's first sequence-local token.
 template <Discretization kMode, int kNPT>
-__global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
+__device__ __forceinline__ void ScanRows(const ScanArgs& a, const RecurrenceLane& L,
+                                         float (&h)[kNPT], const float (&Ar)[kNPT], int lo, int hi,
+                                         int64_t cs) {
+  int t = lo;
+  while (t < hi) {
+    const int64_t nb = NextBoundary(a, L.prefix, cs + t);
+    const bool hit = nb < cs + hi;
+    const int end = hit ? static_cast<int>(nb - cs) + 1 : hi;
+#pragma unroll 4
+    for (; t < end; ++t) {
+      const TokenScalars ts = LoadRowScalars(L, t);
+      float Bv[kNPT], Cv[kNPT];
+      LoadRowBC<kNPT>(L, t, Bv, Cv);
+      float yp = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kNPT; ++j) {
+        h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
+        yp = fmaf(Cv[j], h[j], yp);
+      }
+      StorePartialY(L, t, yp);
+    }
+    if (hit) StoreBoundaryState<kNPT>(a, L, nb, h);
+  }
+}
+
+// The aggregate of rows [lo, hi) from a zero state: the product of the decays and the end state,
+// so that the end state from h_in is decay * h_in + h_end.
+template <Discretization kMode, int kNPT>
+__device__ __forceinline__ void ScanAggregate(const RecurrenceLane& L, const float (&Ar)[kNPT],
+                                              int lo, int hi, float (&decay)[kNPT],
+                                              float (&h_end)[kNPT]) {
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) decay[j] = 1.0f, h_end[j] = 0.0f;
+  for (int t = lo; t < hi; ++t) {
+    const TokenScalars ts = LoadRowScalars(L, t);
+    float Bv[kNPT], Cv[kNPT];
+    LoadRowBC<kNPT>(L, t, Bv, Cv);
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      const float2 c = StepCoeffs<kMode>(Ar[j], Bv[j], ts);
+      h_end[j] = fmaf(c.x, h_end[j], c.y);
+      decay[j] *= c.x;
+    }
+  }
+}
+
+// kT rows from `lo` from a zero state: stores each row's partial y and keeps P[t][j], the product
+// of the decays through row lo + t, which the correction for the true starting state needs.
+template <Discretization kMode, int kNPT, int kT>
+__device__ __forceinline__ void ScanSegmentLocal(const RecurrenceLane& L, const float (&Ar)[kNPT],
+                                                 int lo, float (&P)[kT][kNPT],
+                                                 float (&h_end)[kNPT]) {
+  float prod[kNPT];
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) prod[j] = 1.0f, h_end[j] = 0.0f;
+#pragma unroll
+  for (int t = 0; t < kT; ++t) {
+    const TokenScalars ts = LoadRowScalars(L, lo + t);
+    float Bv[kNPT], Cv[kNPT];
+    LoadRowBC<kNPT>(L, lo + t, Bv, Cv);
+    float yp = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) {
+      const float2 c = StepCoeffs<kMode>(Ar[j], Bv[j], ts);
+      h_end[j] = fmaf(c.x, h_end[j], c.y);
+      prod[j] *= c.x;
+      P[t][j] = prod[j];
+      yp = fmaf(Cv[j], h_end[j], yp);
+    }
+    StorePartialY(L, lo + t, yp);
+  }
+}
+
+// The true partial y of those rows, y + sum_j C[t][j] P[t][j] h_in[j]; h_end becomes the true end
+// state.
+template <int kNPT, int kT>
+__device__ __forceinline__ void CorrectSegment(const RecurrenceLane& L, int lo,
+                                               const float (&P)[kT][kNPT],
+                                               const float (&h_in)[kNPT], float (&h_end)[kNPT]) {
+#pragma unroll
+  for (int t = 0; t < kT; ++t) {
+    float Bv[kNPT], Cv[kNPT];
+    LoadRowBC<kNPT>(L, lo + t, Bv, Cv);
+    float* yp = L.s_yp + ((lo + t) * L.cpb + L.cl) * L.tpc + L.sub;
+    float y = *yp;
+#pragma unroll
+    for (int j = 0; j < kNPT; ++j) y = fmaf(Cv[j], P[t][j] * h_in[j], y);
+    if (L.valid) *yp = y;
+  }
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) h_end[j] = fmaf(P[kT - 1][j], h_in[j], h_end[j]);
+}
+
+template <Discretization kMode, int kNPT>
+__global__ void __launch_bounds__(256, 2) SelectiveScanKernel(const ScanArgs a) {
+  constexpr int kT = 64 / kNPT;  // rows of a time warp's segment (P takes 64 registers)
   extern __shared__ __align__(16) char smem[];
   const int seq = blockIdx.y;
-  const int64_t t0 = a.cu[seq];
-  const int64_t len = a.cu[seq + 1] - t0;
-  const int cpb = a.cpw * a.warps;
-  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * cpb;
+  const int t0 = a.cu[seq];
+  const int len = a.cu[seq + 1] - t0;
+  const int cpb = a.cpw * a.cw;
+  const int c0 = static_cast<int>(blockIdx.x) * cpb;
   if (c0 >= a.D) return;
   const int valid_ch = static_cast<int>(min(static_cast<int64_t>(cpb), a.D - c0));
   const int tid = threadIdx.x, nthreads = blockDim.x;
   const int warp = tid >> 5, lane = tid & 31;
+  const int cwi = warp % a.cw, twi = warp / a.cw;  // channel warp, time warp
   const int tpc = 1 << a.tpc_log2;
   const int slot = lane >> a.tpc_log2;
-  const int sub = lane & (tpc - 1);
-  const int cl = warp * a.cpw + min(slot, a.cpw - 1);
-  const int64_t d = c0 + cl;
-  const bool ch_valid = slot < a.cpw && cl < valid_ch;
   const int64_t g = c0 / a.dpg;
-  const int64_t N = a.N;
+  const int N = static_cast<int>(a.N);
+
+  RecurrenceLane L;
+  L.s_par = reinterpret_cast<const float4*>(smem + a.off_par);
+  L.s_B = reinterpret_cast<const float*>(smem + a.off_B);
+  L.s_C = reinterpret_cast<const float*>(smem + a.off_C);
+  L.s_yp = reinterpret_cast<float*>(smem + a.off_yp);
+  L.cpb = cpb;
+  L.cl = cwi * a.cpw + min(slot, a.cpw - 1);
+  L.sub = lane & (tpc - 1);
+  L.tpc = tpc;
+  L.npad = a.npad;
+  L.valid = slot < a.cpw && L.cl < valid_ch;
+  L.seq = seq;
+  L.d = c0 + L.cl;
+  L.N = N;
+  L.prefix = a.block_size > 0 ? a.prefix[seq] : 0;
+
   // The channel this thread converts and finishes, and its rows t = tid / cpb + k * rstep.
   const int cc = tid % cpb;
   const int rstep = nthreads / cpb;
@@ -211,21 +394,29 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
       (cc_valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[c0 + cc]) : 0.0f;
   const float Dd = (cc_valid && a.Dv) ? a.Dv[c0 + cc] : 0.0f;
 
-  float h[kNPT], Ar[kNPT];
-  const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
-#pragma unroll
-  for (int j = 0; j < kNPT; ++j) {
-    const int64_t n = sub * kNPT + j;
-    const bool valid = ch_valid && n < N;
-    Ar[j] = valid ? PrepareA<kMode>(a.A[d * N + n]) : 0.0f;
-    h[j] = (valid && in_blk != 0) ? LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + d * N + n)
-                                  : 0.0f;
-  }
-
   float4* s_par = reinterpret_cast<float4*>(smem + a.off_par);
   float* s_B = reinterpret_cast<float*>(smem + a.off_B);
   float* s_C = reinterpret_cast<float*>(smem + a.off_C);
-  float* s_yp = reinterpret_cast<float*>(smem + a.off_yp);
+  // Per time warp and state element: (product of the segment's decays, its end state from 0).
+  float2* s_agg = reinterpret_cast<float2*>(smem + a.off_agg);
+  // The state carried from chunk to chunk (in shared memory rather than registers, which the
+  // other time warps' P needs).
+  float* s_carry = reinterpret_cast<float*>(smem + a.off_carry);
+  const int elem = L.cl * a.npad + L.sub * kNPT;  // this lane's first element in s_agg/s_carry
+
+  float Ar[kNPT];
+  const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
+#pragma unroll
+  for (int j = 0; j < kNPT; ++j) {
+    const int64_t n = L.sub * kNPT + j;
+    const bool valid = L.valid && n < N;
+    Ar[j] = valid ? PrepareA<kMode>(a.A[L.d * N + n]) : 0.0f;
+    if (twi == 0 && L.valid) {
+      s_carry[elem + j] = (valid && in_blk != 0)
+                              ? LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + L.d * N + n)
+                              : 0.0f;
+    }
+  }
   const int K = a.K;
   auto raw_u = [&](int stage) { return smem + stage * a.raw_stage_bytes; };
   auto raw_delta = [&](int stage) { return raw_u(stage) + K * a.seg_x; };
@@ -233,33 +424,35 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
   auto raw_B = [&](int stage) { return raw_u(stage) + 3 * K * a.seg_x; };
   auto raw_C = [&](int stage) { return raw_B(stage) + K * a.seg_bc; };
 
-  auto issue = [&](int64_t cs, int stage) {
-    const int rows = static_cast<int>(min(static_cast<int64_t>(K), len - cs));
+  auto issue = [&](int cs, int stage) {
+    const int rows = min(K, len - cs);
     const int64_t row0 = t0 + cs;
     CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx, rows,
-             valid_ch * a.esx, a.vec_u, tid, nthreads);
+             valid_ch * a.esx, a.vec_u, a.upr_log2_x, tid, nthreads);
     CopyRows(raw_delta(stage), a.seg_x, a.delta + (row0 * a.delta_rs + c0) * a.esx,
-             a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, tid, nthreads);
+             a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, a.upr_log2_delta, tid,
+             nthreads);
     if (a.z) {
       CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx, rows,
-               valid_ch * a.esx, a.vec_z, tid, nthreads);
+               valid_ch * a.esx, a.vec_z, a.upr_log2_z, tid, nthreads);
     }
     CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc, a.B_rs * a.esbc,
-             rows, static_cast<int>(N) * a.esbc, a.vec_B, tid, nthreads);
+             rows, static_cast<int>(N) * a.esbc, a.vec_B, a.upr_log2_B, tid, nthreads);
     CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc, a.C_rs * a.esbc,
-             rows, static_cast<int>(N) * a.esbc, a.vec_C, tid, nthreads);
+             rows, static_cast<int>(N) * a.esbc, a.vec_C, a.upr_log2_C, tid, nthreads);
   };
 
-  int64_t next_b = -1, bj = 0;
-  if (a.block_size > 0) next_b = a.block_size - a.prefix[seq] % a.block_size - 1;
+  // This time warp's rows of every chunk: warp 0 the first seg0, the others kT each.
+  const int seg_lo = twi == 0 ? 0 : a.seg0 + (twi - 1) * kT;
+  const int seg_len = twi == 0 ? a.seg0 : kT;
 
-  const int64_t num_chunks = (len + K - 1) / K;
+  const int num_chunks = (len + K - 1) / K;
   const int x_row = a.seg_x / a.esx, bc_row = a.seg_bc / a.esbc;
   if (num_chunks > 0) issue(0, 0);
   CpAsyncCommit();
-  for (int64_t c = 0; c < num_chunks; ++c) {
-    const int64_t cs = c * K;
-    const int rows = static_cast<int>(min(static_cast<int64_t>(K), len - cs));
+  for (int c = 0; c < num_chunks; ++c) {
+    const int cs = c * K;
+    const int rows = min(K, len - cs);
     const int stage = static_cast<int>(c & 1);
     if (c + 1 < num_chunks) issue(cs + K, stage ^ 1);
     CpAsyncCommit();
@@ -268,14 +461,14 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
     // Convert.
     if (cc_valid) {
       if (a.x_dt == kBF16) {
-        ConvertChunkV2<kMode, __nv_bfloat16>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb,
-                                             cc, rstep, x_row, bias, spb, t0 + cs);
+        ConvertChunk<kMode, __nv_bfloat16>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc,
+                                           rstep, x_row, bias, spb, t0 + cs);
       } else if (a.x_dt == kF16) {
-        ConvertChunkV2<kMode, __half>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc,
-                                      rstep, x_row, bias, spb, t0 + cs);
+        ConvertChunk<kMode, __half>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc, rstep,
+                                    x_row, bias, spb, t0 + cs);
       } else {
-        ConvertChunkV2<kMode, float>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc, rstep,
-                                     x_row, bias, spb, t0 + cs);
+        ConvertChunk<kMode, float>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc, rstep,
+                                   x_row, bias, spb, t0 + cs);
       }
     }
     {
@@ -328,71 +521,88 @@ __global__ void __launch_bounds__(128) SelectiveScanKernelV2(const ScanArgs a) {
       }
     }
     __syncthreads();
-    // The recurrence, in segments that end at block boundaries.
-    int t = 0;
-    while (t < rows) {
-      int end = rows;
-      bool hit = false;
-      if (next_b >= cs && next_b < cs + rows) {
-        end = static_cast<int>(next_b - cs) + 1;
-        hit = true;
-      }
-#pragma unroll 4
-      for (; t < end; ++t) {
-        const float4 p = s_par[t * cpb + cl];
-        const TokenScalars ts{p.x, p.y, p.z, p.w};
-        float Bv[kNPT], Cv[kNPT];
+    // The recurrence. Phase 1: warp 0 scans its rows from the carried state; every other time
+    // warp scans its segment from zero (a full segment without a boundary keeps P and y_local
+    // for the correction; any other only its aggregate).
+    const int lo = seg_lo, hi = min(seg_lo + seg_len, rows);
+    const int last_warp = rows <= a.seg0 ? 0 : 1 + (rows - a.seg0 - 1) / kT;
+    float P[kT][kNPT], decay[kNPT], h_end[kNPT];
+    bool full = false;
+    if (lo < hi) {
+      if (twi == 0) {
 #pragma unroll
-        for (int j = 0; j < kNPT; j += 4) {
-          const float4 b4 = *reinterpret_cast<const float4*>(s_B + t * a.npad + sub * kNPT + j);
-          const float4 c4 = *reinterpret_cast<const float4*>(s_C + t * a.npad + sub * kNPT + j);
-          Bv[j] = b4.x, Bv[j + 1] = b4.y, Bv[j + 2] = b4.z, Bv[j + 3] = b4.w;
-          Cv[j] = c4.x, Cv[j + 1] = c4.y, Cv[j + 2] = c4.z, Cv[j + 3] = c4.w;
+        for (int j = 0; j < kNPT; ++j) h_end[j] = s_carry[elem + j];
+        ScanRows<kMode, kNPT>(a, L, h_end, Ar, lo, hi, cs);
+#pragma unroll
+        for (int j = 0; j < kNPT; ++j) decay[j] = 0.0f;
+        if (last_warp == 0 && L.valid) {
+#pragma unroll
+          for (int j = 0; j < kNPT; ++j) s_carry[elem + j] = h_end[j];
         }
-        float yp = 0.0f;
+      } else {
+        full = hi - lo == kT && NextBoundary(a, L.prefix, cs + lo) >= cs + hi;
+        if (full) {
+          ScanSegmentLocal<kMode, kNPT, kT>(L, Ar, lo, P, h_end);
+#pragma unroll
+          for (int j = 0; j < kNPT; ++j) decay[j] = P[kT - 1][j];
+        } else {
+          ScanAggregate<kMode, kNPT>(L, Ar, lo, hi, decay, h_end);
+        }
+      }
+      if (L.valid && a.tw > 1) {
 #pragma unroll
         for (int j = 0; j < kNPT; ++j) {
-          h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
-          yp = fmaf(Cv[j], h[j], yp);
+          s_agg[twi * cpb * a.npad + elem + j] = make_float2(decay[j], h_end[j]);
         }
-        if (ch_valid) s_yp[(t * cpb + cl) * tpc + sub] = yp;
       }
-      if (hit) {
-        const int64_t dst = a.bnd[seq * a.bnd_stride + bj];
-        if (dst != 0 && ch_valid) {
+    }
+    if (a.tw > 1) __syncthreads();
+    // Phase 2: the other time warps compose the aggregates before them into their true starting
+    // state, then correct their y (or rescan their rows from it).
+    if (twi > 0 && lo < hi) {
+      float h_in[kNPT];
 #pragma unroll
-          for (int j = 0; j < kNPT; ++j) {
-            const int64_t n = sub * kNPT + j;
-            if (n < N) StoreElem(a.pool, a.st_dt, dst * a.block_stride + d * N + n, h[j]);
-          }
+      for (int j = 0; j < kNPT; ++j) h_in[j] = s_agg[elem + j].y;
+      for (int w = 1; w < twi; ++w) {
+#pragma unroll
+        for (int j = 0; j < kNPT; ++j) {
+          const float2 ag = s_agg[w * cpb * a.npad + elem + j];
+          h_in[j] = fmaf(ag.x, h_in[j], ag.y);
         }
-        ++bj;
-        next_b += a.block_size;
+      }
+      if (full) {
+        CorrectSegment<kNPT, kT>(L, lo, P, h_in, h_end);
+      } else {
+        ScanRows<kMode, kNPT>(a, L, h_in, Ar, lo, hi, cs);
+#pragma unroll
+        for (int j = 0; j < kNPT; ++j) h_end[j] = h_in[j];
+      }
+      if (twi == last_warp && L.valid) {
+#pragma unroll
+        for (int j = 0; j < kNPT; ++j) s_carry[elem + j] = h_end[j];
       }
     }
     __syncthreads();
     // Epilogue.
     if (cc_valid) {
       if (a.x_dt == kBF16) {
-        EpilogueChunkV2<__nv_bfloat16>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row,
-                                       tpc, Dd, t0 + cs, c0 + cc);
+        EpilogueChunk<__nv_bfloat16>(a, raw_z(stage), L.s_yp, s_par, rows, cpb, cc, rstep, x_row,
+                                     tpc, Dd, t0 + cs, c0 + cc);
       } else if (a.x_dt == kF16) {
-        EpilogueChunkV2<__half>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
-                                t0 + cs, c0 + cc);
+        EpilogueChunk<__half>(a, raw_z(stage), L.s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
+                              t0 + cs, c0 + cc);
       } else {
-        EpilogueChunkV2<float>(a, raw_z(stage), s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
-                               t0 + cs, c0 + cc);
+        EpilogueChunk<float>(a, raw_z(stage), L.s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
+                             t0 + cs, c0 + cc);
       }
     }
     __syncthreads();
   }
-  const int64_t out_blk = a.final_blk ? a.final_blk[seq] : 0;
-  if (out_blk != 0 && ch_valid) {
+  if (twi == 0) {
+    float h[kNPT];
 #pragma unroll
-    for (int j = 0; j < kNPT; ++j) {
-      const int64_t n = sub * kNPT + j;
-      if (n < N) StoreElem(a.pool, a.st_dt, out_blk * a.block_stride + d * N + n, h[j]);
-    }
+    for (int j = 0; j < kNPT; ++j) h[j] = s_carry[elem + j];
+    StoreStates<kNPT>(a, L, a.final_blk ? a.final_blk[seq] : 0, h);
   }
 }
 
@@ -407,30 +617,94 @@ int PickVec(uintptr_t base, std::initializer_list<int64_t> byte_quantities) {
 
 int RoundUp16(int64_t x) { return static_cast<int>((x + 15) / 16 * 16); }
 
+// CopyRows' upr_log2 for rows of `row_bytes` (and a last tile's rows of `tail_bytes`, 0 if none)
+// copied in units of `vec` bytes: -1 unless both are the same power-of-two count <= 32 of units.
+int UnitsLog2(int64_t row_bytes, int64_t tail_bytes, int vec) {
+  if (tail_bytes != 0 && tail_bytes != row_bytes) return -1;
+  const int64_t units = row_bytes / vec;
+  for (int log2 = 0; log2 <= 5; ++log2) {
+    if (units == (int64_t{1} << log2)) return log2;
+  }
+  return -1;
+}
+
+// Sets the time warps, the rows per chunk and the shared-memory layout for `tw`; returns the
+// shared-memory bytes. Everything else in `a` (channel geometry, row segments) is set before.
+int LayOutChunk(ScanArgs& a, int tw, int npt) {
+  const int kT = 64 / npt, cpb = a.cpw * a.cw, tpc = 1 << a.tpc_log2;
+  a.tw = tw;
+  if (tw > 1) {
+    a.seg0 = kT;
+  } else {
+    a.seg0 = std::clamp(2048 / a.npad, 8, 64);
+    if (a.cw > 1) a.seg0 = std::max(8, a.seg0 / 2);
+  }
+  const int K = a.seg0 + (tw - 1) * kT;
+  a.K = K;
+  a.raw_stage_bytes = 3 * K * a.seg_x + 2 * K * a.seg_bc;
+  a.off_par = 2 * a.raw_stage_bytes;
+  a.off_B = a.off_par + K * cpb * 16;
+  a.off_C = a.off_B + K * a.npad * 4;
+  a.off_yp = a.off_C + K * a.npad * 4;
+  a.off_agg = a.off_yp + RoundUp16(static_cast<int64_t>(K) * cpb * tpc * 4);
+  a.off_carry = a.off_agg + tw * cpb * a.npad * 8;
+  return a.off_carry + cpb * a.npad * 4;
+}
+
+// The most time warps a chunk may have: two blocks fit in an SM's shared memory.
+int MaxTimeWarps(ScanArgs a, int npt) {
+  int tw = 8;
+  while (tw > 1 && LayOutChunk(a, tw, npt) > 100 * 1024) --tw;
+  return tw;
+}
+
+// Picks the time warps (unless `forced_tw`), lays out shared memory and launches.
 template <Discretization kMode, int kNPT>
-absl::Status Launch(const ScanArgs& a, dim3 grid, int smem_bytes, cudaStream_t st) {
-  auto kernel = SelectiveScanKernelV2<kMode, kNPT>;
+absl::Status Launch(ScanArgs a, int forced_tw, int sms, dim3 grid, cudaStream_t st) {
+  auto kernel = SelectiveScanKernel<kMode, kNPT>;
+  // Several blocks per SM hide each other's barriers: give shared memory the whole carveout.
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                            cudaSharedmemCarveoutMaxShared));
+  const int max_tw = std::min(MaxTimeWarps(a, kNPT), 8 / a.cw);
+  const int max_smem = std::max(LayOutChunk(a, 1, kNPT), LayOutChunk(a, max_tw, kNPT));
   CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
-  kernel<<<grid, a.warps * 32, smem_bytes, st>>>(a);
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+  int tw = std::min(forced_tw, max_tw);
+  if (forced_tw == 0) {
+    // Time warps for a batch too small to fill the GPU with a warp per (sequence, channels):
+    // the most (up to 4) with which every block of the grid is resident at once.
+    tw = 1;
+    const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y;
+    for (int cand = std::min(4, max_tw); a.cw == 1 && cand >= 2; --cand) {
+      int per_sm = 0;
+      CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, kernel, cand * 32, LayOutChunk(a, cand, kNPT)));
+      if (blocks <= static_cast<int64_t>(per_sm) * sms) {
+        tw = cand;
+        break;
+      }
+    }
+  }
+  const int smem = LayOutChunk(a, tw, kNPT);
+  kernel<<<grid, a.cw * tw * 32, smem, st>>>(a);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
 template <int kNPT>
-absl::Status LaunchMode(Discretization mode, const ScanArgs& a, dim3 grid, int smem,
+absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int forced_tw, int sms, dim3 grid,
                         cudaStream_t st) {
   switch (mode) {
     case Discretization::kDefault:
-      return Launch<Discretization::kDefault, kNPT>(a, grid, smem, st);
+      return Launch<Discretization::kDefault, kNPT>(a, forced_tw, sms, grid, st);
     case Discretization::kZoh:
-      return Launch<Discretization::kZoh, kNPT>(a, grid, smem, st);
+      return Launch<Discretization::kZoh, kNPT>(a, forced_tw, sms, grid, st);
     case Discretization::kBilinear:
-      return Launch<Discretization::kBilinear, kNPT>(a, grid, smem, st);
+      return Launch<Discretization::kBilinear, kNPT>(a, forced_tw, sms, grid, st);
     case Discretization::kDirac:
-      return Launch<Discretization::kDirac, kNPT>(a, grid, smem, st);
+      return Launch<Discretization::kDirac, kNPT>(a, forced_tw, sms, grid, st);
     case Discretization::kEventDriven:
-      return Launch<Discretization::kEventDriven, kNPT>(a, grid, smem, st);
+      return Launch<Discretization::kEventDriven, kNPT>(a, forced_tw, sms, grid, st);
   }
   return absl::InvalidArgumentError("selective_scan: unknown discretization");
 }
@@ -503,22 +777,15 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
     CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
     CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   }
-  const int64_t warps_needed = p.num_seqs * ((p.dim + cpw - 1) / cpw);
-  int warps = warps_needed >= 16LL * sms ? 4 : 1;
-  if (p.n_groups > 1) {
-    while (warps > 1 && a.dpg % (warps * cpw) != 0) warps /= 2;
-  }
-  if (const char* w = std::getenv("MS_MAMBA1_SCAN_WARPS")) {  // tuning knob (benchmarks)
-    const int forced = std::atoi(w);
-    if (forced >= 1 && forced <= 4 && (p.n_groups == 1 || a.dpg % (forced * cpw) == 0)) {
-      warps = forced;
-    }
-  }
-  a.warps = warps;
-  const int cpb = cpw * warps;
-  int K = std::clamp(2048 / a.npad, 8, 64);
-  if (warps > 1) K = std::max(8, K / 2);
-  a.K = K;
+  // Warps side by side over channels when the (sequence, channel) warp columns alone fill the
+  // GPU (~16 warps per SM); otherwise one channel warp, and Launch adds warps along time.
+  const int64_t columns = p.num_seqs * ((p.dim + cpw - 1) / cpw);
+  int cw = columns >= 16LL * sms ? 4 : 1;
+  if (p.cuda_channel_warps > 0) cw = p.cuda_channel_warps;
+  while (cw > 1 && a.dpg % (cw * cpw) != 0) cw /= 2;  // a block's channels share one group
+  if (p.cuda_time_warps > 0) cw = std::min(cw, 8 / p.cuda_time_warps);  // <= 256 threads
+  a.cw = cw;
+  const int cpb = cpw * cw;
   a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
   a.seg_bc = RoundUp16(p.d_state * a.esbc);
   const int64_t tail_x = (p.dim % cpb) * a.esx;
@@ -542,19 +809,17 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
     a.vec_B = std::max(a.vec_B, 4);
     a.vec_C = std::max(a.vec_C, 4);
   }
-  a.raw_stage_bytes = 3 * K * a.seg_x + 2 * K * a.seg_bc;
-  a.off_par = 2 * a.raw_stage_bytes;
-  a.off_B = a.off_par + K * cpb * 16;
-  a.off_C = a.off_B + K * a.npad * 4;
-  a.off_y = a.off_C + K * a.npad * 4;
-  a.off_spb = a.off_y + K * cpb * 4;
-  a.off_yp = a.off_spb + RoundUp16(cpb * 4);
-  const int smem = a.off_yp + K * cpb * tpc * 4;
+  const int64_t x_row_bytes = static_cast<int64_t>(std::min<int64_t>(cpb, p.dim)) * a.esx;
+  a.upr_log2_x = UnitsLog2(x_row_bytes, tail_x, a.vec_u);
+  a.upr_log2_delta = UnitsLog2(x_row_bytes, tail_x, a.vec_delta);
+  a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
+  a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
+  a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
   a.bc_vec = p.d_state == a.npad && (p.d_state * a.esbc) % 16 == 0 &&
              ((a.seg_bc / 16) & (a.seg_bc / 16 - 1)) == 0;
   dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.num_seqs));
-  if (npt == 4) return LaunchMode<4>(p.mode, a, grid, smem, st);
-  return LaunchMode<8>(p.mode, a, grid, smem, st);
+  if (npt == 4) return LaunchMode<4>(p.mode, a, p.cuda_time_warps, sms, grid, st);
+  return LaunchMode<8>(p.mode, a, p.cuda_time_warps, sms, grid, st);
 }
 
 }  // namespace mambaserve

@@ -104,6 +104,12 @@ struct SelectiveScanParams {
   const int64_t* prefix_offset = nullptr;          // [S]
   const int32_t* boundary_state_blocks = nullptr;  // [S, boundary_blocks_stride]
   int64_t boundary_blocks_stride = 0;
+
+  // ---- CUDA launch geometry (tests and benchmarks; 0 = chosen from the sizes) ----
+  // Warps of a thread block that split each chunk's tokens between them (1..8), and warps that
+  // sit side by side over channels (1..4). Ignored by the CPU implementation.
+  int cuda_time_warps = 0;
+  int cuda_channel_warps = 0;
 };
 
 // Validates the parameters (sizes, dtypes, required pointers; on the CPU also the block indices

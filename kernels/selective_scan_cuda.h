@@ -93,17 +93,24 @@ __device__ __forceinline__ float PrepareA(float A) {
   return A;
 }
 
-// One recurrence step of one state element. `a` comes from PrepareA. For the fast modes this is
-// Discretize's exp(dt_decay A) and dB_scale evaluated with the SFU exp; for ZOH and bilinear it
-// is Discretize itself.
+// The coefficients of one recurrence step of one state element, h' = c.x * h + c.y. `a` comes
+// from PrepareA. For the fast modes this is Discretize's exp(dt_decay A) and dB_scale evaluated
+// with the SFU exp; for ZOH and bilinear it is Discretize itself.
 template <Discretization kMode>
-__device__ __forceinline__ float StepState(float h, float a, float B, const TokenScalars& s) {
+__device__ __forceinline__ float2 StepCoeffs(float a, float B, const TokenScalars& s) {
   if constexpr (kExpDecayMode<kMode>) {
-    return fmaf(FastExp2(s.dt_decay * a), h, s.xin * B);
+    return make_float2(FastExp2(s.dt_decay * a), s.xin * B);
   } else {
     const DiscreteStep<float> st = Discretize(kMode, s.dt_decay, s.dt_in, a);
-    return RecurrenceStep(st, h, B, s.u);
+    return make_float2(st.dA, st.dB_scale * B * s.u);
   }
+}
+
+// One recurrence step of one state element: returns the new state.
+template <Discretization kMode>
+__device__ __forceinline__ float StepState(float h, float a, float B, const TokenScalars& s) {
+  const float2 c = StepCoeffs<kMode>(a, B, s);
+  return fmaf(c.x, h, c.y);
 }
 
 }  // namespace mambaserve::scan_cuda
