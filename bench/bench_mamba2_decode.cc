@@ -18,6 +18,7 @@
 
 #include "bench/bench_cuda.h"
 #include "core/buffer.h"
+#include "core/dependent_launch.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/random.h"
@@ -83,7 +84,13 @@ double MedianUs(cudaStream_t s, int warmup, int iters, const std::function<void(
   return t[iters / 2];
 }
 
-int Main() {
+int Main(int argc, char** argv) {
+  // --dependent_launch 0: every kernel launched plainly (programmatic dependent launch off).
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--dependent_launch")
+      SetDependentLaunch(std::atoi(argv[i + 1]) != 0);
+  }
+  std::printf("dependent launch: %s\n", DependentLaunchEnabled() ? "on" : "off");
   if (!CudaAvailable()) {
     std::printf("no CUDA device\n");
     return 1;
@@ -244,4 +251,4 @@ int Main() {
 }  // namespace
 }  // namespace mambaserve
 
-int main() { return mambaserve::Main(); }
+int main(int argc, char** argv) { return mambaserve::Main(argc, argv); }

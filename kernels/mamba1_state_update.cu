@@ -19,7 +19,7 @@ namespace {
 using namespace scan_cuda;
 
 struct DecodeArgs {
-  int64_t D, N, dpg, tokens;
+  int64_t batch, D, N, dpg, tokens;
   int x_dt, bc_dt;
   const void* u;
   int64_t u_rs;
@@ -264,22 +264,31 @@ __device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t of
   for (int j = 0; j < 16; ++j) v[j] = j < N ? LoadElem(base, dtype, off + j) : 0.0f;
 }
 
-template <Discretization kMode, typename StateT>
+// Each thread updates its channel in kSeqs sequences: their state rows (and the sequences' block
+// indices before them) are requested together, so more bytes are in flight per thread, and the
+// channel's constants (A, dt bias, D) are loaded once for all of them.
+template <Discretization kMode, typename StateT, int kSeqs>
 __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a) {
-  const int64_t b = blockIdx.y;
   const int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d >= a.D) return;  // no cross-thread communication below
   const int N = static_cast<int>(a.N);
   const int64_t g = d / a.dpg;
   StateT* pool = static_cast<StateT*>(a.pool);
-  float h[16], Ar[16];
-  const int64_t in_blk = a.blk_in[b];
-  if (in_blk != 0) {
-    LoadRow16<StateT>(pool + in_blk * a.block_stride + d * N, a.row_vec_state, N, h);
-  } else {
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * kSeqs;
+  int64_t in_blk[kSeqs];
 #pragma unroll
-    for (int j = 0; j < 16; ++j) h[j] = 0.0f;
+  for (int s = 0; s < kSeqs; ++s) in_blk[s] = b0 + s < a.batch ? a.blk_in[b0 + s] : 0;
+  float h[kSeqs][16];
+#pragma unroll
+  for (int s = 0; s < kSeqs; ++s) {
+    if (in_blk[s] != 0) {
+      LoadRow16<StateT>(pool + in_blk[s] * a.block_stride + d * N, a.row_vec_state, N, h[s]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) h[s][j] = 0.0f;
+    }
   }
+  float Ar[16];
   if (a.row_vec_A) {
     const float4* q = reinterpret_cast<const float4*>(a.A + d * 16);
 #pragma unroll
@@ -295,33 +304,40 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
   const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;
-  for (int64_t t = 0; t < a.tokens; ++t) {
-    const int64_t r = b * a.tokens + t;
-    const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + d);
-    const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + d);
-    const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
-    const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
-    float Bv[16], Cv[16];
-    LoadBC16(a.B, a.bc_dt, r * a.B_rs + g * a.B_gs, a.row_vec_bc, N, Bv);
-    LoadBC16(a.C, a.bc_dt, r * a.C_rs + g * a.C_gs, a.row_vec_bc, N, Cv);
-    float yp = 0.0f;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      if (j < N) {
-        h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
-        yp = fmaf(Cv[j], h[j], yp);
+  for (int s = 0; s < kSeqs; ++s) {
+    const int64_t b = b0 + s;
+    if (b >= a.batch) break;
+    for (int64_t t = 0; t < a.tokens; ++t) {
+      const int64_t r = b * a.tokens + t;
+      const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + d);
+      const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + d);
+      const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
+      const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+      float Bv[16], Cv[16];
+      LoadBC16(a.B, a.bc_dt, r * a.B_rs + g * a.B_gs, a.row_vec_bc, N, Bv);
+      LoadBC16(a.C, a.bc_dt, r * a.C_rs + g * a.C_gs, a.row_vec_bc, N, Cv);
+      float yp = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        if (j < N) {
+          h[s][j] = StepState<kMode>(h[s][j], Ar[j], Bv[j], ts);
+          yp = fmaf(Cv[j], h[s][j], yp);
+        }
+      }
+      float yv = yp + Dd * u;
+      if (a.z) yv *= DevSilu(LoadElem(a.z, a.x_dt, r * a.z_rs + d));
+      StoreElem(a.y, a.x_dt, r * a.y_rs + d, yv);
+      if (a.blk_out) {
+        const int64_t ob = a.blk_out[r];
+        if (ob != 0) {
+          StoreRow16<StateT>(pool + ob * a.block_stride + d * N, a.row_vec_state, N, h[s]);
+        }
       }
     }
-    float yv = yp + Dd * u;
-    if (a.z) yv *= DevSilu(LoadElem(a.z, a.x_dt, r * a.z_rs + d));
-    StoreElem(a.y, a.x_dt, r * a.y_rs + d, yv);
-    if (a.blk_out) {
-      const int64_t ob = a.blk_out[r];
-      if (ob != 0) StoreRow16<StateT>(pool + ob * a.block_stride + d * N, a.row_vec_state, N, h);
+    if (!a.blk_out && in_blk[s] != 0) {
+      StoreRow16<StateT>(pool + in_blk[s] * a.block_stride + d * N, a.row_vec_state, N, h[s]);
     }
-  }
-  if (!a.blk_out && in_blk != 0) {
-    StoreRow16<StateT>(pool + in_blk * a.block_stride + d * N, a.row_vec_state, N, h);
   }
 }
 
@@ -329,8 +345,10 @@ template <Discretization kMode, int kNPT, typename StateT>
 absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st) {
   if (a.N <= 16) {
     const int rt = 128;
-    dim3 rgrid(static_cast<unsigned>((a.D + rt - 1) / rt), grid.y);
-    Mamba1DecodeRowKernel<kMode, StateT><<<rgrid, rt, 0, st>>>(a);
+    constexpr int kSeqs = 2;
+    dim3 rgrid(static_cast<unsigned>((a.D + rt - 1) / rt),
+               static_cast<unsigned>((a.batch + kSeqs - 1) / kSeqs));
+    Mamba1DecodeRowKernel<kMode, StateT, kSeqs><<<rgrid, rt, 0, st>>>(a);
   } else {
     Mamba1DecodeKernel<kMode, kNPT, StateT><<<grid, threads, 0, st>>>(a);
   }
@@ -376,6 +394,7 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   MS_CHECK_ARG(p.batch <= 65535, "mamba1_state_update (CUDA): at most 65535 sequences per call");
   cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
   DecodeArgs a{};
+  a.batch = p.batch;
   a.D = p.dim;
   a.N = p.d_state;
   a.dpg = p.dim / p.n_groups;

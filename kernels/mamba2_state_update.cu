@@ -75,6 +75,29 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
   StT* const state = static_cast<StT*>(p.state);
   const int64_t head_off = h * p.state_head_stride;
 
+  // Token 0's small inputs (this thread's entry of B, C and of the block's x rows, and dt) are
+  // outputs of the previous kernels. Without read_state_before_wait (the kernel waited at its
+  // start) they are requested before the state, so their latency overlaps the state loads; with
+  // it the state loads go first, overlapping the previous kernel, and these follow the wait. (A
+  // second wait after the state loads also when it is not needed cost 10% at B = 64-256:
+  // griddepcontrol.wait seems to let the loads before it drain.)
+  constexpr int kRowsPerBlock = kGroups * ROWS;
+  const int64_t block_row0 = tile * kRowsPerBlock;
+  const int tid = threadIdx.x;
+  float b_pre = 0.0f, c_pre = 0.0f, x_pre = 0.0f, dt_pre = 0.0f;
+  auto load_token0_inputs = [&] {
+    const int64_t bo0 = b * p.B_batch_stride + g * p.B_group_stride;
+    const int64_t co0 = b * p.C_batch_stride + g * p.C_group_stride;
+    const int64_t xo0 = b * p.x_batch_stride + h * p.x_head_stride;
+    if (tid < N) b_pre = LoadF(p.B, p.dtype, bo0 + tid);
+    if (tid < N) c_pre = LoadF(p.C, p.dtype, co0 + tid);
+    if (tid < kRowsPerBlock && block_row0 + tid < P) {
+      x_pre = LoadF(p.x, p.dtype, xo0 + block_row0 + tid);
+    }
+    dt_pre = LoadF(p.dt, p.dt_dtype, b * p.dt_batch_stride + h * p.dt_head_stride);
+  };
+  if (!p.read_state_before_wait) load_token0_inputs();
+
   float s[ROWS][CHUNKS][VEC];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
@@ -92,23 +115,10 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
       }
     }
   }
-
-  // With read_state_before_wait the state loads above overlap the previous kernels; x, B, C
-  // and dt are their outputs (token 0's entries of this thread are requested right after).
-  // Without it the kernel already waited at its start, and this wait returns at once.
-  WaitForPreviousKernels();
-  constexpr int kRowsPerBlock = kGroups * ROWS;
-  const int64_t block_row0 = tile * kRowsPerBlock;
-  const int64_t bo0 = b * p.B_batch_stride + g * p.B_group_stride;
-  const int64_t co0 = b * p.C_batch_stride + g * p.C_group_stride;
-  const int64_t xo0 = b * p.x_batch_stride + h * p.x_head_stride;
-  const int tid = threadIdx.x;
-  const float b_pre = tid < N ? LoadF(p.B, p.dtype, bo0 + tid) : 0.0f;
-  const float c_pre = tid < N ? LoadF(p.C, p.dtype, co0 + tid) : 0.0f;
-  const float x_pre = tid < kRowsPerBlock && block_row0 + tid < P
-                          ? LoadF(p.x, p.dtype, xo0 + block_row0 + tid)
-                          : 0.0f;
-  const float dt_pre = LoadF(p.dt, p.dt_dtype, b * p.dt_batch_stride + h * p.dt_head_stride);
+  if (p.read_state_before_wait) {
+    WaitForPreviousKernels();
+    load_token0_inputs();
+  }
 
   float* const Bs = smem;
   float* const Cs = smem + N;
@@ -208,14 +218,33 @@ absl::Status LaunchRows(const KernelArgs& a0, cudaStream_t stream) {
   if (blocks > 0x7fffffffLL)
     return absl::InvalidArgumentError("mamba2_state_update: grid too large");
   const size_t smem = (2 * static_cast<size_t>(a.p.d_state) + kRowsPerBlock) * sizeof(float);
+  auto kernel = Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>;
   if (smem > 48 * 1024) {
-    CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(smem)));
   }
-  CUDA_RETURN_IF_ERROR(LaunchDependent(Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>,
-                                       dim3(static_cast<unsigned>(blocks)), dim3(kThreads), smem,
-                                       stream, a));
+  if (a.p.read_state_before_wait) {
+    // Reading the state before the wait pays only where blocks overlap the previous kernel: a
+    // grid of one wave. Blocks of later waves start after it anyway, and then requesting the
+    // small inputs first is faster. Resident blocks are asked once per (device, smem).
+    thread_local int cached_device = -1;
+    thread_local size_t cached_smem = 0;
+    thread_local int64_t cached_capacity = 0;
+    int device = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    if (device != cached_device || smem != cached_smem) {
+      int sms = 0, per_sm = 0;
+      CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+      CUDA_RETURN_IF_ERROR(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+      cached_device = device;
+      cached_smem = smem;
+      cached_capacity = static_cast<int64_t>(sms) * per_sm;
+    }
+    a.p.read_state_before_wait = blocks <= cached_capacity;
+  }
+  CUDA_RETURN_IF_ERROR(LaunchDependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads),
+                                       smem, stream, a));
   return absl::OkStatus();
 }
 

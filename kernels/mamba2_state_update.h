@@ -99,6 +99,7 @@ struct Mamba2StateUpdateParams {
   // the kernels before this one, so its DRAM latency overlaps them. Only for a caller whose
   // earlier kernels on the stream cannot still be writing these states (the model's step: the
   // previous step has ended, and nothing before the update in a step writes a decode state).
+  // A permission: the kernel uses it only for a grid that is resident at once (one wave).
   bool read_state_before_wait = false;
 };
 
