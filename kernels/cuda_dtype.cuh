@@ -49,6 +49,16 @@ __device__ __forceinline__ float RoundToDType(DType t, float v) {
   }
 }
 
+// The eight bf16 values of one 16-byte vector, as floats (vectorised loads of bf16 rows).
+__device__ __forceinline__ void UnpackBf16x8(const uint4& q, float (&v)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&q);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    v[2 * i] = f.x, v[2 * i + 1] = f.y;
+  }
+}
+
 }  // namespace mambaserve
 
 #endif  // MAMBASERVE_KERNELS_CUDA_DTYPE_CUH_

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/status_macros.h"
 #include "core/stream.h"
+#include "kernels/cuda_dtype.cuh"
 #include "layers/linear_gemv.h"
 
 namespace mambaserve {
@@ -23,15 +24,6 @@ namespace {
 // previous kernel's blocks and start streaming earlier.
 constexpr int kWarps = 2;
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
-
-__device__ __forceinline__ void Unpack8(const uint4& q, float (&f)[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&q);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 v = __bfloat1622float2(h[i]);
-    f[2 * i] = v.x, f[2 * i + 1] = v.y;
-  }
-}
 
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
@@ -69,9 +61,9 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int64_t v = v0 + u * 32;
       if (v >= nvec) break;
       float wf[8];
-      Unpack8(wq[u], wf);
+      UnpackBf16x8(wq[u], wf);
       float xf[8];
-      Unpack8(__ldg(reinterpret_cast<const uint4*>(x) + v), xf);
+      UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(x) + v), xf);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc = fmaf(wf[e], xf[e], acc);
     }
