@@ -47,6 +47,18 @@ const Shape kShapes[] = {
     {5120, 16, 1, {100, 37, 128, 90}},  // enough warps for 4-warp blocks
 };
 
+// A problem of shape `sh`: the first sequence starts from zeros, the others from stored states.
+ScanProblemOptions OptionsFor(const Shape& sh) {
+  ScanProblemOptions o;
+  o.dim = sh.dim;
+  o.d_state = sh.d_state;
+  o.n_groups = sh.n_groups;
+  o.lengths = sh.lengths;
+  o.initial_state.assign(sh.lengths.size(), true);
+  o.initial_state[0] = false;
+  return o;
+}
+
 class GpuPrefillTest
     : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType, int>> {};
 
@@ -54,17 +66,11 @@ TEST_P(GpuPrefillTest, MatchesCpuAndOracle) {
   SKIP_WITHOUT_GPU();
   const auto [mode, x_dtype, state_dtype, shape_index] = GetParam();
   const Shape& sh = kShapes[shape_index];
-  ScanProblemOptions o;
+  ScanProblemOptions o = OptionsFor(sh);
   o.mode = mode;
   o.x_dtype = x_dtype;
   o.bc_dtype = x_dtype;
   o.state_dtype = state_dtype;
-  o.dim = sh.dim;
-  o.d_state = sh.d_state;
-  o.n_groups = sh.n_groups;
-  o.lengths = sh.lengths;
-  o.initial_state.assign(sh.lengths.size(), true);
-  o.initial_state[0] = false;
   o.seed = 1000 + shape_index;
   if (shape_index % 2 == 1) {
     o.block_size = 32;
@@ -136,14 +142,8 @@ TEST(GpuPrefill, EveryGeometryMatchesCpu) {
   for (const Shape& sh : shapes) {
     for (Discretization mode : {Discretization::kDefault, Discretization::kZoh}) {
       for (int64_t block_size : {0, 5, 32}) {
-        ScanProblemOptions o;
+        ScanProblemOptions o = OptionsFor(sh);
         o.mode = mode;
-        o.dim = sh.dim;
-        o.d_state = sh.d_state;
-        o.n_groups = sh.n_groups;
-        o.lengths = sh.lengths;
-        o.initial_state.assign(sh.lengths.size(), true);
-        o.initial_state[0] = false;
         o.block_size = block_size;
         if (block_size > 0) {
           o.prefix_offset.assign(sh.lengths.size(), 3);

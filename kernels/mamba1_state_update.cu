@@ -49,6 +49,16 @@ struct DecodeArgs {
   bool row_vec_state, row_vec_A, row_vec_bc;
 };
 
+// The per-(token, channel) scalars of token row r, channel d (both decode kernels).
+template <Discretization kMode>
+__device__ __forceinline__ TokenScalars LoadTokenScalars(const DecodeArgs& a, int64_t r, int64_t d,
+                                                         float bias, float spb) {
+  const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + d);
+  const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + d);
+  const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
+  return MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+}
+
 // kNPT = 4 or 8 states per lane, loaded as float4 (fp32) or uint2 (16-bit) pieces.
 
 template <typename StateT, int kNPT>
@@ -145,10 +155,8 @@ __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
 
   for (int64_t t = 0; t < a.tokens; ++t) {
     const int64_t r = b * a.tokens + t;
-    const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + dc);
-    const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + dc);
-    const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
-    const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+    const TokenScalars ts = LoadTokenScalars<kMode>(a, r, dc, bias, spb);
+    const float u = ts.u;
     float yp = 0.0f;
 #pragma unroll
     for (int j = 0; j < kNPT; ++j) {
@@ -310,10 +318,8 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
     if (b >= a.batch) break;
     for (int64_t t = 0; t < a.tokens; ++t) {
       const int64_t r = b * a.tokens + t;
-      const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + d);
-      const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + d);
-      const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
-      const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+      const TokenScalars ts = LoadTokenScalars<kMode>(a, r, d, bias, spb);
+      const float u = ts.u;
       float Bv[16], Cv[16];
       LoadBC16(a.B, a.bc_dt, r * a.B_rs + g * a.B_gs, a.row_vec_bc, N, Bv);
       LoadBC16(a.C, a.bc_dt, r * a.C_rs + g * a.C_gs, a.row_vec_bc, N, Cv);
