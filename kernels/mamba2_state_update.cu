@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/dependent_launch.cuh"
+#include "core/resident_blocks.h"
 #include "core/status_macros.h"
 #include "kernels/cuda_dtype.cuh"
 #include "kernels/mamba2_state_update.h"
@@ -226,22 +227,10 @@ absl::Status LaunchRows(const KernelArgs& a0, cudaStream_t stream) {
   if (a.p.read_state_before_wait) {
     // Reading the state before the wait pays only where blocks overlap the previous kernel: a
     // grid of one wave. Blocks of later waves start after it anyway, and then requesting the
-    // small inputs first is faster. Resident blocks are asked once per (device, smem).
-    thread_local int cached_device = -1;
-    thread_local size_t cached_smem = 0;
-    thread_local int64_t cached_capacity = 0;
-    int device = 0;
-    CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    if (device != cached_device || smem != cached_smem) {
-      int sms = 0, per_sm = 0;
-      CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      CUDA_RETURN_IF_ERROR(
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
-      cached_device = device;
-      cached_smem = smem;
-      cached_capacity = static_cast<int64_t>(sms) * per_sm;
-    }
-    a.p.read_state_before_wait = blocks <= cached_capacity;
+    // small inputs first is faster.
+    ASSIGN_OR_RETURN(const int64_t resident,
+                     ResidentBlocks(reinterpret_cast<const void*>(kernel), kThreads, smem));
+    a.p.read_state_before_wait = blocks <= resident;
   }
   CUDA_RETURN_IF_ERROR(LaunchDependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads),
                                        smem, stream, a));

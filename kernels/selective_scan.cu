@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
+#include "core/resident_blocks.h"
 #include "core/status_macros.h"
 #include "kernels/selective_scan.h"
 #include "kernels/selective_scan_cuda.h"
@@ -369,10 +370,14 @@ __global__ void __launch_bounds__(256, 2) SelectiveScanKernel(const ScanArgs a) 
   const int64_t g = c0 / a.dpg;
   const int N = static_cast<int>(a.N);
 
+  // The chunk's staged rows: written by the copy and convert stages, read by the lanes.
+  float4* s_par = reinterpret_cast<float4*>(smem + a.off_par);
+  float* s_B = reinterpret_cast<float*>(smem + a.off_B);
+  float* s_C = reinterpret_cast<float*>(smem + a.off_C);
   RecurrenceLane L;
-  L.s_par = reinterpret_cast<const float4*>(smem + a.off_par);
-  L.s_B = reinterpret_cast<const float*>(smem + a.off_B);
-  L.s_C = reinterpret_cast<const float*>(smem + a.off_C);
+  L.s_par = s_par;
+  L.s_B = s_B;
+  L.s_C = s_C;
   L.s_yp = reinterpret_cast<float*>(smem + a.off_yp);
   L.cpb = cpb;
   L.cl = cwi * a.cpw + min(slot, a.cpw - 1);
@@ -394,9 +399,6 @@ __global__ void __launch_bounds__(256, 2) SelectiveScanKernel(const ScanArgs a) 
       (cc_valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[c0 + cc]) : 0.0f;
   const float Dd = (cc_valid && a.Dv) ? a.Dv[c0 + cc] : 0.0f;
 
-  float4* s_par = reinterpret_cast<float4*>(smem + a.off_par);
-  float* s_B = reinterpret_cast<float*>(smem + a.off_B);
-  float* s_C = reinterpret_cast<float*>(smem + a.off_C);
   // Per time warp and state element: (product of the segment's decays, its end state from 0).
   float2* s_agg = reinterpret_cast<float2*>(smem + a.off_agg);
   // The state carried from chunk to chunk (in shared memory rather than registers, which the
@@ -660,7 +662,7 @@ int MaxTimeWarps(ScanArgs a, int npt) {
 
 // Picks the time warps (unless `forced_tw`), lays out shared memory and launches.
 template <Discretization kMode, int kNPT>
-absl::Status Launch(ScanArgs a, int forced_tw, int sms, dim3 grid, cudaStream_t st) {
+absl::Status Launch(ScanArgs a, int forced_tw, dim3 grid, cudaStream_t st) {
   auto kernel = SelectiveScanKernel<kMode, kNPT>;
   // Several blocks per SM hide each other's barriers: give shared memory the whole carveout.
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -676,10 +678,10 @@ absl::Status Launch(ScanArgs a, int forced_tw, int sms, dim3 grid, cudaStream_t 
     tw = 1;
     const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y;
     for (int cand = std::min(4, max_tw); a.cw == 1 && cand >= 2; --cand) {
-      int per_sm = 0;
-      CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, kernel, cand * 32, LayOutChunk(a, cand, kNPT)));
-      if (blocks <= static_cast<int64_t>(per_sm) * sms) {
+      ASSIGN_OR_RETURN(const int64_t resident,
+                       ResidentBlocks(reinterpret_cast<const void*>(kernel), cand * 32,
+                                      LayOutChunk(a, cand, kNPT)));
+      if (blocks <= resident) {
         tw = cand;
         break;
       }
@@ -692,19 +694,19 @@ absl::Status Launch(ScanArgs a, int forced_tw, int sms, dim3 grid, cudaStream_t 
 }
 
 template <int kNPT>
-absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int forced_tw, int sms, dim3 grid,
+absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int forced_tw, dim3 grid,
                         cudaStream_t st) {
   switch (mode) {
     case Discretization::kDefault:
-      return Launch<Discretization::kDefault, kNPT>(a, forced_tw, sms, grid, st);
+      return Launch<Discretization::kDefault, kNPT>(a, forced_tw, grid, st);
     case Discretization::kZoh:
-      return Launch<Discretization::kZoh, kNPT>(a, forced_tw, sms, grid, st);
+      return Launch<Discretization::kZoh, kNPT>(a, forced_tw, grid, st);
     case Discretization::kBilinear:
-      return Launch<Discretization::kBilinear, kNPT>(a, forced_tw, sms, grid, st);
+      return Launch<Discretization::kBilinear, kNPT>(a, forced_tw, grid, st);
     case Discretization::kDirac:
-      return Launch<Discretization::kDirac, kNPT>(a, forced_tw, sms, grid, st);
+      return Launch<Discretization::kDirac, kNPT>(a, forced_tw, grid, st);
     case Discretization::kEventDriven:
-      return Launch<Discretization::kEventDriven, kNPT>(a, forced_tw, sms, grid, st);
+      return Launch<Discretization::kEventDriven, kNPT>(a, forced_tw, grid, st);
   }
   return absl::InvalidArgumentError("selective_scan: unknown discretization");
 }
@@ -818,8 +820,8 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.bc_vec = p.d_state == a.npad && (p.d_state * a.esbc) % 16 == 0 &&
              ((a.seg_bc / 16) & (a.seg_bc / 16 - 1)) == 0;
   dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.num_seqs));
-  if (npt == 4) return LaunchMode<4>(p.mode, a, p.cuda_time_warps, sms, grid, st);
-  return LaunchMode<8>(p.mode, a, p.cuda_time_warps, sms, grid, st);
+  if (npt == 4) return LaunchMode<4>(p.mode, a, p.cuda_time_warps, grid, st);
+  return LaunchMode<8>(p.mode, a, p.cuda_time_warps, grid, st);
 }
 
 }  // namespace mambaserve
