@@ -346,9 +346,15 @@ absl::StatusOr<const MambaModel::DecodeGraph*> MambaModel::DecodeGraphFor(int64_
   // Captured with padding-only indices: the indices are rewritten before every replay.
   const StepIndices si = BuildStepIndices(PaddedDecode(ForwardInput{}, bucket), config_.d_conv());
   DecodeGraph g;
-  ASSIGN_OR_RETURN(g.indices, Buffer::Allocate(device_, static_cast<int64_t>(si.data.size()) * 4));
+  const int64_t index_bytes = static_cast<int64_t>(si.data.size()) * 4;
+  ASSIGN_OR_RETURN(g.indices, Buffer::Allocate(device_, index_bytes));
+  ASSIGN_OR_RETURN(g.host_indices, Buffer::AllocatePinned(index_bytes));
   const auto* di = static_cast<const int32_t*>(g.indices.data());
   absl::StatusOr<CudaGraph> graph = CudaGraph::Capture(stream_, [&]() -> absl::Status {
+    // The replay starts with the upload of the indices the host wrote (page-locked, so the
+    // copy is a graph node): one launch per step, no staging through pageable memory.
+    RETURN_IF_ERROR(CopyBytes(g.indices.data(), device_, g.host_indices.data(), Device::Cpu(),
+                              index_bytes, &stream_));
     ASSIGN_OR_RETURN(g.logits, Enqueue(si, di, pool, *graph_workspace_));
     return absl::OkStatus();
   });
@@ -381,8 +387,7 @@ absl::Status MambaModel::ForwardDecodeGraph(const ForwardInput& in, StatePool& p
   if (graph == nullptr) return Forward(in, pool, logits);  // capture failed: graphs are off
   const DecodeGraph& g = *graph;
   const StepIndices si = BuildStepIndices(PaddedDecode(in, bucket), config_.d_conv());
-  RETURN_IF_ERROR(CopyBytes(g.indices.data(), device_, si.data.data(), Device::Cpu(),
-                            static_cast<int64_t>(si.data.size()) * 4, &stream_));
+  std::memcpy(g.host_indices.data(), si.data.data(), si.data.size() * 4);  // the last replay ended
   RETURN_IF_ERROR(g.graph.Launch(stream_));
   if (tp() > 1) RETURN_IF_ERROR(comm_->WatchStream(stream_, "decode CUDA graph"));
   ++graph_replays_;

@@ -125,7 +125,8 @@ class MambaModel {
 
   struct DecodeGraph {
     CudaGraph graph;
-    Buffer indices;  // the step's index arrays, rewritten before each replay
+    Buffer indices;       // the step's index arrays on the device
+    Buffer host_indices;  // page-locked; written before each replay, which copies it to indices
     const void* logits = nullptr;
   };
   struct GraphPoolKey {
