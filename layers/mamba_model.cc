@@ -387,7 +387,8 @@ absl::Status MambaModel::ForwardDecodeGraph(const ForwardInput& in, StatePool& p
   if (graph == nullptr) return Forward(in, pool, logits);  // capture failed: graphs are off
   const DecodeGraph& g = *graph;
   const StepIndices si = BuildStepIndices(PaddedDecode(in, bucket), config_.d_conv());
-  std::memcpy(g.host_indices.data(), si.data.data(), si.data.size() * 4);  // the last replay ended
+  // No replay still reads host_indices: every step ends with a stream sync (DownloadLogits).
+  std::memcpy(g.host_indices.data(), si.data.data(), si.data.size() * 4);
   RETURN_IF_ERROR(g.graph.Launch(stream_));
   if (tp() > 1) RETURN_IF_ERROR(comm_->WatchStream(stream_, "decode CUDA graph"));
   ++graph_replays_;
