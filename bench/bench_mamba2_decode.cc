@@ -169,6 +169,20 @@ int Main(int argc, char** argv) {
     p.state_block_stride = state_elems, p.state_head_stride = P * N, p.state_p_stride = N;
     const double bytes = 2.0 * B * state_elems * 4 + 2.0 * (3 * B * H * P + 2 * B * G * N + B * H) +
                          3.0 * H * 4 + B * 4;
+    {
+      // The same state bytes moved by cudaMemcpy (every element read and written once, the
+      // source rotated like the kernel's): what a plain copy of this size reaches, for scale.
+      Buffer dst = Alloc(set_bytes);
+      const double us = MedianUs(s, 10, 100, [&](int i) {
+        const char* src =
+            static_cast<const char*>(state.data()) + (1 + (i % sets) * B) * state_elems * 4;
+        CHECK_CUDA(cudaMemcpyAsync(dst.data(), src, set_bytes, cudaMemcpyDeviceToDevice, s));
+      });
+      sweep.push_back(std::to_string(B) + " cudaMemcpy of the state (" +
+                      std::to_string(set_bytes >> 20) + " MiB): " + std::to_string(us) + " us, " +
+                      std::to_string(100.0 * 2.0 * set_bytes / (us * 1e-6) / 1e9 / copy_gbs) +
+                      "% of copy");
+    }
     // rows = 0: the default policy (the table); 2, 4, 8, 16: tuning variants (sweep lines).
     for (int rows : {0, 2, 4, 8, 16}) {
       const double us = MedianUs(s, 10, 100, [&](int i) {

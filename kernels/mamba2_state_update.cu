@@ -52,7 +52,7 @@ constexpr int MinBlocksFor() {
 template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>
 __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
     Mamba2StateUpdateKernel(const KernelArgs a) {
-  extern __shared__ float smem[];  // B[N], C[N] of the current token
+  extern __shared__ float smem[];  // B[N], C[N], x and z of the block's rows (current token)
   // Launched as a dependent (LaunchRows): the gated norm after it may launch now.
   AllowNextKernelLaunch();
   if (!a.p.read_state_before_wait) WaitForPreviousKernels();
@@ -121,11 +121,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
     load_token0_inputs();
   }
 
+  // Per token: B, C, and x and z of the block's rows, staged so the row loop below issues no
+  // global load (a z load per row, behind the previous row's y store, serialised the rows).
   float* const Bs = smem;
   float* const Cs = smem + N;
-  float* const Xs = smem + 2 * N;  // x of the block's rows for the current token
+  float* const Xs = smem + 2 * N;
+  float* const Zs = Xs + kRowsPerBlock;
   for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
-    if (t > 0) __syncthreads();  // everyone is done with the previous token's B, C, x
+    if (t > 0) __syncthreads();  // everyone is done with the previous token's B, C, x, z
     const int64_t bo = b * p.B_batch_stride + t * p.B_token_stride + g * p.B_group_stride;
     const int64_t co = b * p.C_batch_stride + t * p.C_token_stride + g * p.C_group_stride;
     const int64_t xo = b * p.x_batch_stride + t * p.x_token_stride + h * p.x_head_stride;
@@ -133,10 +136,12 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
       Bs[i] = (t == 0 && i == tid) ? b_pre : LoadF(p.B, p.dtype, bo + i);
       Cs[i] = (t == 0 && i == tid) ? c_pre : LoadF(p.C, p.dtype, co + i);
     }
-    for (int64_t i = tid; i < kRowsPerBlock; i += kThreads) {
-      Xs[i] = (t == 0 && i == tid)
-                  ? x_pre
-                  : (block_row0 + i < P ? LoadF(p.x, p.dtype, xo + block_row0 + i) : 0.0f);
+    const int64_t zo = b * p.z_batch_stride + t * p.z_token_stride + h * p.z_head_stride;
+    for (int i = tid; i < kRowsPerBlock; i += kThreads) {
+      const bool in_head = block_row0 + i < P;
+      Xs[i] = (t == 0 && i == tid) ? x_pre
+                                   : (in_head ? LoadF(p.x, p.dtype, xo + block_row0 + i) : 0.0f);
+      if (p.z != nullptr) Zs[i] = in_head ? LoadF(p.z, p.dtype, zo + block_row0 + i) : 0.0f;
     }
     __syncthreads();
 
@@ -180,10 +185,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
       if (row_ok && lane == 0) {
         float y = acc;
         if (p.D != nullptr) y += (p.d_per_channel ? p.D[h * P + row] : p.D[h]) * x;
-        if (p.z != nullptr) {
-          y *= Silu(LoadF(p.z, p.dtype,
-                          b * p.z_batch_stride + t * p.z_token_stride + h * p.z_head_stride + row));
-        }
+        if (p.z != nullptr) y *= Silu(Zs[grp * ROWS + r]);
         StoreF(p.y, p.dtype,
                b * p.y_batch_stride + t * p.y_token_stride + h * p.y_head_stride + row, y);
       }
@@ -218,7 +220,7 @@ absl::Status LaunchRows(const KernelArgs& a0, cudaStream_t stream) {
   const int64_t blocks = a.p.batch * a.p.num_heads * a.ptiles;
   if (blocks > 0x7fffffffLL)
     return absl::InvalidArgumentError("mamba2_state_update: grid too large");
-  const size_t smem = (2 * static_cast<size_t>(a.p.d_state) + kRowsPerBlock) * sizeof(float);
+  const size_t smem = (2 * static_cast<size_t>(a.p.d_state) + 2 * kRowsPerBlock) * sizeof(float);
   auto kernel = Mamba2StateUpdateKernel<StT, VEC, LANES, CHUNKS, ROWS>;
   if (smem > 48 * 1024) {
     CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
