@@ -122,7 +122,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocksFor<ROWS * CHUNKS * VEC>())
   }
 
   // Per token: B, C, and x and z of the block's rows, staged so the row loop below issues no
-  // global load (a z load per row, behind the previous row's y store, serialised the rows).
+  // global load (loading z[row] after each row's reduction and using it at once was 0.6-1.4%
+  // slower on the H100, bench/RESULTS_mamba2_decode.md).
   float* const Bs = smem;
   float* const Cs = smem + N;
   float* const Xs = smem + 2 * N;
