@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
 
   std::printf("\n## Prefill (selective scan)\n\n");
   std::printf(
-      "| batch x L | warps (channel x time) | tokens | time (us) | GB/s | %% of copy BW | "
+      "| batch x L | geometry | tokens | time (us) | GB/s | %% of copy BW | "
       "exp bound (us) | time / exp bound |\n|---|---|---|---|---|---|---|---|\n");
   struct Case {
     int64_t b, L;
@@ -232,18 +232,15 @@ int main(int argc, char** argv) {
     p.num_state_blocks = blocks;
     p.initial_state_block = dinit;
     p.final_state_block = dfin;
-    std::vector<std::pair<int, int>> geometries = {{0, 0}};  // automatic
-    if (sweep && cs.L == 4096) {
-      geometries.insert(geometries.end(), {{1, 1}, {1, 3}, {2, 2}, {2, 3}, {2, 4}, {4, 1}, {4, 2}});
-    }
-    for (auto [cw, tw] : geometries) {
-      p.cuda_channel_warps = cw;
-      p.cuda_time_warps = tw;
+    std::vector<int> geometries = {0};  // automatic
+    if (sweep && cs.L == 4096) geometries.insert(geometries.end(), {1, 2, 4, 8, 16});
+    for (int segments : geometries) {
+      p.cuda_time_segments = segments;
       const double t = TimeIt([&] { CKS(RunSelectiveScan(p, stream)); }, st, 2, quick ? 5 : 9, 1);
       const double bytes =
           static_cast<double>(T) * kDim * 2 * 4 + static_cast<double>(T) * kN * 2 * 2;
       const double t_exp = static_cast<double>(T) * kDim * kN / sfu_rate;
-      const std::string geometry = cw == 0 ? "auto" : std::to_string(cw) + "x" + std::to_string(tw);
+      const std::string geometry = segments == 0 ? "auto" : std::to_string(segments) + " segments";
       std::printf("| %lld x %lld | %s | %lld | %.1f | %.0f | %.1f | %.1f | %.2f |\n",
                   static_cast<long long>(cs.b), static_cast<long long>(cs.L), geometry.c_str(),
                   static_cast<long long>(T), t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw,

@@ -125,10 +125,11 @@ TEST(GpuPrefill, F16AndMixedBCDtypes) {
   }
 }
 
-// Every launch geometry against the CPU: channel warps x time warps, with time-warp segments
-// that are full, partial (a sequence's last chunk) or hold block boundaries (one or several:
-// block size 5 is below every segment length), for the fast (default) and the generic (ZOH)
-// step, N = 5, 16, 64, 256 (8 states per lane) and grouped B/C.
+// Every launch geometry (1, 3 and 8 time segments, and automatic) against the CPU, with segments
+// that are full, partial, empty (short sequences) or hold block boundaries (one or several: block
+// size 5 is below the chunk), for the fast (default) and the generic (ZOH) step, N = 5, 16, 64,
+// 256 (1, 1, 4 and 16 lanes per channel) and grouped B/C, including groups whose width is not a
+// multiple of the channel tile.
 TEST(GpuPrefill, EveryGeometryMatchesCpu) {
   SKIP_WITHOUT_GPU();
   auto gpu = GpuStream();
@@ -136,8 +137,10 @@ TEST(GpuPrefill, EveryGeometryMatchesCpu) {
   const Shape shapes[] = {
       {64, 16, 1, {1, 7, 300, 64}}, {40, 64, 1, {33, 130}}, {24, 256, 3, {70}},
       {20, 5, 1, {17, 1, 150}},     {96, 16, 2, {129, 64}},
+      {120, 16, 3, {45, 80}},  // 40 channels per group: a partial last tile in every group
+      {66, 16, 2, {40, 9}},    // 33 channels per group: rows copied in 2-byte units
   };
-  const std::pair<int, int> geometries[] = {{1, 1}, {4, 1}, {1, 2}, {1, 3}, {1, 4}, {1, 8}, {2, 4}};
+  const int geometries[] = {0, 1, 3, 8};
   int checked = 0;
   for (const Shape& sh : shapes) {
     for (Discretization mode : {Discretization::kDefault, Discretization::kZoh}) {
@@ -153,15 +156,14 @@ TEST(GpuPrefill, EveryGeometryMatchesCpu) {
         Stream cpu;
         auto want = RunPrefill(MakeScanProblem(o), cpu);
         ASSERT_TRUE(want.ok()) << want.status();
-        for (auto [cw, tw] : geometries) {
-          o.cuda_channel_warps = cw;
-          o.cuda_time_warps = tw;
+        for (int segments : geometries) {
+          o.cuda_time_segments = segments;
           const auto p = MakeScanProblem(o);
           auto got = RunPrefill(p, *gpu);
           ASSERT_TRUE(got.ok()) << got.status();
           const std::string what =
               absl::StrCat(DiscretizationName(mode), " dim ", sh.dim, " N ", sh.d_state,
-                           " block_size ", block_size, " channel warps ", cw, " time warps ", tw);
+                           " block_size ", block_size, " time segments ", segments);
           EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)), 2e-5) << what;
           std::vector<double> a(got->pool.begin(), got->pool.end()),
               b(want->pool.begin(), want->pool.end());
@@ -171,7 +173,7 @@ TEST(GpuPrefill, EveryGeometryMatchesCpu) {
       }
     }
   }
-  EXPECT_EQ(checked, 5 * 2 * 3 * 7);
+  EXPECT_EQ(checked, std::size(shapes) * 2 * 3 * std::size(geometries));
 }
 
 class GpuDecodeTest : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};

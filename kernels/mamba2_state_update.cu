@@ -42,11 +42,13 @@ template <int VALS>
 constexpr int RowsFor() {
   return VALS <= 4 ? 8 : (VALS <= 8 ? 4 : (VALS <= 16 ? 2 : 1));
 }
-// Resident blocks per SM asked of the register allocator: 5 x 128 threads (<= 102 registers)
-// when a thread's state fits, fewer for the rare wide-state configurations.
+// Resident blocks per SM asked of the register allocator: 6 x 128 threads (<= 85 registers)
+// when a thread's state fits, fewer for the rare wide-state configurations. 6 rather than 5 was
+// 3-5% faster at B = 16-256 on an H100 (bench/RESULTS_mamba2_decode.md) although the rows = 8
+// variant then spills a few bytes: more independent tiles per SM beat the spill.
 template <int STATE_FLOATS>
 constexpr int MinBlocksFor() {
-  return STATE_FLOATS <= 32 ? 5 : (STATE_FLOATS <= 64 ? 3 : 2);
+  return STATE_FLOATS <= 32 ? 6 : (STATE_FLOATS <= 64 ? 3 : 2);
 }
 
 template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>

@@ -21,10 +21,9 @@ absl::Status Validate(const SelectiveScanParams& p, bool on_cpu) {
                " must divide dim ", p.dim);
   MS_CHECK_ARG(IsValidMode(p.mode), "selective_scan: unknown discretization ",
                static_cast<int>(p.mode));
-  MS_CHECK_ARG(p.cuda_time_warps >= 0 && p.cuda_time_warps <= 8,
-               "selective_scan: cuda_time_warps must be in [0, 8], got ", p.cuda_time_warps);
-  MS_CHECK_ARG(p.cuda_channel_warps >= 0 && p.cuda_channel_warps <= 4,
-               "selective_scan: cuda_channel_warps must be in [0, 4], got ", p.cuda_channel_warps);
+  MS_CHECK_ARG(p.cuda_time_segments >= 0 && p.cuda_time_segments <= 16,
+               "selective_scan: cuda_time_segments must be in [0, 16], got ",
+               p.cuda_time_segments);
   if (p.num_tokens == 0 && p.num_seqs == 0) return absl::OkStatus();
   MS_CHECK_ARG(p.cu_seqlens != nullptr, "selective_scan: cu_seqlens is required");
   if (p.num_tokens > 0) {

@@ -1,25 +1,23 @@
 // CUDA Mamba-1 selective scan (prefill).
 //
-// Design: one thread block per (sequence, channel tile). A channel's N states are spread over a
-// group of `tpc` lanes (kNPT states each, in registers); a warp holds cpw = 32 / tpc channels. A
-// block has `cw` warps side by side over channels and `tw` warps along time. It walks its
-// sequence in chunks: the raw rows of u, delta, z, B and C of chunk c + 1 are copied into shared
-// memory with cp.async while chunk c is computed (double buffering), then converted once per
-// (token, channel) into fp32 scalars (dt_in, dt_decay, dt_in * u, u) and once per (token, n) into
-// fp32 B and C shared by the tile's channels.
+// Design: a thread owns one channel and kNPT = 16 of its states in registers (a channel with
+// more states takes tpc = N / 16 lanes, rounded up to a power of two, and reduces y with
+// shuffles). The per-(token, channel) work - softplus of dt, dt * u, and the finish D u,
+// silu(z) - is then shared by 16 states and y needs no shared memory, so the recurrence, at one
+// exponential per element, is most of the instructions. One thread block (128 threads) per
+// (sequence, tile of channels inside one B/C group, time segment).
 //
-// Time warps give a small batch of long sequences enough parallelism: the chunk's rows are cut
-// into one segment per time warp (warp 0's of seg0 rows, the others' of kT). Warp 0 continues the
-// recurrence from the carried state. Every other warp scans its segment from a zero state and
-// keeps, per row and state, the product P of the decays since the segment start (kT x kNPT
-// registers) and its partial y. After a barrier each warp composes the aggregates of the
-// segments before it (h <- P_end h + h_end) into its true starting state h_in and adds
-// C_t P_t h_in to its y: one exponential per element, as in the sequential scan. A segment that is
-// partial (the sequence's last chunk) or holds a block boundary (whose state prefix caching
-// stores) is instead scanned twice, for its aggregate and then again from h_in. With tw = 1 (large
-// batches) the kernel is the plain sequential scan.
-// y is reduced across the lane group through shared memory; the epilogue adds D u, applies the
-// silu(z) gate and stores y.
+// A block walks its rows in chunks of K: the raw rows of u, delta, z, B and C of chunk c + 1 are
+// copied into shared memory with cp.async while chunk c is computed (double buffering); B and C
+// are converted once per chunk into fp32 rows shared by the tile; each thread reads its
+// channel's u, delta and z from the raw rows and stores y straight to global memory.
+//
+// Time segments give a small batch of long sequences enough blocks. With S > 1 segments a first
+// launch scans every segment but the last from a zero state and keeps its aggregate - the
+// product of its decays and its end state - in a workspace; the second composes the aggregates
+// before its segment into its true starting state and scans the segment again, with y. So the
+// elements of all segments but the last are advanced twice; a batch that fills the GPU by itself
+// runs with S = 1, the second launch alone.
 #include <algorithm>
 #include <string>
 
@@ -35,8 +33,11 @@ namespace {
 
 using namespace scan_cuda;
 
+constexpr int kThreads = 128;
+constexpr int kNPT = 16;  // states of a channel per thread
+
 struct ScanArgs {
-  int64_t D, N, dpg;
+  int64_t D, N, dpg, num_seqs;
   const int32_t* cu;
   int x_dt, bc_dt, st_dt, esx, esbc;
   const char* u;
@@ -65,15 +66,16 @@ struct ScanArgs {
   const int64_t* prefix;
   const int32_t* bnd;
   int64_t bnd_stride;
-  // Geometry (see the kernel): lanes per channel (log2), channels per warp, channel warps, time
-  // warps, rows of time warp 0's segment, rows per chunk, states per channel padded to lanes.
-  int tpc_log2, cpw, cw, tw, seg0, K, npad;
-  bool bc_vec;  // B/C rows convert in 16-byte units (N == npad, N * esbc % 16 == 0)
+  // Geometry: lanes per channel (log2), channels per block, channel tiles per B/C group, rows per
+  // chunk, states per channel padded to the lanes (and its log2), time segments.
+  int tpc_log2, cpb, tiles_per_group, K, npad, npad_log2, segments;
+  // Segment aggregates (product of the decays, end state from zero) of segments 0..S-2:
+  // [S - 1][num_seqs][D][N]; null when S = 1.
+  float2* agg;
   int vec_u, vec_delta, vec_z, vec_B, vec_C;
   int seg_x, seg_bc;  // bytes of one raw row in shared memory (multiples of 16)
-  // Shared memory: two stages of raw rows, then the converted rows, the partial sums of y, the
-  // time warps' aggregates and the carried state.
-  int raw_stage_bytes, off_par, off_B, off_C, off_yp, off_agg, off_carry;
+  // Shared memory: two stages of raw rows (u, delta, z, B, C), then fp32 B and C rows.
+  int raw_stage_bytes, off_B, off_C;
   // Per copied array: log2 of the units per row when that is a power of two <= 32, else -1.
   int upr_log2_x, upr_log2_delta, upr_log2_z, upr_log2_B, upr_log2_C;
 };
@@ -93,8 +95,6 @@ __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem) {
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void CpAsyncWait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
-// Copies `rows` rows of `row_bytes` bytes (src rows `src_rs` bytes apart, dst rows `dst_rs`
-// apart) in units of `vec` bytes: 16/8/4 asynchronously, 2 synchronously.
 __device__ __forceinline__ void CopyUnit(char* d, const char* s, int vec) {
   if (vec == 16) {
     CpAsync16(d, s);
@@ -106,13 +106,15 @@ __device__ __forceinline__ void CopyUnit(char* d, const char* s, int vec) {
     *reinterpret_cast<uint16_t*>(d) = *reinterpret_cast<const uint16_t*>(s);
   }
 }
-
+// Copies `rows` rows of `row_bytes` bytes (src rows `src_rs` bytes apart, dst rows `dst_rs`
+// apart) from global to shared memory in units of `vec` bytes: 16/8/4 asynchronously, 2
+// synchronously.
 // A row of 2^upr_log2 units (upr_log2 >= 0, at most 32 units) gives every thread a fixed unit of
 // every (nthreads >> upr_log2)-th row, found with shifts; other rows take the general loop. The
 // copy is issued once per chunk for each array, so its index arithmetic matters.
-__device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src, int64_t src_rs,
-                                         int rows, int row_bytes, int vec, int upr_log2, int tid,
-                                         int nthreads) {
+__device__ __forceinline__ void CopyRows(char* dst, int64_t dst_rs, const char* src,
+                                         int64_t src_rs, int rows, int row_bytes, int vec,
+                                         int upr_log2, int tid, int nthreads) {
   if (upr_log2 >= 0) {
     const int off = (tid & ((1 << upr_log2) - 1)) * vec, step = nthreads >> upr_log2;
     for (int r = tid >> upr_log2; r < rows; r += step) {
@@ -129,11 +131,7 @@ __device__ __forceinline__ void CopyRows(char* dst, int dst_rs, const char* src,
 }
 
 // ---------------------------------------------------------------------------------------------
-// The prefill kernel. Work outside the recurrence is kept cheap (every thread converts and
-// finishes a fixed channel with its constants in registers; the element type is dispatched once
-// per chunk; the recurrence loops have no shuffles and no per-token branches: each lane stores its
-// partial y to shared memory and the epilogue sums the tpc partials, and boundary states split
-// the loop into segments instead of being tested per token).
+// The recurrence.
 
 __device__ __forceinline__ float ToF(float v) { return v; }
 __device__ __forceinline__ float ToF(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -153,78 +151,10 @@ __device__ __forceinline__ __half FromF<__half>(float v) {
   return __float2half_rn(v);
 }
 
-template <Discretization kMode, typename XT>
-__device__ __forceinline__ void ConvertChunk(const ScanArgs& a, const char* ru, const char* rd,
-                                             float4* s_par, int rows, int cpb, int cc, int rstep,
-                                             int x_row, float bias, float spb, int64_t tok0) {
-  const XT* u = reinterpret_cast<const XT*>(ru);
-  const XT* dl = reinterpret_cast<const XT*>(rd);
-#pragma unroll 4
-  for (int t = threadIdx.x / cpb; t < rows; t += rstep) {
-    const float uu = ToF(u[t * x_row + cc]);
-    const float dd = ToF(dl[t * x_row + cc]);
-    const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * spb : 0.0f;
-    const TokenScalars ts = MakeTokenScalars<kMode>(dd, bias, a.softplus, uu, ev);
-    s_par[t * cpb + cc] = make_float4(ts.dt_in, ts.dt_decay, ts.xin, ts.u);
-  }
-}
-
-template <typename XT>
-__device__ __forceinline__ void EpilogueChunk(const ScanArgs& a, const char* rz, const float* s_yp,
-                                              const float4* s_par, int rows, int cpb, int cc,
-                                              int rstep, int x_row, int tpc, float Dd, int64_t tok0,
-                                              int64_t d) {
-  XT* y = reinterpret_cast<XT*>(a.y);
-  const XT* z = reinterpret_cast<const XT*>(rz);
-#pragma unroll 4
-  for (int t = threadIdx.x / cpb; t < rows; t += rstep) {
-    const float* yp = s_yp + (t * cpb + cc) * tpc;
-    float yv;
-    if (tpc == 4) {
-      const float4 v = *reinterpret_cast<const float4*>(yp);
-      yv = (v.x + v.y) + (v.z + v.w);
-    } else {
-      yv = 0.0f;
-      for (int k = 0; k < tpc; ++k) yv += yp[k];
-    }
-    yv = fmaf(Dd, s_par[t * cpb + cc].w, yv);
-    if (a.z) yv *= DevSilu(ToF(z[t * x_row + cc]));
-    y[(tok0 + t) * a.y_rs + d] = FromF<XT>(yv);
-  }
-}
-
-// What one lane of the recurrence owns: channel `cl` of the tile (global channel d) and the
-// states sub * kNPT + j; where the chunk's converted rows are in shared memory.
-struct RecurrenceLane {
-  const float4* s_par;  // [K][cpb]: dt_in, dt_decay, xin, u
-  const float* s_B;     // [K][npad]
-  const float* s_C;
-  float* s_yp;  // [K][cpb][tpc]: partial sums of y
-  int cpb, cl, sub, tpc, npad;
-  bool valid;  // a real channel, and the lane that owns it
-  int seq, d, N;
-  int64_t prefix;
-};
-
-template <int kNPT>
-__device__ __forceinline__ void LoadRowBC(const RecurrenceLane& L, int t, float (&Bv)[kNPT],
-                                          float (&Cv)[kNPT]) {
-#pragma unroll
-  for (int j = 0; j < kNPT; j += 4) {
-    const float4 b4 = *reinterpret_cast<const float4*>(L.s_B + t * L.npad + L.sub * kNPT + j);
-    const float4 c4 = *reinterpret_cast<const float4*>(L.s_C + t * L.npad + L.sub * kNPT + j);
-    Bv[j] = b4.x, Bv[j + 1] = b4.y, Bv[j + 2] = b4.z, Bv[j + 3] = b4.w;
-    Cv[j] = c4.x, Cv[j + 1] = c4.y, Cv[j + 2] = c4.z, Cv[j + 3] = c4.w;
-  }
-}
-
-__device__ __forceinline__ TokenScalars LoadRowScalars(const RecurrenceLane& L, int t) {
-  const float4 p = L.s_par[t * L.cpb + L.cl];
-  return TokenScalars{p.x, p.y, p.z, p.w};
-}
-
-__device__ __forceinline__ void StorePartialY(const RecurrenceLane& L, int t, float yp) {
-  if (L.valid) L.s_yp[(t * L.cpb + L.cl) * L.tpc + L.sub] = yp;
+// Rows of each time segment of a sequence of `len` tokens: a multiple of K, at least K.
+__device__ __forceinline__ int SegmentRows(int len, int segments, int K) {
+  const int per = (len + segments - 1) / segments;
+  return max(K, (per + K - 1) / K * K);
 }
 
 // The first sequence-local token index >= i after which a block boundary falls (the state there
@@ -236,375 +166,222 @@ __device__ __forceinline__ int64_t NextBoundary(const ScanArgs& a, int64_t prefi
   return first + (i - first + a.block_size - 1) / a.block_size * a.block_size;
 }
 
-template <int kNPT>
-__device__ __forceinline__ void StoreStates(const ScanArgs& a, const RecurrenceLane& L,
-                                            int64_t block, const float (&h)[kNPT]) {
-  if (block == 0 || !L.valid) return;
+// What one thread owns: channel `cl` of the tile (global channel d), states sub * kNPT + j, and
+// the channel's per-(token, channel) constants.
+struct Channel {
+  int cl, sub, tpc, npad, x_row, seq, N;
+  bool valid;  // a real channel
+  int64_t d, prefix;
+  float bias, spb, Dd;
+};
+
+__device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c, int64_t block,
+                                            const float (&h)[kNPT]) {
+  if (block == 0 || !c.valid) return;
 #pragma unroll
   for (int j = 0; j < kNPT; ++j) {
-    const int64_t n = L.sub * kNPT + j;
-    if (n < L.N) StoreElem(a.pool, a.st_dt, block * a.block_stride + L.d * L.N + n, h[j]);
+    const int64_t n = c.sub * kNPT + j;
+    if (n < c.N) StoreElem(a.pool, a.st_dt, block * a.block_stride + c.d * c.N + n, h[j]);
   }
 }
 
-// The state after sequence-local token i (a boundary) goes to its boundary block.
-template <int kNPT>
-__device__ __forceinline__ void StoreBoundaryState(const ScanArgs& a, const RecurrenceLane& L,
-                                                   int64_t i, const float (&h)[kNPT]) {
-  const int64_t j = (L.prefix + i + 1) / a.block_size - L.prefix / a.block_size - 1;
-  StoreStates<kNPT>(a, L, a.bnd[L.seq * a.bnd_stride + j], h);
-}
-
-// Chunk rows [lo, hi) in order from state h: partial y of every row, boundary states on the way.
-// `cs` is the chunk's first sequence-local token.
-template <Discretization kMode, int kNPT>
-__device__ __forceinline__ void ScanRows(const ScanArgs& a, const RecurrenceLane& L,
-                                         float (&h)[kNPT], const float (&Ar)[kNPT], int lo, int hi,
-                                         int64_t cs) {
-  int t = lo;
-  while (t < hi) {
-    const int64_t nb = NextBoundary(a, L.prefix, cs + t);
-    const bool hit = nb < cs + hi;
-    const int end = hit ? static_cast<int>(nb - cs) + 1 : hi;
-#pragma unroll 4
-    for (; t < end; ++t) {
-      const TokenScalars ts = LoadRowScalars(L, t);
-      float Bv[kNPT], Cv[kNPT];
-      LoadRowBC<kNPT>(L, t, Bv, Cv);
-      float yp = 0.0f;
+// The rows of one chunk for one thread. kAggregate (the first launch): advance the states from
+// zero and keep what the segment's decay product needs - the sum of dt_decay for the modes whose
+// decay is exp(dt_decay A) (one exponential per state at the end), the running product P for
+// the others - and no y. Otherwise: advance the true states, finish y straight to global memory
+// (a warp's 32 channels are 64 contiguous bytes), and store the state after each block boundary
+// (sequence-local token nb, then the next). `first` is the sequence-local index of row 0 and
+// `tok0` its packed index.
+template <Discretization kMode, bool kAggregate, typename XT>
+__device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, float (&h)[kNPT],
+                                          float (&P)[kNPT], float& dsum, const float (&Ar)[kNPT],
+                                          const char* raw_u, const char* raw_delta,
+                                          const char* raw_z, const float* s_B, const float* s_C,
+                                          int rows, int64_t first, int64_t tok0, int64_t& nb) {
+  const XT* u = reinterpret_cast<const XT*>(raw_u) + c.cl;
+  const XT* dl = reinterpret_cast<const XT*>(raw_delta) + c.cl;
+  const XT* z = reinterpret_cast<const XT*>(raw_z) + c.cl;
+  XT* y = reinterpret_cast<XT*>(a.y) + tok0 * a.y_rs + c.d;
+  const bool writes_y = c.sub == 0 && c.valid;
+  auto step = [&](int t) {
+    const float uu = ToF(u[t * c.x_row]);
+    const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * c.spb : 0.0f;
+    const TokenScalars ts =
+        MakeTokenScalars<kMode>(ToF(dl[t * c.x_row]), c.bias, a.softplus, uu, ev);
+    const float* Bt = s_B + t * c.npad + c.sub * kNPT;
+    const float* Ct = s_C + t * c.npad + c.sub * kNPT;
+    if (kAggregate && kExpDecayMode<kMode>) dsum += ts.dt_decay;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four chains for the sum over the states
 #pragma unroll
-      for (int j = 0; j < kNPT; ++j) {
-        h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
-        yp = fmaf(Cv[j], h[j], yp);
+    for (int j = 0; j < kNPT; j += 4) {
+      const float4 b4 = *reinterpret_cast<const float4*>(Bt + j);
+      const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
+      float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (!kAggregate) {
+        const float4 c4 = *reinterpret_cast<const float4*>(Ct + j);
+        cv[0] = c4.x, cv[1] = c4.y, cv[2] = c4.z, cv[3] = c4.w;
       }
-      StorePartialY(L, t, yp);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float2 k = StepCoeffs<kMode>(Ar[j + q], bv[q], ts);
+        h[j + q] = fmaf(k.x, h[j + q], k.y);
+        if (!kAggregate) {
+          acc[q] = fmaf(cv[q], h[j + q], acc[q]);
+        } else if (!kExpDecayMode<kMode>) {
+          P[j + q] *= k.x;
+        }
+      }
     }
-    if (hit) StoreBoundaryState<kNPT>(a, L, nb, h);
-  }
-}
-
-// The aggregate of rows [lo, hi) from a zero state: the product of the decays and the end state,
-// so that the end state from h_in is decay * h_in + h_end.
-template <Discretization kMode, int kNPT>
-__device__ __forceinline__ void ScanAggregate(const RecurrenceLane& L, const float (&Ar)[kNPT],
-                                              int lo, int hi, float (&decay)[kNPT],
-                                              float (&h_end)[kNPT]) {
-#pragma unroll
-  for (int j = 0; j < kNPT; ++j) decay[j] = 1.0f, h_end[j] = 0.0f;
-  for (int t = lo; t < hi; ++t) {
-    const TokenScalars ts = LoadRowScalars(L, t);
-    float Bv[kNPT], Cv[kNPT];
-    LoadRowBC<kNPT>(L, t, Bv, Cv);
-#pragma unroll
-    for (int j = 0; j < kNPT; ++j) {
-      const float2 c = StepCoeffs<kMode>(Ar[j], Bv[j], ts);
-      h_end[j] = fmaf(c.x, h_end[j], c.y);
-      decay[j] *= c.x;
+    if (!kAggregate) {
+      float yv = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      for (int off = c.tpc / 2; off > 0; off /= 2) {
+        yv += __shfl_xor_sync(0xffffffffu, yv, off, c.tpc);
+      }
+      yv = fmaf(c.Dd, uu, yv);
+      if (a.z) yv *= DevSilu(ToF(z[t * c.x_row]));
+      if (writes_y) y[t * a.y_rs] = FromF<XT>(yv);
+    }
+  };
+  // Rows up to the next block boundary in one loop, then that boundary's state.
+  int t = 0;
+  while (t < rows) {
+    const bool hit = !kAggregate && nb < first + rows;
+    const int end = hit ? static_cast<int>(nb - first) + 1 : rows;
+#pragma unroll 2
+    for (; t < end; ++t) step(t);
+    if (hit) {
+      const int64_t j = (c.prefix + nb + 1) / a.block_size - c.prefix / a.block_size - 1;
+      StoreStates(a, c, a.bnd[c.seq * a.bnd_stride + j], h);
+      nb = NextBoundary(a, c.prefix, nb + 1);
     }
   }
 }
 
-// kT rows from `lo` from a zero state: stores each row's partial y and keeps P[t][j], the product
-// of the decays through row lo + t, which the correction for the true starting state needs.
-template <Discretization kMode, int kNPT, int kT>
-__device__ __forceinline__ void ScanSegmentLocal(const RecurrenceLane& L, const float (&Ar)[kNPT],
-                                                 int lo, float (&P)[kT][kNPT],
-                                                 float (&h_end)[kNPT]) {
-  float prod[kNPT];
-#pragma unroll
-  for (int j = 0; j < kNPT; ++j) prod[j] = 1.0f, h_end[j] = 0.0f;
-#pragma unroll
-  for (int t = 0; t < kT; ++t) {
-    const TokenScalars ts = LoadRowScalars(L, lo + t);
-    float Bv[kNPT], Cv[kNPT];
-    LoadRowBC<kNPT>(L, lo + t, Bv, Cv);
-    float yp = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kNPT; ++j) {
-      const float2 c = StepCoeffs<kMode>(Ar[j], Bv[j], ts);
-      h_end[j] = fmaf(c.x, h_end[j], c.y);
-      prod[j] *= c.x;
-      P[t][j] = prod[j];
-      yp = fmaf(Cv[j], h_end[j], yp);
-    }
-    StorePartialY(L, lo + t, yp);
-  }
-}
-
-// The true partial y of those rows, y + sum_j C[t][j] P[t][j] h_in[j]; h_end becomes the true end
-// state.
-template <int kNPT, int kT>
-__device__ __forceinline__ void CorrectSegment(const RecurrenceLane& L, int lo,
-                                               const float (&P)[kT][kNPT],
-                                               const float (&h_in)[kNPT], float (&h_end)[kNPT]) {
-#pragma unroll
-  for (int t = 0; t < kT; ++t) {
-    float Bv[kNPT], Cv[kNPT];
-    LoadRowBC<kNPT>(L, lo + t, Bv, Cv);
-    float* yp = L.s_yp + ((lo + t) * L.cpb + L.cl) * L.tpc + L.sub;
-    float y = *yp;
-#pragma unroll
-    for (int j = 0; j < kNPT; ++j) y = fmaf(Cv[j], P[t][j] * h_in[j], y);
-    if (L.valid) *yp = y;
-  }
-#pragma unroll
-  for (int j = 0; j < kNPT; ++j) h_end[j] = fmaf(P[kT - 1][j], h_in[j], h_end[j]);
-}
-
-template <Discretization kMode, int kNPT>
-__global__ void __launch_bounds__(256, 2) SelectiveScanKernel(const ScanArgs a) {
-  constexpr int kT = 64 / kNPT;  // rows of a time warp's segment (P takes 64 registers)
+// 5 blocks of 128 threads per SM (<= 102 registers), so that 16 time segments of one 5120-channel
+// sequence (640 blocks) are resident at once on 132 SMs.
+template <Discretization kMode, bool kAggregate>
+__global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArgs a) {
   extern __shared__ __align__(16) char smem[];
-  const int seq = blockIdx.y;
+  const int seq = blockIdx.y, segment = blockIdx.z;
   const int t0 = a.cu[seq];
   const int len = a.cu[seq + 1] - t0;
-  const int cpb = a.cpw * a.cw;
-  const int c0 = static_cast<int>(blockIdx.x) * cpb;
-  if (c0 >= a.D) return;
-  const int valid_ch = static_cast<int>(min(static_cast<int64_t>(cpb), a.D - c0));
-  const int tid = threadIdx.x, nthreads = blockDim.x;
-  const int warp = tid >> 5, lane = tid & 31;
-  const int cwi = warp % a.cw, twi = warp / a.cw;  // channel warp, time warp
-  const int tpc = 1 << a.tpc_log2;
-  const int slot = lane >> a.tpc_log2;
-  const int64_t g = c0 / a.dpg;
+  const int K = a.K;
+  const int seg_rows = SegmentRows(len, a.segments, K);
+  const int lo = min(len, segment * seg_rows), hi = min(len, lo + seg_rows);
+  const int last_segment = len == 0 ? 0 : (len - 1) / seg_rows;
+  if (!kAggregate && segment > last_segment) return;  // uniform over the block
+
+  const int cpb = a.cpb;
+  const int64_t g = blockIdx.x / a.tiles_per_group;
+  const int cg0 = static_cast<int>(blockIdx.x - g * a.tiles_per_group) * cpb;
+  const int64_t c0 = g * a.dpg + cg0;  // the tile's first channel
+  const int valid_ch = static_cast<int>(min(static_cast<int64_t>(cpb), a.dpg - cg0));
+  const int tid = threadIdx.x;
   const int N = static_cast<int>(a.N);
 
-  // The chunk's staged rows: written by the copy and convert stages, read by the lanes.
-  float4* s_par = reinterpret_cast<float4*>(smem + a.off_par);
-  float* s_B = reinterpret_cast<float*>(smem + a.off_B);
-  float* s_C = reinterpret_cast<float*>(smem + a.off_C);
-  RecurrenceLane L;
-  L.s_par = s_par;
-  L.s_B = s_B;
-  L.s_C = s_C;
-  L.s_yp = reinterpret_cast<float*>(smem + a.off_yp);
-  L.cpb = cpb;
-  L.cl = cwi * a.cpw + min(slot, a.cpw - 1);
-  L.sub = lane & (tpc - 1);
-  L.tpc = tpc;
-  L.npad = a.npad;
-  L.valid = slot < a.cpw && L.cl < valid_ch;
-  L.seq = seq;
-  L.d = c0 + L.cl;
-  L.N = N;
-  L.prefix = a.block_size > 0 ? a.prefix[seq] : 0;
+  Channel c;
+  c.tpc = 1 << a.tpc_log2;
+  c.cl = tid >> a.tpc_log2;
+  c.sub = tid & (c.tpc - 1);
+  c.npad = a.npad;
+  c.x_row = a.seg_x / a.esx;
+  c.seq = seq;
+  c.N = N;
+  c.valid = c.cl < valid_ch;
+  c.d = c0 + c.cl;
+  c.prefix = a.block_size > 0 ? a.prefix[seq] : 0;
+  c.bias = (c.valid && a.delta_bias) ? a.delta_bias[c.d] : 0.0f;
+  c.spb = (c.valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[c.d]) : 0.0f;
+  c.Dd = (c.valid && a.Dv) ? a.Dv[c.d] : 0.0f;
 
-  // The channel this thread converts and finishes, and its rows t = tid / cpb + k * rstep.
-  const int cc = tid % cpb;
-  const int rstep = nthreads / cpb;
-  const bool cc_valid = cc < valid_ch;
-  const float bias = (cc_valid && a.delta_bias) ? a.delta_bias[c0 + cc] : 0.0f;
-  const float spb =
-      (cc_valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[c0 + cc]) : 0.0f;
-  const float Dd = (cc_valid && a.Dv) ? a.Dv[c0 + cc] : 0.0f;
-
-  // Per time warp and state element: (product of the segment's decays, its end state from 0).
-  float2* s_agg = reinterpret_cast<float2*>(smem + a.off_agg);
-  // The state carried from chunk to chunk (in shared memory rather than registers, which the
-  // other time warps' P needs).
-  float* s_carry = reinterpret_cast<float*>(smem + a.off_carry);
-  const int elem = L.cl * a.npad + L.sub * kNPT;  // this lane's first element in s_agg/s_carry
-
-  float Ar[kNPT];
+  // Decay coefficients, and the starting state: zero for an aggregate; otherwise the sequence's
+  // initial state carried through the aggregates of the segments before this one.
+  float Ar[kNPT], h[kNPT], P[kNPT];
+  float dsum = 0.0f;
   const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
 #pragma unroll
   for (int j = 0; j < kNPT; ++j) {
-    const int64_t n = L.sub * kNPT + j;
-    const bool valid = L.valid && n < N;
-    Ar[j] = valid ? PrepareA<kMode>(a.A[L.d * N + n]) : 0.0f;
-    if (twi == 0 && L.valid) {
-      s_carry[elem + j] = (valid && in_blk != 0)
-                              ? LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + L.d * N + n)
-                              : 0.0f;
+    const int64_t n = c.sub * kNPT + j;
+    const bool ok = c.valid && n < N;
+    Ar[j] = ok ? PrepareA<kMode>(a.A[c.d * N + n]) : 0.0f;
+    h[j] = 0.0f;
+    P[j] = 1.0f;
+    if (!kAggregate && ok) {
+      if (in_blk != 0) h[j] = LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + c.d * N + n);
+      for (int s = 0; s < segment; ++s) {
+        const float2 ag = a.agg[((s * a.num_seqs + seq) * a.D + c.d) * N + n];
+        h[j] = fmaf(ag.x, h[j], ag.y);
+      }
     }
   }
-  const int K = a.K;
+
   auto raw_u = [&](int stage) { return smem + stage * a.raw_stage_bytes; };
   auto raw_delta = [&](int stage) { return raw_u(stage) + K * a.seg_x; };
   auto raw_z = [&](int stage) { return raw_u(stage) + 2 * K * a.seg_x; };
   auto raw_B = [&](int stage) { return raw_u(stage) + 3 * K * a.seg_x; };
   auto raw_C = [&](int stage) { return raw_B(stage) + K * a.seg_bc; };
-
   auto issue = [&](int cs, int stage) {
-    const int rows = min(K, len - cs);
+    const int rows = min(K, hi - cs);
     const int64_t row0 = t0 + cs;
-    CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx, rows,
-             valid_ch * a.esx, a.vec_u, a.upr_log2_x, tid, nthreads);
+    CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx,
+                    rows, valid_ch * a.esx, a.vec_u, a.upr_log2_x, tid, kThreads);
     CopyRows(raw_delta(stage), a.seg_x, a.delta + (row0 * a.delta_rs + c0) * a.esx,
-             a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, a.upr_log2_delta, tid,
-             nthreads);
+                    a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, a.upr_log2_delta,
+                    tid, kThreads);
+    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc,
+                    a.B_rs * a.esbc, rows, N * a.esbc, a.vec_B, a.upr_log2_B, tid, kThreads);
+    if (kAggregate) return;
     if (a.z) {
-      CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx, rows,
-               valid_ch * a.esx, a.vec_z, a.upr_log2_z, tid, nthreads);
+      CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx,
+                      rows, valid_ch * a.esx, a.vec_z, a.upr_log2_z, tid, kThreads);
     }
-    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc, a.B_rs * a.esbc,
-             rows, static_cast<int>(N) * a.esbc, a.vec_B, a.upr_log2_B, tid, nthreads);
-    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc, a.C_rs * a.esbc,
-             rows, static_cast<int>(N) * a.esbc, a.vec_C, a.upr_log2_C, tid, nthreads);
+    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc,
+                    a.C_rs * a.esbc, rows, N * a.esbc, a.vec_C, a.upr_log2_C, tid, kThreads);
   };
 
-  // This time warp's rows of every chunk: warp 0 the first seg0, the others kT each.
-  const int seg_lo = twi == 0 ? 0 : a.seg0 + (twi - 1) * kT;
-  const int seg_len = twi == 0 ? a.seg0 : kT;
-
-  const int num_chunks = (len + K - 1) / K;
-  const int x_row = a.seg_x / a.esx, bc_row = a.seg_bc / a.esbc;
-  if (num_chunks > 0) issue(0, 0);
+  float* s_B = reinterpret_cast<float*>(smem + a.off_B);
+  float* s_C = reinterpret_cast<float*>(smem + a.off_C);
+  const int bc_row = a.seg_bc / a.esbc;
+  int64_t nb = kAggregate ? INT64_MAX : NextBoundary(a, c.prefix, lo);
+  if (lo < hi) issue(lo, 0);
   CpAsyncCommit();
-  for (int c = 0; c < num_chunks; ++c) {
-    const int cs = c * K;
-    const int rows = min(K, len - cs);
-    const int stage = static_cast<int>(c & 1);
-    if (c + 1 < num_chunks) issue(cs + K, stage ^ 1);
+  for (int cs = lo, stage = 0; cs < hi; cs += K, stage ^= 1) {
+    const int rows = min(K, hi - cs);
+    if (cs + K < hi) issue(cs + K, stage ^ 1);
     CpAsyncCommit();
     CpAsyncWait1();
     __syncthreads();
-    // Convert.
-    if (cc_valid) {
-      if (a.x_dt == kBF16) {
-        ConvertChunk<kMode, __nv_bfloat16>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc,
-                                           rstep, x_row, bias, spb, t0 + cs);
-      } else if (a.x_dt == kF16) {
-        ConvertChunk<kMode, __half>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc, rstep,
-                                    x_row, bias, spb, t0 + cs);
-      } else {
-        ConvertChunk<kMode, float>(a, raw_u(stage), raw_delta(stage), s_par, rows, cpb, cc, rstep,
-                                   x_row, bias, spb, t0 + cs);
-      }
-    }
-    {
-      const char* rb = raw_B(stage);
-      const char* rc = raw_C(stage);
-      if (a.bc_vec) {
-        const int upr = a.seg_bc / 16;  // 16-byte units per row (N == npad here)
-        const int per = 16 / a.esbc;    // values per unit
-        const int total = rows * upr;
-        for (int i = tid; i < total; i += nthreads) {
-          const int t = i / upr, k = i - t * upr;
-          const uint4 vb = *reinterpret_cast<const uint4*>(rb + t * a.seg_bc + k * 16);
-          const uint4 vc = *reinterpret_cast<const uint4*>(rc + t * a.seg_bc + k * 16);
-          float* db = s_B + t * a.npad + k * per;
-          float* dc = s_C + t * a.npad + k * per;
-          if (a.esbc == 4) {
-            *reinterpret_cast<uint4*>(db) = vb;
-            *reinterpret_cast<uint4*>(dc) = vc;
-          } else {
-            const uint32_t wb[4] = {vb.x, vb.y, vb.z, vb.w};
-            const uint32_t wc[4] = {vc.x, vc.y, vc.z, vc.w};
-            float fb[8], fc[8];
-#pragma unroll
-            for (int q = 0; q < 4; ++q) {
-              if (a.bc_dt == kBF16) {
-                fb[2 * q] = __uint_as_float(wb[q] << 16);
-                fb[2 * q + 1] = __uint_as_float(wb[q] & 0xffff0000u);
-                fc[2 * q] = __uint_as_float(wc[q] << 16);
-                fc[2 * q + 1] = __uint_as_float(wc[q] & 0xffff0000u);
-              } else {
-                const __half2 hb = *reinterpret_cast<const __half2*>(&wb[q]);
-                const __half2 hc = *reinterpret_cast<const __half2*>(&wc[q]);
-                const float2 b2 = __half22float2(hb), c2 = __half22float2(hc);
-                fb[2 * q] = b2.x, fb[2 * q + 1] = b2.y;
-                fc[2 * q] = c2.x, fc[2 * q + 1] = c2.y;
-              }
-            }
-            *reinterpret_cast<float4*>(db) = make_float4(fb[0], fb[1], fb[2], fb[3]);
-            *reinterpret_cast<float4*>(db + 4) = make_float4(fb[4], fb[5], fb[6], fb[7]);
-            *reinterpret_cast<float4*>(dc) = make_float4(fc[0], fc[1], fc[2], fc[3]);
-            *reinterpret_cast<float4*>(dc + 4) = make_float4(fc[4], fc[5], fc[6], fc[7]);
-          }
-        }
-      } else {
-        for (int i = tid; i < rows * a.npad; i += nthreads) {
-          const int t = i / a.npad, n = i - t * a.npad;
-          s_B[i] = n < N ? LoadElem(rb, a.bc_dt, t * bc_row + n) : 0.0f;
-          s_C[i] = n < N ? LoadElem(rc, a.bc_dt, t * bc_row + n) : 0.0f;
-        }
-      }
+    for (int i = tid; i < (rows << a.npad_log2); i += kThreads) {
+      const int t = i >> a.npad_log2, n = i & (a.npad - 1);
+      s_B[i] = n < N ? LoadElem(raw_B(stage), a.bc_dt, t * bc_row + n) : 0.0f;
+      if (!kAggregate) s_C[i] = n < N ? LoadElem(raw_C(stage), a.bc_dt, t * bc_row + n) : 0.0f;
     }
     __syncthreads();
-    // The recurrence. Phase 1: warp 0 scans its rows from the carried state; every other time
-    // warp scans its segment from zero (a full segment without a boundary keeps P and y_local
-    // for the correction; any other only its aggregate).
-    const int lo = seg_lo, hi = min(seg_lo + seg_len, rows);
-    const int last_warp = rows <= a.seg0 ? 0 : 1 + (rows - a.seg0 - 1) / kT;
-    float P[kT][kNPT], decay[kNPT], h_end[kNPT];
-    bool full = false;
-    if (lo < hi) {
-      if (twi == 0) {
-#pragma unroll
-        for (int j = 0; j < kNPT; ++j) h_end[j] = s_carry[elem + j];
-        ScanRows<kMode, kNPT>(a, L, h_end, Ar, lo, hi, cs);
-#pragma unroll
-        for (int j = 0; j < kNPT; ++j) decay[j] = 0.0f;
-        if (last_warp == 0 && L.valid) {
-#pragma unroll
-          for (int j = 0; j < kNPT; ++j) s_carry[elem + j] = h_end[j];
-        }
-      } else {
-        full = hi - lo == kT && NextBoundary(a, L.prefix, cs + lo) >= cs + hi;
-        if (full) {
-          ScanSegmentLocal<kMode, kNPT, kT>(L, Ar, lo, P, h_end);
-#pragma unroll
-          for (int j = 0; j < kNPT; ++j) decay[j] = P[kT - 1][j];
-        } else {
-          ScanAggregate<kMode, kNPT>(L, Ar, lo, hi, decay, h_end);
-        }
-      }
-      if (L.valid && a.tw > 1) {
-#pragma unroll
-        for (int j = 0; j < kNPT; ++j) {
-          s_agg[twi * cpb * a.npad + elem + j] = make_float2(decay[j], h_end[j]);
-        }
-      }
-    }
-    if (a.tw > 1) __syncthreads();
-    // Phase 2: the other time warps compose the aggregates before them into their true starting
-    // state, then correct their y (or rescan their rows from it).
-    if (twi > 0 && lo < hi) {
-      float h_in[kNPT];
-#pragma unroll
-      for (int j = 0; j < kNPT; ++j) h_in[j] = s_agg[elem + j].y;
-      for (int w = 1; w < twi; ++w) {
-#pragma unroll
-        for (int j = 0; j < kNPT; ++j) {
-          const float2 ag = s_agg[w * cpb * a.npad + elem + j];
-          h_in[j] = fmaf(ag.x, h_in[j], ag.y);
-        }
-      }
-      if (full) {
-        CorrectSegment<kNPT, kT>(L, lo, P, h_in, h_end);
-      } else {
-        ScanRows<kMode, kNPT>(a, L, h_in, Ar, lo, hi, cs);
-#pragma unroll
-        for (int j = 0; j < kNPT; ++j) h_end[j] = h_in[j];
-      }
-      if (twi == last_warp && L.valid) {
-#pragma unroll
-        for (int j = 0; j < kNPT; ++j) s_carry[elem + j] = h_end[j];
-      }
-    }
-    __syncthreads();
-    // Epilogue.
-    if (cc_valid) {
-      if (a.x_dt == kBF16) {
-        EpilogueChunk<__nv_bfloat16>(a, raw_z(stage), L.s_yp, s_par, rows, cpb, cc, rstep, x_row,
-                                     tpc, Dd, t0 + cs, c0 + cc);
-      } else if (a.x_dt == kF16) {
-        EpilogueChunk<__half>(a, raw_z(stage), L.s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
-                              t0 + cs, c0 + cc);
-      } else {
-        EpilogueChunk<float>(a, raw_z(stage), L.s_yp, s_par, rows, cpb, cc, rstep, x_row, tpc, Dd,
-                             t0 + cs, c0 + cc);
-      }
+    const int64_t tok0 = t0 + cs;
+    if (a.x_dt == kBF16) {
+      ScanChunk<kMode, kAggregate, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
+                                                  raw_delta(stage), raw_z(stage), s_B, s_C, rows,
+                                                  cs, tok0, nb);
+    } else if (a.x_dt == kF16) {
+      ScanChunk<kMode, kAggregate, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+                                           raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
+    } else {
+      ScanChunk<kMode, kAggregate, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+                                          raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     }
     __syncthreads();
   }
-  if (twi == 0) {
-    float h[kNPT];
+  if (kAggregate) {
 #pragma unroll
-    for (int j = 0; j < kNPT; ++j) h[j] = s_carry[elem + j];
-    StoreStates<kNPT>(a, L, a.final_blk ? a.final_blk[seq] : 0, h);
+    for (int j = 0; j < kNPT; ++j) {
+      const int64_t n = c.sub * kNPT + j;
+      if (c.valid && n < N) {
+        const float decay = kExpDecayMode<kMode> ? FastExp2(Ar[j] * dsum) : P[j];
+        a.agg[((segment * a.num_seqs + seq) * a.D + c.d) * N + n] = make_float2(decay, h[j]);
+      }
+    }
+  } else if (segment == last_segment) {
+    StoreStates(a, c, a.final_blk ? a.final_blk[seq] : 0, h);
   }
 }
 
@@ -630,83 +407,53 @@ int UnitsLog2(int64_t row_bytes, int64_t tail_bytes, int vec) {
   return -1;
 }
 
-// Sets the time warps, the rows per chunk and the shared-memory layout for `tw`; returns the
-// shared-memory bytes. Everything else in `a` (channel geometry, row segments) is set before.
-int LayOutChunk(ScanArgs& a, int tw, int npt) {
-  const int kT = 64 / npt, cpb = a.cpw * a.cw, tpc = 1 << a.tpc_log2;
-  a.tw = tw;
-  if (tw > 1) {
-    a.seg0 = kT;
-  } else {
-    a.seg0 = std::clamp(2048 / a.npad, 8, 64);
-    if (a.cw > 1) a.seg0 = std::max(8, a.seg0 / 2);
-  }
-  const int K = a.seg0 + (tw - 1) * kT;
+// Lays out shared memory for K rows per chunk; returns its bytes. The channel geometry and the
+// raw row sizes are set before.
+int LayOutChunk(ScanArgs& a, int K) {
   a.K = K;
   a.raw_stage_bytes = 3 * K * a.seg_x + 2 * K * a.seg_bc;
-  a.off_par = 2 * a.raw_stage_bytes;
-  a.off_B = a.off_par + K * cpb * 16;
+  a.off_B = 2 * a.raw_stage_bytes;
   a.off_C = a.off_B + K * a.npad * 4;
-  a.off_yp = a.off_C + K * a.npad * 4;
-  a.off_agg = a.off_yp + RoundUp16(static_cast<int64_t>(K) * cpb * tpc * 4);
-  a.off_carry = a.off_agg + tw * cpb * a.npad * 8;
-  return a.off_carry + cpb * a.npad * 4;
+  return a.off_C + K * a.npad * 4;
 }
 
-// The most time warps a chunk may have: two blocks fit in an SM's shared memory.
-int MaxTimeWarps(ScanArgs a, int npt) {
-  int tw = 8;
-  while (tw > 1 && LayOutChunk(a, tw, npt) > 100 * 1024) --tw;
-  return tw;
-}
-
-// Picks the time warps (unless `forced_tw`), lays out shared memory and launches.
-template <Discretization kMode, int kNPT>
-absl::Status Launch(ScanArgs a, int forced_tw, dim3 grid, cudaStream_t st) {
-  auto kernel = SelectiveScanKernel<kMode, kNPT>;
+template <Discretization kMode, bool kAggregate>
+absl::Status LaunchPass(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
+  auto kernel = SelectiveScanKernel<kMode, kAggregate>;
   // Several blocks per SM hide each other's barriers: give shared memory the whole carveout.
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                             cudaSharedmemCarveoutMaxShared));
-  const int max_tw = std::min(MaxTimeWarps(a, kNPT), 8 / a.cw);
-  const int max_smem = std::max(LayOutChunk(a, 1, kNPT), LayOutChunk(a, max_tw, kNPT));
   CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
-  int tw = std::min(forced_tw, max_tw);
-  if (forced_tw == 0) {
-    // Time warps for a batch too small to fill the GPU with a warp per (sequence, channels):
-    // the most (up to 4) with which every block of the grid is resident at once.
-    tw = 1;
-    const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y;
-    for (int cand = std::min(4, max_tw); a.cw == 1 && cand >= 2; --cand) {
-      ASSIGN_OR_RETURN(const int64_t resident,
-                       ResidentBlocks(reinterpret_cast<const void*>(kernel), cand * 32,
-                                      LayOutChunk(a, cand, kNPT)));
-      if (blocks <= resident) {
-        tw = cand;
-        break;
-      }
-    }
-  }
-  const int smem = LayOutChunk(a, tw, kNPT);
-  kernel<<<grid, a.cw * tw * 32, smem, st>>>(a);
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kernel<<<grid, kThreads, smem, st>>>(a);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
-template <int kNPT>
-absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int forced_tw, dim3 grid,
+// The segment aggregates (S > 1), then the scan with y.
+template <Discretization kMode>
+absl::Status Launch(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
+  if (a.segments > 1) {
+    RETURN_IF_ERROR((LaunchPass<kMode, true>(
+        a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), st)));
+  }
+  return LaunchPass<kMode, false>(a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments)),
+                                  st);
+}
+
+absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int smem, dim3 grid,
                         cudaStream_t st) {
   switch (mode) {
     case Discretization::kDefault:
-      return Launch<Discretization::kDefault, kNPT>(a, forced_tw, grid, st);
+      return Launch<Discretization::kDefault>(a, smem, grid, st);
     case Discretization::kZoh:
-      return Launch<Discretization::kZoh, kNPT>(a, forced_tw, grid, st);
+      return Launch<Discretization::kZoh>(a, smem, grid, st);
     case Discretization::kBilinear:
-      return Launch<Discretization::kBilinear, kNPT>(a, forced_tw, grid, st);
+      return Launch<Discretization::kBilinear>(a, smem, grid, st);
     case Discretization::kDirac:
-      return Launch<Discretization::kDirac, kNPT>(a, forced_tw, grid, st);
+      return Launch<Discretization::kDirac>(a, smem, grid, st);
     case Discretization::kEventDriven:
-      return Launch<Discretization::kEventDriven, kNPT>(a, forced_tw, grid, st);
+      return Launch<Discretization::kEventDriven>(a, smem, grid, st);
   }
   return absl::InvalidArgumentError("selective_scan: unknown discretization");
 }
@@ -724,6 +471,7 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.D = p.dim;
   a.N = p.d_state;
   a.dpg = p.dim / p.n_groups;
+  a.num_seqs = p.num_seqs;
   a.cu = p.cu_seqlens;
   a.x_dt = static_cast<int>(p.x_dtype);
   a.bc_dt = static_cast<int>(p.bc_dtype);
@@ -759,69 +507,80 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.bnd = p.boundary_state_blocks;
   a.bnd_stride = p.boundary_blocks_stride;
 
-  // Geometry: kNPT states per lane, tpc lanes per channel (a power of two), cpw channels per
-  // warp; a block's channels must share one B/C group.
-  const int npt = p.d_state <= 128 ? 4 : 8;
+  // Channel geometry: tpc lanes of kNPT states per channel (a power of two), a block's channels
+  // inside one B/C group.
   int tpc = 1;
-  while (tpc * npt < p.d_state) tpc *= 2;
-  int log2 = 0;
-  while ((1 << log2) < tpc) ++log2;
-  a.tpc_log2 = log2;
-  a.npad = tpc * npt;
-  int cpw = 32 / tpc;
-  if (p.n_groups > 1) {
-    while (cpw > 1 && a.dpg % cpw != 0) cpw /= 2;
-  }
-  a.cpw = cpw;
+  while (tpc * kNPT < p.d_state) tpc *= 2;
+  a.tpc_log2 = 0;
+  while ((1 << a.tpc_log2) < tpc) ++a.tpc_log2;
+  a.npad = tpc * kNPT;
+  a.npad_log2 = 0;
+  while ((1 << a.npad_log2) < a.npad) ++a.npad_log2;
+  a.cpb = kThreads / tpc;
+  a.tiles_per_group = static_cast<int>((a.dpg + a.cpb - 1) / a.cpb);
+
+  // Raw rows and their copy units. A tile's first channel is g * dpg + k * cpb, so the units
+  // must divide those offsets too.
+  const int cpb = a.cpb;
+  a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
+  a.seg_bc = RoundUp16(p.d_state * a.esbc);
+  const int64_t tail_x = (a.dpg % cpb) * a.esx;
+  auto x_vec = [&](const void* ptr, int64_t row_stride) {
+    if (ptr == nullptr) return 16;
+    const int v = PickVec(reinterpret_cast<uintptr_t>(ptr),
+                          {row_stride * a.esx, cpb * a.esx, a.dpg * a.esx, tail_x});
+    return a.esx == 4 ? std::max(v, 4) : v;  // fp32 rows are always 4-byte aligned
+  };
+  a.vec_u = x_vec(p.u, p.u_row_stride);
+  a.vec_delta = x_vec(p.delta, p.delta_row_stride);
+  a.vec_z = x_vec(p.z, p.z_row_stride);
+  auto bc_vec = [&](const void* ptr, int64_t row_stride, int64_t group_stride) {
+    const int v = PickVec(reinterpret_cast<uintptr_t>(ptr),
+                          {row_stride * a.esbc, group_stride * a.esbc, p.d_state * a.esbc});
+    return a.esbc == 4 ? std::max(v, 4) : v;
+  };
+  a.vec_B = bc_vec(p.B, p.B_row_stride, p.B_group_stride);
+  a.vec_C = bc_vec(p.C, p.C_row_stride, p.C_group_stride);
+  const int64_t x_row_bytes = std::min<int64_t>(cpb, a.dpg) * a.esx;
+  a.upr_log2_x = UnitsLog2(x_row_bytes, tail_x, a.vec_u);
+  a.upr_log2_delta = UnitsLog2(x_row_bytes, tail_x, a.vec_delta);
+  a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
+  a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
+  a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
+  // 24 rows per chunk keep a block's shared memory at 42 KB (bf16, N = 16), so that five blocks
+  // fit an SM as the registers allow; wide states take fewer.
+  int smem = LayOutChunk(a, 24);
+  if (smem > 96 * 1024) smem = LayOutChunk(a, 8);
+
+  // Time segments: none when the (sequence, tile) blocks fill the GPU (two per SM); otherwise
+  // double them until they fill it four times over, up to 16, while a segment keeps >= 4 chunks.
   int sms = 132;
   {
     int dev = 0;
     CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
     CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   }
-  // Warps side by side over channels when the (sequence, channel) warp columns alone fill the
-  // GPU (~16 warps per SM); otherwise one channel warp, and Launch adds warps along time.
-  const int64_t columns = p.num_seqs * ((p.dim + cpw - 1) / cpw);
-  int cw = columns >= 16LL * sms ? 4 : 1;
-  if (p.cuda_channel_warps > 0) cw = p.cuda_channel_warps;
-  while (cw > 1 && a.dpg % (cw * cpw) != 0) cw /= 2;  // a block's channels share one group
-  if (p.cuda_time_warps > 0) cw = std::min(cw, 8 / p.cuda_time_warps);  // <= 256 threads
-  a.cw = cw;
-  const int cpb = cpw * cw;
-  a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
-  a.seg_bc = RoundUp16(p.d_state * a.esbc);
-  const int64_t tail_x = (p.dim % cpb) * a.esx;
-  a.vec_u =
-      PickVec(reinterpret_cast<uintptr_t>(p.u), {p.u_row_stride * a.esx, cpb * a.esx, tail_x});
-  a.vec_delta = PickVec(reinterpret_cast<uintptr_t>(p.delta),
-                        {p.delta_row_stride * a.esx, cpb * a.esx, tail_x});
-  a.vec_z =
-      p.z ? PickVec(reinterpret_cast<uintptr_t>(p.z), {p.z_row_stride * a.esx, cpb * a.esx, tail_x})
-          : 16;
-  a.vec_B = PickVec(reinterpret_cast<uintptr_t>(p.B),
-                    {p.B_row_stride * a.esbc, p.B_group_stride * a.esbc, p.d_state * a.esbc});
-  a.vec_C = PickVec(reinterpret_cast<uintptr_t>(p.C),
-                    {p.C_row_stride * a.esbc, p.C_group_stride * a.esbc, p.d_state * a.esbc});
-  if (a.esx == 4) {  // fp32 rows are always 4-byte aligned
-    a.vec_u = std::max(a.vec_u, 4);
-    a.vec_delta = std::max(a.vec_delta, 4);
-    a.vec_z = std::max(a.vec_z, 4);
+  const int64_t blocks = p.num_seqs * p.n_groups * a.tiles_per_group;
+  a.segments = 1;
+  if (p.cuda_time_segments > 0) {
+    a.segments = p.cuda_time_segments;
+  } else if (blocks < 2LL * sms) {
+    const int64_t mean_len = p.num_tokens / p.num_seqs;
+    while (a.segments < 16 && blocks * a.segments < 4LL * sms &&
+           mean_len >= 2LL * a.segments * 4 * a.K) {
+      a.segments *= 2;
+    }
   }
-  if (a.esbc == 4) {
-    a.vec_B = std::max(a.vec_B, 4);
-    a.vec_C = std::max(a.vec_C, 4);
-  }
-  const int64_t x_row_bytes = static_cast<int64_t>(std::min<int64_t>(cpb, p.dim)) * a.esx;
-  a.upr_log2_x = UnitsLog2(x_row_bytes, tail_x, a.vec_u);
-  a.upr_log2_delta = UnitsLog2(x_row_bytes, tail_x, a.vec_delta);
-  a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
-  a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
-  a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
-  a.bc_vec = p.d_state == a.npad && (p.d_state * a.esbc) % 16 == 0 &&
-             ((a.seg_bc / 16) & (a.seg_bc / 16 - 1)) == 0;
-  dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.num_seqs));
-  if (npt == 4) return LaunchMode<4>(p.mode, a, p.cuda_time_warps, grid, st);
-  return LaunchMode<8>(p.mode, a, p.cuda_time_warps, grid, st);
+  dim3 grid(static_cast<unsigned>(p.n_groups * a.tiles_per_group),
+            static_cast<unsigned>(p.num_seqs));
+  if (a.segments == 1) return LaunchMode(p.mode, a, smem, grid, st);
+  // The aggregates live in stream-ordered memory for the two launches.
+  const size_t agg_bytes = sizeof(float2) * static_cast<size_t>(a.segments - 1) * p.num_seqs *
+                           p.dim * p.d_state;
+  CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&a.agg), agg_bytes, st));
+  const absl::Status launched = LaunchMode(p.mode, a, smem, grid, st);
+  CUDA_RETURN_IF_ERROR(cudaFreeAsync(a.agg, st));
+  return launched;
 }
 
 }  // namespace mambaserve

@@ -105,11 +105,10 @@ struct SelectiveScanParams {
   const int32_t* boundary_state_blocks = nullptr;  // [S, boundary_blocks_stride]
   int64_t boundary_blocks_stride = 0;
 
-  // ---- CUDA launch geometry (tests and benchmarks; 0 = chosen from the sizes) ----
-  // Warps of a thread block that split each chunk's tokens between them (1..8), and warps that
-  // sit side by side over channels (1..4). Ignored by the CPU implementation.
-  int cuda_time_warps = 0;
-  int cuda_channel_warps = 0;
+  // ---- CUDA launch geometry (tests and benchmarks) ----
+  // Time segments of every sequence that the CUDA scan runs in parallel (1..16; each segment but
+  // the last is then scanned twice); 0 = chosen from the sizes. Ignored by the CPU implementation.
+  int cuda_time_segments = 0;
 };
 
 // Validates the parameters (sizes, dtypes, required pointers; on the CPU also the block indices

@@ -102,7 +102,7 @@ struct ScanProblemOptions {
   std::vector<int64_t> prefix_offset;  // per sequence, when block_size > 0
   uint64_t seed = 1;
   // CUDA launch geometry of the prefill (SelectiveScanParams::cuda_*; 0 = automatic).
-  int cuda_time_warps = 0, cuda_channel_warps = 0;
+  int cuda_time_segments = 0;
 };
 
 // A packed-varlen prefill problem (also used, with lengths 1 + num_spec, for decodes).
@@ -252,8 +252,7 @@ inline absl::StatusOr<ScanOutputs> RunPrefill(const ScanProblem& p, const Stream
   q.y = y;
   q.y_row_stride = p.y_stride;
   q.mode = p.o.mode;
-  q.cuda_time_warps = p.o.cuda_time_warps;
-  q.cuda_channel_warps = p.o.cuda_channel_warps;
+  q.cuda_time_segments = p.o.cuda_time_segments;
   ASSIGN_OR_RETURN(q.tau, arr.Put(p.tau));
   ASSIGN_OR_RETURN(q.bias_A, arr.Put(p.bias_A));
   ASSIGN_OR_RETURN(auto* pool, arr.Put(ToBytes(p.pool, p.o.state_dtype)));
