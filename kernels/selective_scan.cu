@@ -14,10 +14,11 @@
 //
 // Time segments give a small batch of long sequences enough blocks. With S > 1 segments a first
 // launch scans every segment but the last from a zero state and keeps its aggregate - the
-// product of its decays and its end state - in a workspace; the second composes the aggregates
-// before its segment into its true starting state and scans the segment again, with y. So the
+// product of its decays and its end state - in a workspace; a small kernel carries each
+// sequence's initial state through the aggregates in order, leaving every segment its true
+// starting state; the last launch scans each segment again from that state, with y. So the
 // elements of all segments but the last are advanced twice; a batch that fills the GPU by itself
-// runs with S = 1, the second launch alone.
+// runs with S = 1, the last launch alone.
 #include <algorithm>
 #include <string>
 
@@ -295,7 +296,7 @@ __global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArg
   c.Dd = (c.valid && a.Dv) ? a.Dv[c.d] : 0.0f;
 
   // Decay coefficients, and the starting state: zero for an aggregate; otherwise the sequence's
-  // initial state carried through the aggregates of the segments before this one.
+  // initial state, or for a later segment the state ComposeSegmentStates left for it.
   float Ar[kNPT], h[kNPT], P[kNPT];
   float dsum = 0.0f;
   const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
@@ -307,10 +308,10 @@ __global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArg
     h[j] = 0.0f;
     P[j] = 1.0f;
     if (!kAggregate && ok) {
-      if (in_blk != 0) h[j] = LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + c.d * N + n);
-      for (int s = 0; s < segment; ++s) {
-        const float2 ag = a.agg[((s * a.num_seqs + seq) * a.D + c.d) * N + n];
-        h[j] = fmaf(ag.x, h[j], ag.y);
+      if (segment > 0) {  // composed by ComposeSegmentStates
+        h[j] = a.agg[(((segment - 1) * a.num_seqs + seq) * a.D + c.d) * N + n].y;
+      } else if (in_blk != 0) {
+        h[j] = LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + c.d * N + n);
       }
     }
   }
@@ -407,6 +408,25 @@ int UnitsLog2(int64_t row_bytes, int64_t tail_bytes, int vec) {
   return -1;
 }
 
+// Between the two launches: for every (sequence, channel, state), carries the initial state
+// through the segments' aggregates in order and leaves the starting state of segment s + 1 in
+// aggregate s's second half, so that a segment's scan reads one value per state instead of
+// composing all the aggregates before it (which re-read them S / 2 times over).
+__global__ void ComposeSegmentStates(const ScanArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t per_seq = a.D * a.N;
+  if (i >= a.num_seqs * per_seq) return;
+  const int64_t seq = i / per_seq, dn = i - seq * per_seq;
+  const int64_t in_blk = a.init_blk ? a.init_blk[seq] : 0;
+  float h = in_blk != 0 ? LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + dn) : 0.0f;
+  const int64_t stride = a.num_seqs * per_seq;
+  for (int s = 0; s + 1 < a.segments; ++s) {
+    float2* ag = a.agg + s * stride + i;
+    h = fmaf(ag->x, h, ag->y);
+    ag->y = h;
+  }
+}
+
 // Lays out shared memory for K rows per chunk; returns its bytes. The channel geometry and the
 // raw row sizes are set before.
 int LayOutChunk(ScanArgs& a, int K) {
@@ -430,12 +450,15 @@ absl::Status LaunchPass(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st)
   return absl::OkStatus();
 }
 
-// The segment aggregates (S > 1), then the scan with y.
+// The segment aggregates and their composition (S > 1), then the scan with y.
 template <Discretization kMode>
 absl::Status Launch(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
   if (a.segments > 1) {
     RETURN_IF_ERROR((LaunchPass<kMode, true>(
         a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), st)));
+    const int64_t n = a.num_seqs * a.D * a.N;
+    ComposeSegmentStates<<<static_cast<unsigned>((n + 255) / 256), 256, 0, st>>>(a);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
   }
   return LaunchPass<kMode, false>(a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments)),
                                   st);
