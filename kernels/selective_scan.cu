@@ -24,7 +24,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
-#include "core/resident_blocks.h"
 #include "core/status_macros.h"
 #include "kernels/selective_scan.h"
 #include "kernels/selective_scan_cuda.h"
