@@ -307,8 +307,9 @@ __global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArg
     h[j] = 0.0f;
     P[j] = 1.0f;
     if (!kAggregate && ok) {
-      if (segment > 0) {  // composed by ComposeSegmentStates
-        h[j] = a.agg[(((segment - 1) * a.num_seqs + seq) * a.D + c.d) * N + n].y;
+      if (a.segments > 1) {  // left by ComposeSegmentStates
+        const float2 ag = a.agg[((max(segment - 1, 0) * a.num_seqs + seq) * a.D + c.d) * N + n];
+        h[j] = segment > 0 ? ag.y : ag.x;
       } else if (in_blk != 0) {
         h[j] = LoadElem(a.pool, a.st_dt, in_blk * a.block_stride + c.d * N + n);
       }
@@ -410,7 +411,10 @@ int UnitsLog2(int64_t row_bytes, int64_t tail_bytes, int vec) {
 // Between the two launches: for every (sequence, channel, state), carries the initial state
 // through the segments' aggregates in order and leaves the starting state of segment s + 1 in
 // aggregate s's second half, so that a segment's scan reads one value per state instead of
-// composing all the aggregates before it (which re-read them S / 2 times over).
+// composing all the aggregates before it (which re-read them S / 2 times over). The initial state
+// itself goes to aggregate 0's first half (its decay is used up): segment 0 must not read the
+// pool, because the last segment, running beside it, may already be writing the final state
+// into the same block (in-place update).
 __global__ void ComposeSegmentStates(const ScanArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t per_seq = a.D * a.N;
@@ -421,8 +425,10 @@ __global__ void ComposeSegmentStates(const ScanArgs a) {
   const int64_t stride = a.num_seqs * per_seq;
   for (int s = 0; s + 1 < a.segments; ++s) {
     float2* ag = a.agg + s * stride + i;
-    h = fmaf(ag->x, h, ag->y);
-    ag->y = h;
+    const float2 v = *ag;
+    const float next = fmaf(v.x, h, v.y);
+    *ag = make_float2(s == 0 ? h : v.x, next);
+    h = next;
   }
 }
 
