@@ -181,6 +181,14 @@ TEST(Prefill, RejectsBadArguments) {
   o3.dim = 10;
   o3.n_groups = 3;
   EXPECT_FALSE(RunPrefill(MakeScanProblem(o3), cpu).ok());
+  for (int segments : {-1, 17}) {  // the CUDA launch knob is checked on every device
+    ScanProblemOptions o4;
+    o4.cuda_time_segments = segments;
+    EXPECT_FALSE(RunPrefill(MakeScanProblem(o4), cpu).ok()) << segments;
+  }
+  ScanProblemOptions o5;
+  o5.cuda_time_segments = 16;  // accepted, and ignored by the CPU
+  EXPECT_TRUE(RunPrefill(MakeScanProblem(o5), cpu).ok());
 }
 
 }  // namespace
