@@ -135,8 +135,11 @@ TEST(GpuPrefill, EveryGeometryMatchesCpu) {
   auto gpu = GpuStream();
   ASSERT_TRUE(gpu.ok());
   const Shape shapes[] = {
-      {64, 16, 1, {1, 7, 300, 64}}, {40, 64, 1, {33, 130}}, {24, 256, 3, {70}},
-      {20, 5, 1, {17, 1, 150}},     {96, 16, 2, {129, 64}},
+      {64, 16, 1, {1, 7, 300, 64}},
+      {40, 64, 1, {33, 130}},
+      {24, 256, 3, {70}},
+      {20, 5, 1, {17, 1, 150}},
+      {96, 16, 2, {129, 64}},
       {120, 16, 3, {45, 80}},  // 40 channels per group: a partial last tile in every group
       {66, 16, 2, {40, 9}},    // 33 channels per group: rows copied in 2-byte units
   };

@@ -22,8 +22,7 @@ absl::Status Validate(const SelectiveScanParams& p, bool on_cpu) {
   MS_CHECK_ARG(IsValidMode(p.mode), "selective_scan: unknown discretization ",
                static_cast<int>(p.mode));
   MS_CHECK_ARG(p.cuda_time_segments >= 0 && p.cuda_time_segments <= 16,
-               "selective_scan: cuda_time_segments must be in [0, 16], got ",
-               p.cuda_time_segments);
+               "selective_scan: cuda_time_segments must be in [0, 16], got ", p.cuda_time_segments);
   if (p.num_tokens == 0 && p.num_seqs == 0) return absl::OkStatus();
   MS_CHECK_ARG(p.cu_seqlens != nullptr, "selective_scan: cu_seqlens is required");
   if (p.num_tokens > 0) {

@@ -20,7 +20,6 @@
 // elements of all segments but the last are advanced twice; a batch that fills the GPU by itself
 // runs with S = 1, the last launch alone.
 #include <algorithm>
-#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
@@ -34,7 +33,8 @@ namespace {
 using namespace scan_cuda;
 
 constexpr int kThreads = 128;
-constexpr int kNPT = 16;  // states of a channel per thread
+constexpr int kNPTLog2 = 4;
+constexpr int kNPT = 1 << kNPTLog2;  // states of a channel per thread
 
 struct ScanArgs {
   int64_t D, N, dpg, num_seqs;
@@ -112,9 +112,9 @@ __device__ __forceinline__ void CopyUnit(char* d, const char* s, int vec) {
 // A row of 2^upr_log2 units (upr_log2 >= 0, at most 32 units) gives every thread a fixed unit of
 // every (nthreads >> upr_log2)-th row, found with shifts; other rows take the general loop. The
 // copy is issued once per chunk for each array, so its index arithmetic matters.
-__device__ __forceinline__ void CopyRows(char* dst, int64_t dst_rs, const char* src,
-                                         int64_t src_rs, int rows, int row_bytes, int vec,
-                                         int upr_log2, int tid, int nthreads) {
+__device__ __forceinline__ void CopyRows(char* dst, int64_t dst_rs, const char* src, int64_t src_rs,
+                                         int rows, int row_bytes, int vec, int upr_log2, int tid,
+                                         int nthreads) {
   if (upr_log2 >= 0) {
     const int off = (tid & ((1 << upr_log2) - 1)) * vec, step = nthreads >> upr_log2;
     for (int r = tid >> upr_log2; r < rows; r += step) {
@@ -324,20 +324,20 @@ __global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArg
   auto issue = [&](int cs, int stage) {
     const int rows = min(K, hi - cs);
     const int64_t row0 = t0 + cs;
-    CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx,
-                    rows, valid_ch * a.esx, a.vec_u, a.upr_log2_x, tid, kThreads);
+    CopyRows(raw_u(stage), a.seg_x, a.u + (row0 * a.u_rs + c0) * a.esx, a.u_rs * a.esx, rows,
+             valid_ch * a.esx, a.vec_u, a.upr_log2_x, tid, kThreads);
     CopyRows(raw_delta(stage), a.seg_x, a.delta + (row0 * a.delta_rs + c0) * a.esx,
-                    a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, a.upr_log2_delta,
-                    tid, kThreads);
-    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc,
-                    a.B_rs * a.esbc, rows, N * a.esbc, a.vec_B, a.upr_log2_B, tid, kThreads);
+             a.delta_rs * a.esx, rows, valid_ch * a.esx, a.vec_delta, a.upr_log2_delta, tid,
+             kThreads);
+    CopyRows(raw_B(stage), a.seg_bc, a.B + (row0 * a.B_rs + g * a.B_gs) * a.esbc, a.B_rs * a.esbc,
+             rows, N * a.esbc, a.vec_B, a.upr_log2_B, tid, kThreads);
     if (kAggregate) return;
     if (a.z) {
-      CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx,
-                      rows, valid_ch * a.esx, a.vec_z, a.upr_log2_z, tid, kThreads);
+      CopyRows(raw_z(stage), a.seg_x, a.z + (row0 * a.z_rs + c0) * a.esx, a.z_rs * a.esx, rows,
+               valid_ch * a.esx, a.vec_z, a.upr_log2_z, tid, kThreads);
     }
-    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc,
-                    a.C_rs * a.esbc, rows, N * a.esbc, a.vec_C, a.upr_log2_C, tid, kThreads);
+    CopyRows(raw_C(stage), a.seg_bc, a.C + (row0 * a.C_rs + g * a.C_gs) * a.esbc, a.C_rs * a.esbc,
+             rows, N * a.esbc, a.vec_C, a.upr_log2_C, tid, kThreads);
   };
 
   float* s_B = reinterpret_cast<float*>(smem + a.off_B);
@@ -537,14 +537,11 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
 
   // Channel geometry: tpc lanes of kNPT states per channel (a power of two), a block's channels
   // inside one B/C group.
-  int tpc = 1;
-  while (tpc * kNPT < p.d_state) tpc *= 2;
   a.tpc_log2 = 0;
-  while ((1 << a.tpc_log2) < tpc) ++a.tpc_log2;
-  a.npad = tpc * kNPT;
-  a.npad_log2 = 0;
-  while ((1 << a.npad_log2) < a.npad) ++a.npad_log2;
-  a.cpb = kThreads / tpc;
+  while ((kNPT << a.tpc_log2) < p.d_state) ++a.tpc_log2;
+  a.npad = kNPT << a.tpc_log2;
+  a.npad_log2 = kNPTLog2 + a.tpc_log2;
+  a.cpb = kThreads >> a.tpc_log2;
   a.tiles_per_group = static_cast<int>((a.dpg + a.cpb - 1) / a.cpb);
 
   // Raw rows and their copy units. A tile's first channel is g * dpg + k * cpb, so the units
@@ -603,8 +600,8 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
             static_cast<unsigned>(p.num_seqs));
   if (a.segments == 1) return LaunchMode(p.mode, a, smem, grid, st);
   // The aggregates live in stream-ordered memory for the two launches.
-  const size_t agg_bytes = sizeof(float2) * static_cast<size_t>(a.segments - 1) * p.num_seqs *
-                           p.dim * p.d_state;
+  const size_t agg_bytes =
+      sizeof(float2) * static_cast<size_t>(a.segments - 1) * p.num_seqs * p.dim * p.d_state;
   CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&a.agg), agg_bytes, st));
   const absl::Status launched = LaunchMode(p.mode, a, smem, grid, st);
   CUDA_RETURN_IF_ERROR(cudaFreeAsync(a.agg, st));
