@@ -114,11 +114,13 @@ constexpr int64_t kDim = 5120, kN = 16, kDtRank = 160;
 
 int main(int argc, char** argv) {
   using namespace mambaserve;
-  // --quick: two prefill cases; --sweep: every prefill case also at forced launch geometries.
-  bool quick = false, sweep = false;
+  // --quick: two prefill cases; --sweep: every prefill case also at forced launch geometries;
+  // --decode: the decode table only.
+  bool quick = false, sweep = false, decode_only = false;
   for (int i = 1; i < argc; ++i) {
     quick = quick || std::string(argv[i]) == "--quick";
     sweep = sweep || std::string(argv[i]) == "--sweep";
+    decode_only = decode_only || std::string(argv[i]) == "--decode";
   }
   int dev = 0;
   CHECK_CUDA(cudaSetDevice(dev));
@@ -178,6 +180,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Case> cases = {{1, 4096}, {1, 16384}, {1, 65536}, {8, 4096}};
   if (quick) cases = {{1, 4096}, {8, 4096}};
+  if (decode_only) cases.clear();
   for (const Case& cs : cases) {
     const int64_t T = cs.b * cs.L;
     // in_proj output [x | z] rows of 2 d_inner, x_proj output [dt_low | B | C].
@@ -258,7 +261,13 @@ int main(int argc, char** argv) {
   }
 
   std::printf("\n## Decode (state update, in place, 1 token per sequence)\n\n");
-  std::printf("| batch | time (us) | bytes (MB) | GB/s | %% of copy BW |\n|---|---|---|---|---|\n");
+  std::printf(
+      "Each call updates another set of the batch's blocks (sets rotate over >= 256 MiB of "
+      "state, as 64 layers would), so the state comes from HBM, not L2. The last columns: a "
+      "cudaMemcpy of exactly the state bytes, for scale.\n\n");
+  std::printf(
+      "| batch | time (us) | bytes (MB) | GB/s | %% of copy BW | cudaMemcpy of the state (us) | "
+      "its %% of copy BW |\n|---|---|---|---|---|---|---|\n");
   for (int64_t b : {1, 16, 64, 256}) {
     uint16_t* xz = DevAlloc<uint16_t>(b * 2 * kDim);
     uint16_t* delta = DevAlloc<uint16_t>(b * kDim);
@@ -267,14 +276,18 @@ int main(int argc, char** argv) {
     Bf16Rand(xz, b * 2 * kDim, -1.0f, 1.0f, 31);
     Bf16Rand(delta, b * kDim, -3.0f, 0.0f, 32);
     Bf16Rand(xdbl, b * (kDtRank + 2 * kN), -1.0f, 1.0f, 33);
-    // Blocks are spread over a pool twice the batch (a realistic scatter).
-    const int64_t blocks = 2 * b + 1;
+    const int64_t state_bytes = b * kDim * kN * 4;
+    const int64_t sets = std::max<int64_t>(2, ((256LL << 20) + state_bytes - 1) / state_bytes);
+    // Set i holds blocks 1 + i b .. (i + 1) b, visited in a scattered order.
+    const int64_t blocks = sets * b + 1;
     float* pool = DevAlloc<float>(blocks * kDim * kN);
     F32Rand(pool, blocks * kDim * kN, -1.0f, 1.0f, 34);
-    std::vector<int32_t> idx(b);
-    for (int64_t i = 0; i < b; ++i) idx[i] = static_cast<int32_t>(1 + (i * 7919) % (2 * b));
-    int32_t* didx = DevAlloc<int32_t>(b);
-    CHECK_CUDA(cudaMemcpy(didx, idx.data(), b * 4, cudaMemcpyHostToDevice));
+    std::vector<int32_t> idx(sets * b);
+    for (int64_t i = 0; i < sets; ++i)
+      for (int64_t j = 0; j < b; ++j)
+        idx[i * b + j] = static_cast<int32_t>(1 + i * b + (j * 7919) % b);
+    int32_t* didx = DevAlloc<int32_t>(sets * b);
+    CHECK_CUDA(cudaMemcpy(didx, idx.data(), sets * b * 4, cudaMemcpyHostToDevice));
     Mamba1StateUpdateParams p;
     p.batch = b;
     p.dim = kDim;
@@ -299,13 +312,27 @@ int main(int argc, char** argv) {
     p.state_pool = pool;
     p.state_dtype = DType::kF32;
     p.num_state_blocks = blocks;
-    p.state_block_in = didx;
-    const double t = TimeIt([&] { CKS(RunMamba1StateUpdate(p, stream)); }, st, 5, 9, 50);
+    int64_t call = 0;
+    const double t = TimeIt(
+        [&] {
+          p.state_block_in = didx + (call++ % sets) * b;
+          CKS(RunMamba1StateUpdate(p, stream));
+        },
+        st, 5, 9, 50);
+    float* dst = DevAlloc<float>(b * kDim * kN);
+    int64_t copy_call = 0;
+    const double t_copy_state = TimeIt(
+        [&] {
+          const float* src = pool + (1 + (copy_call++ % sets) * b) * kDim * kN;
+          CHECK_CUDA(cudaMemcpyAsync(dst, src, state_bytes, cudaMemcpyDeviceToDevice, st));
+        },
+        st, 5, 9, 50);
     const double bytes = static_cast<double>(b) * kDim * kN * 4 * 2 +
                          static_cast<double>(b) * kDim * 2 * 4 +
                          static_cast<double>(b) * kN * 2 * 2;
-    std::printf("| %lld | %.2f | %.2f | %.0f | %.1f |\n", static_cast<long long>(b), t * 1e6,
-                bytes / 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw);
+    std::printf("| %lld | %.2f | %.2f | %.0f | %.1f | %.2f | %.1f |\n", static_cast<long long>(b),
+                t * 1e6, bytes / 1e6, bytes / t / 1e9, 100.0 * bytes / t / copy_bw,
+                t_copy_state * 1e6, 100.0 * 2.0 * state_bytes / t_copy_state / copy_bw);
     std::fflush(stdout);
     CHECK_CUDA(cudaFree(xz));
     CHECK_CUDA(cudaFree(delta));
@@ -313,6 +340,7 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(y));
     CHECK_CUDA(cudaFree(pool));
     CHECK_CUDA(cudaFree(didx));
+    CHECK_CUDA(cudaFree(dst));
   }
   return 0;
 }

@@ -218,6 +218,56 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
   }
 }
 
+// Aligned rows (no row or block padding) take the vectorised decode kernels: the streamed one
+// for single tokens (tiles of 128 channels, partial last tiles, two groups of 128 channels, enough
+// sequences that blocks walk several items), the row kernel for speculative tokens. In place and
+// into separate output blocks (every fourth the null block).
+TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  const auto [mode, x_dtype, state_dtype] = GetParam();
+  struct Case {
+    int64_t dim, n_groups, batch;
+  };
+  for (const Case& c : {Case{64, 1, 9}, Case{200, 1, 300}, Case{256, 2, 9}, Case{5120, 1, 40}}) {
+    for (int64_t num_spec : {0, 2}) {
+      for (bool per_token_out : {false, true}) {
+        ScanProblemOptions o;
+        o.mode = mode;
+        o.x_dtype = x_dtype;
+        o.bc_dtype = x_dtype;
+        o.state_dtype = state_dtype;
+        o.dim = c.dim;
+        o.d_state = 16;
+        o.n_groups = c.n_groups;
+        o.row_pad = 0;
+        o.block_pad = 0;
+        o.lengths.assign(c.batch, static_cast<int32_t>(1 + num_spec));
+        o.initial_state.assign(c.batch, true);
+        o.initial_state[c.batch / 2] = false;
+        o.final_state = o.initial_state;
+        o.final_in_place = true;
+        o.seed = 77 + c.dim;
+        const auto p = MakeScanProblem(o);
+        Stream cpu;
+        auto want = RunDecode(p, num_spec, per_token_out, nullptr, cpu);
+        ASSERT_TRUE(want.ok()) << want.status();
+        auto gpu = GpuStream();
+        ASSERT_TRUE(gpu.ok());
+        auto got = RunDecode(p, num_spec, per_token_out, nullptr, *gpu);
+        ASSERT_TRUE(got.ok()) << got.status();
+        const std::string what = absl::StrCat("dim ", c.dim, " G ", c.n_groups, " batch ", c.batch,
+                                              " spec ", num_spec, " out ", per_token_out);
+        EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)),
+                  CrossTol(x_dtype))
+            << what;
+        std::vector<double> a(got->pool.begin(), got->pool.end()),
+            b(want->pool.begin(), want->pool.end());
+        EXPECT_LT(RelErr(a, b), CrossTol(state_dtype)) << what;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Matrix, GpuDecodeTest,
                          ::testing::Combine(::testing::ValuesIn(kModes),
                                             ::testing::Values(DType::kF32, DType::kBF16),

@@ -1,7 +1,11 @@
-// CUDA Mamba-1 decode update. Memory bound on the state: one thread owns kNPT consecutive state
-// elements of one channel (a vector load and store of the state row), tpc threads share a
-// channel and reduce y with shuffles. Block = (sequence, tile of channels). The per-element
-// arithmetic is the prefill kernel's (selective_scan_cuda.h).
+// CUDA Mamba-1 decode update. Memory bound on the state. Three kernels, by case:
+// - streamed (N = 16, one token per sequence, 16-byte aligned rows: plain decode in serving): a
+//   resident grid walks (sequence, 128-channel tile) items, staging the next items' state in
+//   shared memory with cp.async while it computes the current one;
+// - row (N <= 16 otherwise, e.g. speculative tokens): a thread owns a channel's whole state row;
+// - general (N > 16): one thread owns kNPT consecutive state elements of one channel, tpc
+//   threads share a channel and reduce y with shuffles; block = (sequence, tile of channels).
+// The per-element arithmetic is the prefill kernel's (selective_scan_cuda.h).
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -9,7 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
+#include "core/resident_blocks.h"
 #include "core/status_macros.h"
+#include "kernels/cp_async.cuh"
 #include "kernels/mamba1_state_update.h"
 #include "kernels/selective_scan_cuda.h"
 
@@ -47,6 +53,13 @@ struct DecodeArgs {
   bool vec_state;  // state rows of this lane are whole, aligned vectors
   // v2 (N <= 16, one thread per channel): 16-state rows load as vectors.
   bool row_vec_state, row_vec_A, row_vec_bc;
+  // Streamed kernel (see Mamba1DecodeStreamKernel): channel tiles and the shared-memory stage.
+  int64_t tiles;
+  int st_units_log2;  // log2 of the 16-byte units of a channel's state row
+  int st_row_smem;    // bytes of a staged state row (the row + 16 bytes, so that 8 consecutive
+                      // threads' 16-byte reads hit distinct banks)
+  int bc_units;       // 16-byte units of a B / C row
+  int off_u, off_delta, off_z, off_B, off_C, stage_bytes;
 };
 
 // The per-(token, channel) scalars of token row r, channel d (both decode kernels).
@@ -347,8 +360,148 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
   }
 }
 
+// Streamed decode (N = 16, one token per sequence, 16-byte aligned rows; the common serving
+// case). A grid that fits the GPU at once walks (sequence, tile of 128 channels) items, one
+// channel per thread. Each item's state tile and token inputs are staged in shared memory with
+// cp.async kStages - 1 items ahead, so the state reads of the next items are in flight while a
+// thread computes and stores the current one (the row kernel below has only its own two rows in
+// flight and waits for them). The grid is a multiple of the tile count, so a block keeps one
+// tile and its channels' constants stay in registers.
+// Items in flight per block: 3 stages beat 4 and 6 at B = 64 (27.0-27.4 vs 29.3 us on an H100)
+// and tie at B = 256 (bench/RESULTS_mamba1.md).
+constexpr int kStreamStages = 3;
+
+// 5 blocks of 128 threads per SM (<= 102 registers: no spills; the stages take 33 KB of shared
+// memory each).
+template <Discretization kMode, typename StateT, int kStages>
+__global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeArgs a) {
+  extern __shared__ __align__(16) char smem[];
+  constexpr int kThreads = 128;
+  const int tid = threadIdx.x;
+  const int64_t tiles = a.tiles;
+  const int64_t items = a.batch * tiles;
+  const int64_t d0 = (blockIdx.x % tiles) * kThreads;
+  const int valid = static_cast<int>(min(static_cast<int64_t>(kThreads), a.D - d0));
+  const bool ch_valid = tid < valid;
+  const int64_t d = d0 + min(tid, valid - 1);  // clamped for reads; lanes past D store nothing
+  const int64_t g = d0 / a.dpg;                // a tile lies inside one group (launch checks)
+  StateT* pool = static_cast<StateT*>(a.pool);
+
+  auto issue = [&](int64_t item, int stage) {
+    if (item < items) {
+      char* st = smem + stage * a.stage_bytes;
+      const int64_t b = item / tiles;
+      const int64_t blk = a.blk_in[b];
+      if (blk != 0) {
+        const char* src = reinterpret_cast<const char*>(pool + blk * a.block_stride + d0 * 16);
+        const int units = valid << a.st_units_log2;
+        const int mask = (1 << a.st_units_log2) - 1;
+        for (int u = tid; u < units; u += kThreads) {
+          CpAsync16(st + (u >> a.st_units_log2) * a.st_row_smem + (u & mask) * 16, src + u * 16);
+        }
+      }
+      const int esx = a.x_dt == kF32 ? 4 : 2, esbc = a.bc_dt == kF32 ? 4 : 2;
+      const int x_units = (valid * esx) >> 4;  // D * esx is a multiple of 16 (launch checks)
+      const char* u_src = static_cast<const char*>(a.u) + (b * a.u_rs + d0) * esx;
+      const char* dl_src = static_cast<const char*>(a.delta) + (b * a.delta_rs + d0) * esx;
+      for (int u = tid; u < x_units; u += kThreads) {
+        CpAsync16(st + a.off_u + u * 16, u_src + u * 16);
+        CpAsync16(st + a.off_delta + u * 16, dl_src + u * 16);
+        if (a.z) {
+          CpAsync16(st + a.off_z + u * 16,
+                    static_cast<const char*>(a.z) + (b * a.z_rs + d0) * esx + u * 16);
+        }
+      }
+      if (tid < a.bc_units) {
+        CpAsync16(st + a.off_B + tid * 16,
+                  static_cast<const char*>(a.B) + (b * a.B_rs + g * a.B_gs) * esbc + tid * 16);
+        CpAsync16(st + a.off_C + tid * 16,
+                  static_cast<const char*>(a.C) + (b * a.C_rs + g * a.C_gs) * esbc + tid * 16);
+      }
+    }
+    CpAsyncCommit();  // possibly empty: every thread counts the same groups
+  };
+
+  float Ar[16];
+  if (a.row_vec_A) {
+    const float4* q = reinterpret_cast<const float4*>(a.A + d * 16);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float4 w = q[j];
+      Ar[4 * j] = PrepareA<kMode>(w.x), Ar[4 * j + 1] = PrepareA<kMode>(w.y);
+      Ar[4 * j + 2] = PrepareA<kMode>(w.z), Ar[4 * j + 3] = PrepareA<kMode>(w.w);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) Ar[j] = PrepareA<kMode>(a.A[d * 16 + j]);
+  }
+  const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
+  const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
+  const float Dd = a.Dv ? a.Dv[d] : 0.0f;
+
+  const int64_t step = gridDim.x;
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) issue(blockIdx.x + s * step, s);
+  int stage = 0;
+  for (int64_t item = blockIdx.x; item < items; item += step) {
+    CpAsyncWait<kStages - 2>();  // this thread's copies of `item` have landed
+    __syncthreads();             // everyone's have; and the stage refilled below is spent
+    issue(item + (kStages - 1) * step, stage == 0 ? kStages - 1 : stage - 1);
+    const char* st = smem + stage * a.stage_bytes;
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+
+    const int64_t b = item / tiles;
+    const int64_t blk = a.blk_in[b];
+    float h[16];
+    if (blk != 0) {
+      LoadRow16<StateT>(reinterpret_cast<const StateT*>(st + tid * a.st_row_smem), true, 16, h);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) h[j] = 0.0f;
+    }
+    const float u = LoadElem(st + a.off_u, a.x_dt, tid);
+    const float dl = LoadElem(st + a.off_delta, a.x_dt, tid);
+    const float ev = kMode == Discretization::kEventDriven ? a.tau[b] * spb : 0.0f;
+    const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
+    float Bv[16], Cv[16];
+    LoadBC16(st + a.off_B, a.bc_dt, 0, true, 16, Bv);
+    LoadBC16(st + a.off_C, a.bc_dt, 0, true, 16, Cv);
+    float yp = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
+      yp = fmaf(Cv[j], h[j], yp);
+    }
+    if (!ch_valid) continue;
+    float yv = yp + Dd * u;
+    if (a.z) yv *= DevSilu(LoadElem(st + a.off_z, a.x_dt, tid));
+    StoreElem(a.y, a.x_dt, b * a.y_rs + d, yv);
+    const int64_t ob = a.blk_out ? a.blk_out[b] : blk;
+    if (ob != 0) StoreRow16<StateT>(pool + ob * a.block_stride + d * 16, true, 16, h);
+  }
+  CpAsyncWait<0>();
+}
+
+template <Discretization kMode, typename StateT>
+absl::Status LaunchStream(const DecodeArgs& a, cudaStream_t st) {
+  auto kernel = Mamba1DecodeStreamKernel<kMode, StateT, kStreamStages>;
+  const int smem = kStreamStages * a.stage_bytes;
+  if (smem > 48 * 1024) {  // not for the 16-state rows eligible today (<= 36 KB); kept general
+    CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  }
+  ASSIGN_OR_RETURN(const int64_t resident,
+                   ResidentBlocks(reinterpret_cast<const void*>(kernel), 128, smem));
+  const int64_t items = a.batch * a.tiles;
+  const int64_t blocks = std::min(items, a.tiles * std::max<int64_t>(1, resident / a.tiles));
+  kernel<<<static_cast<unsigned>(blocks), 128, smem, st>>>(a);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
 template <Discretization kMode, int kNPT, typename StateT>
 absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st) {
+  if (a.stage_bytes > 0) return LaunchStream<kMode, StateT>(a, st);
   if (a.N <= 16) {
     const int rt = 128;
     constexpr int kSeqs = 2;
@@ -450,6 +603,28 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
                  (p.B_row_stride * esbc) % 16 == 0 && (p.C_row_stride * esbc) % 16 == 0 &&
                  (p.n_groups == 1 ||
                   ((p.B_group_stride * esbc) % 16 == 0 && (p.C_group_stride * esbc) % 16 == 0));
+  // The streamed kernel's eligibility and shared-memory stage (a.stage_bytes = 0: not eligible).
+  auto x_rows_ok = [&](const void* ptr, int64_t row_stride) {
+    const int64_t esx = DTypeSize(p.x_dtype);
+    return aligned16(ptr) && (row_stride * esx) % 16 == 0 && (p.dim * esx) % 16 == 0;
+  };
+  const int64_t dpg = p.dim / p.n_groups;
+  if (p.d_state == 16 && a.tokens == 1 && a.row_vec_state && a.row_vec_bc &&
+      (p.n_groups == 1 || dpg % 128 == 0) && x_rows_ok(p.u, p.u_row_stride) &&
+      x_rows_ok(p.delta, p.delta_row_stride) && (!p.z || x_rows_ok(p.z, p.z_row_stride))) {
+    const int esx = static_cast<int>(DTypeSize(p.x_dtype));
+    const int st_row = 16 * static_cast<int>(es);
+    a.tiles = (p.dim + 127) / 128;
+    a.st_units_log2 = st_row == 64 ? 2 : 1;
+    a.st_row_smem = st_row + 16;
+    a.bc_units = 16 * static_cast<int>(esbc) / 16;
+    a.off_u = 128 * a.st_row_smem;
+    a.off_delta = a.off_u + 128 * esx;
+    a.off_z = a.off_delta + 128 * esx;
+    a.off_B = a.off_z + 128 * esx;
+    a.off_C = a.off_B + 16 * static_cast<int>(esbc);
+    a.stage_bytes = (a.off_C + 16 * static_cast<int>(esbc) + 15) / 16 * 16;
+  }
   const int threads = 256;
   const int cpb = threads / tpc;
   dim3 grid(static_cast<unsigned>((p.dim + cpb - 1) / cpb), static_cast<unsigned>(p.batch));

@@ -42,14 +42,14 @@ template <int VALS>
 constexpr int RowsFor() {
   return VALS <= 4 ? 8 : (VALS <= 8 ? 4 : (VALS <= 16 ? 2 : 1));
 }
-// Resident blocks per SM asked of the register allocator: 5 x 128 threads (<= 102 registers)
-// when a thread's state fits, fewer for the rare wide-state configurations. 6 (<= 85 registers)
-// made the kernel 3-5% faster alone at B = 16-256 and the 16-layer model 4% faster at batch 64,
-// but the 64-layer model 5% slower at batch 1 (2.88 vs 2.73 ms on an H100,
-// bench/RESULTS_mamba2_decode.md), so it stays at 5.
+// Resident blocks per SM asked of the register allocator. Rows of <= 32 floats per thread (the
+// default from B = 16 up) take 6 x 128 threads (<= 85 registers): 3-5% faster than 5 at B = 16-256
+// on an H100 and the 16-layer model 4% faster at batch 64. The <= 8-float instantiations (the
+// small-batch default, rows = 2) keep 5 (<= 102 registers): with 6 the 64-layer model's batch-1
+// step was 5% slower (2.88 vs 2.73 ms, bench/RESULTS_mamba2_decode.md). Wide states get fewer.
 template <int STATE_FLOATS>
 constexpr int MinBlocksFor() {
-  return STATE_FLOATS <= 32 ? 5 : (STATE_FLOATS <= 64 ? 3 : 2);
+  return STATE_FLOATS <= 8 ? 5 : (STATE_FLOATS <= 32 ? 6 : (STATE_FLOATS <= 64 ? 3 : 2));
 }
 
 template <typename StT, int VEC, int LANES, int CHUNKS, int ROWS>

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "kernels/cp_async.cuh"
 #include "kernels/selective_scan.h"
 #include "kernels/selective_scan_cuda.h"
 
@@ -79,21 +80,6 @@ struct ScanArgs {
   // Per copied array: log2 of the units per row when that is a power of two <= 32, else -1.
   int upr_log2_x, upr_log2_delta, upr_log2_z, upr_log2_B, upr_log2_C;
 };
-
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void CpAsync8(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void CpAsync4(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void CpAsyncWait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
 __device__ __forceinline__ void CopyUnit(char* d, const char* s, int vec) {
   if (vec == 16) {
@@ -257,10 +243,12 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
   }
 }
 
-// 5 blocks of 128 threads per SM (<= 102 registers), so that 16 time segments of one 5120-channel
-// sequence (640 blocks) are resident at once on 132 SMs.
-template <Discretization kMode, bool kAggregate>
-__global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArgs a) {
+// kMinBlocks blocks of 128 threads per SM: 5 (<= 102 registers, 8 bytes spilled) when the grid
+// is time segments of a few sequences, so that 16 segments of a 5120-channel sequence (640
+// blocks) are resident at once on 132 SMs; 4 (<= 128 registers, no spill) when the grid has no
+// time segments (b = 8 L = 4K on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md).
+template <Discretization kMode, bool kAggregate, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(const ScanArgs a) {
   extern __shared__ __align__(16) char smem[];
   const int seq = blockIdx.y, segment = blockIdx.z;
   const int t0 = a.cu[seq];
@@ -350,7 +338,7 @@ __global__ void __launch_bounds__(kThreads, 5) SelectiveScanKernel(const ScanArg
     const int rows = min(K, hi - cs);
     if (cs + K < hi) issue(cs + K, stage ^ 1);
     CpAsyncCommit();
-    CpAsyncWait1();
+    CpAsyncWait<1>();
     __syncthreads();
     for (int i = tid; i < (rows << a.npad_log2); i += kThreads) {
       const int t = i >> a.npad_log2, n = i & (a.npad - 1);
@@ -442,9 +430,9 @@ int LayOutChunk(ScanArgs& a, int K) {
   return a.off_C + K * a.npad * 4;
 }
 
-template <Discretization kMode, bool kAggregate>
+template <Discretization kMode, bool kAggregate, int kMinBlocks>
 absl::Status LaunchPass(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
-  auto kernel = SelectiveScanKernel<kMode, kAggregate>;
+  auto kernel = SelectiveScanKernel<kMode, kAggregate, kMinBlocks>;
   // Several blocks per SM hide each other's barriers: give shared memory the whole carveout.
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                             cudaSharedmemCarveoutMaxShared));
@@ -455,18 +443,18 @@ absl::Status LaunchPass(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st)
   return absl::OkStatus();
 }
 
-// The segment aggregates and their composition (S > 1), then the scan with y.
+// S = 1: the scan with y alone. S > 1: the segment aggregates and their composition, then the
+// scan with y.
 template <Discretization kMode>
 absl::Status Launch(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
-  if (a.segments > 1) {
-    RETURN_IF_ERROR((LaunchPass<kMode, true>(
-        a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), st)));
-    const int64_t n = a.num_seqs * a.D * a.N;
-    ComposeSegmentStates<<<static_cast<unsigned>((n + 255) / 256), 256, 0, st>>>(a);
-    CUDA_RETURN_IF_LAUNCH_ERROR();
-  }
-  return LaunchPass<kMode, false>(a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments)),
-                                  st);
+  const dim3 scan_grid(grid.x, grid.y, static_cast<unsigned>(a.segments));
+  if (a.segments == 1) return LaunchPass<kMode, false, 4>(a, smem, scan_grid, st);
+  RETURN_IF_ERROR((LaunchPass<kMode, true, 5>(
+      a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), st)));
+  const int64_t n = a.num_seqs * a.D * a.N;
+  ComposeSegmentStates<<<static_cast<unsigned>((n + 255) / 256), 256, 0, st>>>(a);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return LaunchPass<kMode, false, 5>(a, smem, scan_grid, st);
 }
 
 absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int smem, dim3 grid,

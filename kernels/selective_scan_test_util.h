@@ -93,6 +93,8 @@ struct ScanProblemOptions {
   bool with_z = true, with_D = true, with_delta_bias = true, softplus = true;
   // Row strides exceed dim / N by these paddings (the inputs are slices of wider rows).
   int64_t row_pad = 3;
+  // State blocks are dim * N + block_pad elements apart (5: unaligned rows; 0: 16-byte rows).
+  int64_t block_pad = 5;
   // Per-sequence initial block: true = a fresh random state in its own block, false = block 0.
   std::vector<bool> initial_state;  // empty = all true
   // Per-sequence final block written (false = block 0, not written).
@@ -169,7 +171,7 @@ inline ScanProblem MakeScanProblem(const ScanProblemOptions& o) {
   }
   // State pool: block 0 null, then one block per initial state, one per final state, one per
   // boundary state, and a spare so indices are not simply sequential.
-  p.block_stride = p.D * p.N + 5;
+  p.block_stride = p.D * p.N + o.block_pad;
   int32_t next = 2;
   p.initial_block.assign(p.S, 0);
   p.final_block.assign(p.S, 0);

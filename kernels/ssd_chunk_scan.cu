@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "kernels/cp_async.cuh"
 #include "kernels/cuda_dtype.cuh"
 #include "kernels/mamba_math.h"
 #include "kernels/ssd_chunk_scan.h"
@@ -197,8 +198,6 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool val
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem),
                "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void CpAsyncWait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
 __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   bf162_t v = __floats2bfloat162_rn(lo, hi);
@@ -444,7 +443,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     flush_y();  // previous sub-chunk's y (its epilogue ran before the last S3)
     y_pos = pos;
     y_len = len_c;
-    CpAsyncWait1();
+    CpAsyncWait<1>();
     __syncthreads();  // S1: tiles, dt, cum of this sub-chunk visible
 
     const bf16_t* sX = sm.x[buf];
