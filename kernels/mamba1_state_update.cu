@@ -447,7 +447,7 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
     CpAsyncWait<kStages - 2>();  // this thread's copies of `item` have landed
     __syncthreads();             // everyone's have; and the stage refilled below is spent
     issue(item + (kStages - 1) * step, stage == 0 ? kStages - 1 : stage - 1);
-    const char* st = smem + stage * a.stage_bytes;
+    char* st = smem + stage * a.stage_bytes;
     stage = stage + 1 == kStages ? 0 : stage + 1;
 
     const int64_t b = item / tiles;
@@ -472,12 +472,26 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
       h[j] = StepState<kMode>(h[j], Ar[j], Bv[j], ts);
       yp = fmaf(Cv[j], h[j], yp);
     }
-    if (!ch_valid) continue;
-    float yv = yp + Dd * u;
-    if (a.z) yv *= DevSilu(LoadElem(st + a.off_z, a.x_dt, tid));
-    StoreElem(a.y, a.x_dt, b * a.y_rs + d, yv);
+    if (ch_valid) {
+      float yv = yp + Dd * u;
+      if (a.z) yv *= DevSilu(LoadElem(st + a.off_z, a.x_dt, tid));
+      StoreElem(a.y, a.x_dt, b * a.y_rs + d, yv);
+    }
+    // The new state goes back through the staged rows, so that the tile leaves in coalesced
+    // 16-byte stores (a thread's own row would take four stores 64 bytes apart, twice the L2
+    // requests). The stage is refilled only after the next iteration's barrier.
     const int64_t ob = a.blk_out ? a.blk_out[b] : blk;
-    if (ob != 0) StoreRow16<StateT>(pool + ob * a.block_stride + d * 16, true, 16, h);
+    if (ob != 0) {  // uniform over the block
+      StoreRow16<StateT>(reinterpret_cast<StateT*>(st + tid * a.st_row_smem), true, 16, h);
+      __syncthreads();
+      char* dst = reinterpret_cast<char*>(pool + ob * a.block_stride + d0 * 16);
+      const int units = valid << a.st_units_log2;
+      const int mask = (1 << a.st_units_log2) - 1;
+      for (int u = tid; u < units; u += kThreads) {
+        *reinterpret_cast<uint4*>(dst + u * 16) = *reinterpret_cast<const uint4*>(
+            st + (u >> a.st_units_log2) * a.st_row_smem + (u & mask) * 16);
+      }
+    }
   }
   CpAsyncWait<0>();
 }
