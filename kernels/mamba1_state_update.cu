@@ -285,6 +285,23 @@ __device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t of
   for (int j = 0; j < 16; ++j) v[j] = j < N ? LoadElem(base, dtype, off + j) : 0.0f;
 }
 
+// Channel d's row of A (N <= 16 values, zero-padded to 16), prepared for kMode.
+template <Discretization kMode>
+__device__ __forceinline__ void LoadA16(const DecodeArgs& a, int64_t d, int N, float* Ar) {
+  if (a.row_vec_A) {
+    const float4* q = reinterpret_cast<const float4*>(a.A + d * 16);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float4 w = q[j];
+      Ar[4 * j] = PrepareA<kMode>(w.x), Ar[4 * j + 1] = PrepareA<kMode>(w.y);
+      Ar[4 * j + 2] = PrepareA<kMode>(w.z), Ar[4 * j + 3] = PrepareA<kMode>(w.w);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) Ar[j] = j < N ? PrepareA<kMode>(a.A[d * N + j]) : 0.0f;
+  }
+}
+
 // Each thread updates its channel in kSeqs sequences: their state rows (and the sequences' block
 // indices before them) are requested together, so more bytes are in flight per thread, and the
 // channel's constants (A, dt bias, D) are loaded once for all of them.
@@ -310,18 +327,7 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
     }
   }
   float Ar[16];
-  if (a.row_vec_A) {
-    const float4* q = reinterpret_cast<const float4*>(a.A + d * 16);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float4 w = q[j];
-      Ar[4 * j] = PrepareA<kMode>(w.x), Ar[4 * j + 1] = PrepareA<kMode>(w.y);
-      Ar[4 * j + 2] = PrepareA<kMode>(w.z), Ar[4 * j + 3] = PrepareA<kMode>(w.w);
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < 16; ++j) Ar[j] = j < N ? PrepareA<kMode>(a.A[d * N + j]) : 0.0f;
-  }
+  LoadA16<kMode>(a, d, N, Ar);
   const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;
@@ -423,18 +429,7 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   };
 
   float Ar[16];
-  if (a.row_vec_A) {
-    const float4* q = reinterpret_cast<const float4*>(a.A + d * 16);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float4 w = q[j];
-      Ar[4 * j] = PrepareA<kMode>(w.x), Ar[4 * j + 1] = PrepareA<kMode>(w.y);
-      Ar[4 * j + 2] = PrepareA<kMode>(w.z), Ar[4 * j + 3] = PrepareA<kMode>(w.w);
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < 16; ++j) Ar[j] = PrepareA<kMode>(a.A[d * 16 + j]);
-  }
+  LoadA16<kMode>(a, d, 16, Ar);
   const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;

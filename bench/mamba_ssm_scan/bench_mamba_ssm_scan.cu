@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda.h"             // CHECK_CUDA
 #include "selective_scan_fwd_kernel.cuh"  // fetched; brings selective_scan.h and the shims
 
 // The only instantiation this program needs (bf16 activations, fp32 weights), as
@@ -36,16 +37,6 @@ template void selective_scan_fwd_cuda<at::BFloat16, float>(SSMParamsBase& params
 namespace {
 
 using bf16 = c10::BFloat16;
-
-#define CHECK_CUDA(e)                                                                         \
-  do {                                                                                        \
-    cudaError_t err_ = (e);                                                                   \
-    if (err_ != cudaSuccess) {                                                                \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #e, cudaGetErrorString(err_), __FILE__, \
-                   __LINE__);                                                                 \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
 
 // The chunk length selective_scan.cpp sizes the x buffer with (kNThreads * kNItems of the
 // largest launch configuration, 128 x 16).

@@ -44,5 +44,5 @@ FLAGS=(
 if [[ "${PTXAS_VERBOSE:-0}" == 1 ]]; then FLAGS+=(--ptxas-options=-v); fi
 
 set -x
-"$NVCC" "${FLAGS[@]}" -I"$HERE/shim" -I"$SRC_DIR" \
+"$NVCC" "${FLAGS[@]}" -I"$ROOT" -I"$HERE/shim" -I"$SRC_DIR" \
   "$HERE/bench_mamba_ssm_scan.cu" -o "$OUT"
