@@ -20,6 +20,11 @@ __device__ __forceinline__ void CpAsync8(void* smem, const void* gmem) {
 __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(SharedAddress(smem)), "l"(gmem));
 }
+// 16 bytes when `valid`, else 16 zero bytes written to smem without reading gmem.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(smem)),
+               "l"(gmem), "r"(valid ? 16 : 0));
+}
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most kPending of this thread's committed groups are still in flight.
 template <int kPending>

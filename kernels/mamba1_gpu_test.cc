@@ -181,6 +181,25 @@ TEST(GpuPrefill, EveryGeometryMatchesCpu) {
 
 class GpuDecodeTest : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};
 
+// Decodes p on the CPU and the GPU and expects y and the whole pool to agree within the inputs' and
+// the state's cross-implementation tolerances; the GPU outputs go to *got.
+void ExpectDecodeMatchesCpu(const ScanProblem& p, int64_t num_spec, bool per_token_out,
+                            const std::string& what, ScanOutputs* got) {
+  Stream cpu;
+  auto want = RunDecode(p, num_spec, per_token_out, nullptr, cpu);
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto gpu = GpuStream();
+  ASSERT_TRUE(gpu.ok());
+  auto out = RunDecode(p, num_spec, per_token_out, nullptr, *gpu);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_LT(RelErr(GatherY(p, out->y, 0, p.T), GatherY(p, want->y, 0, p.T)), CrossTol(p.o.x_dtype))
+      << what;
+  std::vector<double> a(out->pool.begin(), out->pool.end()),
+      b(want->pool.begin(), want->pool.end());
+  EXPECT_LT(RelErr(a, b), CrossTol(p.o.state_dtype)) << what;
+  *got = std::move(out).value();
+}
+
 TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
   SKIP_WITHOUT_GPU();
   const auto [mode, x_dtype, state_dtype] = GetParam();
@@ -200,20 +219,10 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
       o.final_state = o.initial_state;
       o.final_in_place = true;
       const auto p = MakeScanProblem(o);
-      Stream cpu;
-      auto want = RunDecode(p, num_spec, num_spec > 0, nullptr, cpu);
-      ASSERT_TRUE(want.ok()) << want.status();
-      auto gpu = GpuStream();
-      ASSERT_TRUE(gpu.ok());
-      auto got = RunDecode(p, num_spec, num_spec > 0, nullptr, *gpu);
-      ASSERT_TRUE(got.ok()) << got.status();
       const std::string what = absl::StrCat("dim ", sh.dim, " N ", sh.d_state, " spec ", num_spec);
-      EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)), CrossTol(x_dtype))
-          << what;
-      std::vector<double> a(got->pool.begin(), got->pool.end()),
-          b(want->pool.begin(), want->pool.end());
-      EXPECT_LT(RelErr(a, b), CrossTol(state_dtype)) << what;
-      if (num_spec == 0) ExpectPrefillMatchesOracle(p, *got, RunOracle(p), what.c_str());
+      ScanOutputs got;
+      ASSERT_NO_FATAL_FAILURE(ExpectDecodeMatchesCpu(p, num_spec, num_spec > 0, what, &got));
+      if (num_spec == 0) ExpectPrefillMatchesOracle(p, got, RunOracle(p), what.c_str());
     }
   }
 }
@@ -247,22 +256,11 @@ TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
         o.final_state = o.initial_state;
         o.final_in_place = true;
         o.seed = 77 + c.dim;
-        const auto p = MakeScanProblem(o);
-        Stream cpu;
-        auto want = RunDecode(p, num_spec, per_token_out, nullptr, cpu);
-        ASSERT_TRUE(want.ok()) << want.status();
-        auto gpu = GpuStream();
-        ASSERT_TRUE(gpu.ok());
-        auto got = RunDecode(p, num_spec, per_token_out, nullptr, *gpu);
-        ASSERT_TRUE(got.ok()) << got.status();
         const std::string what = absl::StrCat("dim ", c.dim, " G ", c.n_groups, " batch ", c.batch,
                                               " spec ", num_spec, " out ", per_token_out);
-        EXPECT_LT(RelErr(GatherY(p, got->y, 0, p.T), GatherY(p, want->y, 0, p.T)),
-                  CrossTol(x_dtype))
-            << what;
-        std::vector<double> a(got->pool.begin(), got->pool.end()),
-            b(want->pool.begin(), want->pool.end());
-        EXPECT_LT(RelErr(a, b), CrossTol(state_dtype)) << what;
+        ScanOutputs got;
+        ASSERT_NO_FATAL_FAILURE(
+            ExpectDecodeMatchesCpu(MakeScanProblem(o), num_spec, per_token_out, what, &got));
       }
     }
   }

@@ -370,15 +370,22 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
 // case). A grid that fits the GPU at once walks (sequence, tile of 128 channels) items, one
 // channel per thread. Each item's state tile and token inputs are staged in shared memory with
 // cp.async kStages - 1 items ahead, so the state reads of the next items are in flight while a
-// thread computes and stores the current one (the row kernel below has only its own two rows in
+// thread computes and stores the current one (the row kernel has only its own two rows in
 // flight and waits for them). The grid is a multiple of the tile count, so a block keeps one
 // tile and its channels' constants stay in registers.
-// Items in flight per block: 3 stages beat 4 and 6 at B = 64 (27.0-27.4 vs 29.3 us on an H100)
-// and tie at B = 256 (bench/RESULTS_mamba1.md).
+// Stages: 3 beat 4 and 6 at B = 64 with per-thread state stores (27.0-27.4 vs 29.3 us on an
+// H100); with the coalesced stores below, 2 measured 2-3% faster than 3 at B = 64-256 in an
+// experiment build, not yet switched (bench/RESULTS_mamba1.md).
 constexpr int kStreamStages = 3;
 
-// 5 blocks of 128 threads per SM (<= 102 registers: no spills; the stages take 33 KB of shared
-// memory each).
+// The shared-memory byte offset of 16-byte unit u of a staged tile's state rows (rows of
+// 2^st_units_log2 units, st_row_smem bytes apart): the cp.async copies in and the stores out.
+__device__ __forceinline__ int StagedUnitOffset(const DecodeArgs& a, int u) {
+  return (u >> a.st_units_log2) * a.st_row_smem + (u & ((1 << a.st_units_log2) - 1)) * 16;
+}
+
+// 5 blocks of 128 threads per SM (<= 102 registers: no spills; the three stages take 33-36 KB
+// of shared memory together).
 template <Discretization kMode, typename StateT, int kStages>
 __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeArgs a) {
   extern __shared__ __align__(16) char smem[];
@@ -401,9 +408,8 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
       if (blk != 0) {
         const char* src = reinterpret_cast<const char*>(pool + blk * a.block_stride + d0 * 16);
         const int units = valid << a.st_units_log2;
-        const int mask = (1 << a.st_units_log2) - 1;
         for (int u = tid; u < units; u += kThreads) {
-          CpAsync16(st + (u >> a.st_units_log2) * a.st_row_smem + (u & mask) * 16, src + u * 16);
+          CpAsync16(st + StagedUnitOffset(a, u), src + u * 16);
         }
       }
       const int esx = a.x_dt == kF32 ? 4 : 2, esbc = a.bc_dt == kF32 ? 4 : 2;
@@ -481,10 +487,9 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
       __syncthreads();
       char* dst = reinterpret_cast<char*>(pool + ob * a.block_stride + d0 * 16);
       const int units = valid << a.st_units_log2;
-      const int mask = (1 << a.st_units_log2) - 1;
       for (int u = tid; u < units; u += kThreads) {
-        *reinterpret_cast<uint4*>(dst + u * 16) = *reinterpret_cast<const uint4*>(
-            st + (u >> a.st_units_log2) * a.st_row_smem + (u & mask) * 16);
+        *reinterpret_cast<uint4*>(dst + u * 16) =
+            *reinterpret_cast<const uint4*>(st + StagedUnitOffset(a, u));
       }
     }
   }
@@ -626,7 +631,7 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
     a.tiles = (p.dim + 127) / 128;
     a.st_units_log2 = st_row == 64 ? 2 : 1;
     a.st_row_smem = st_row + 16;
-    a.bc_units = 16 * static_cast<int>(esbc) / 16;
+    a.bc_units = static_cast<int>(esbc);  // 16 values of esbc bytes
     a.off_u = 128 * a.st_row_smem;
     a.off_delta = a.off_u + 128 * esx;
     a.off_z = a.off_delta + 128 * esx;
