@@ -373,10 +373,10 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
 // thread computes and stores the current one (the row kernel has only its own two rows in
 // flight and waits for them). The grid is a multiple of the tile count, so a block keeps one
 // tile and its channels' constants stay in registers.
-// Stages: 3 beat 4 and 6 at B = 64 with per-thread state stores (27.0-27.4 vs 29.3 us on an
-// H100); with the coalesced stores below, 2 measured 2-3% faster than 3 at B = 64-256 in an
-// experiment build, not yet switched (bench/RESULTS_mamba1.md).
-constexpr int kStreamStages = 3;
+// Stages: with the coalesced stores below, 2 (one item in flight while one is computed)
+// measured 2-3% faster than 3 and 4 at B = 64-256 on an H100; 6 was slower
+// (bench/RESULTS_mamba1.md).
+constexpr int kStreamStages = 2;
 
 // The shared-memory byte offset of 16-byte unit u of a staged tile's state rows (rows of
 // 2^st_units_log2 units, st_row_smem bytes apart): the cp.async copies in and the stores out.
@@ -384,8 +384,8 @@ __device__ __forceinline__ int StagedUnitOffset(const DecodeArgs& a, int u) {
   return (u >> a.st_units_log2) * a.st_row_smem + (u & ((1 << a.st_units_log2) - 1)) * 16;
 }
 
-// 5 blocks of 128 threads per SM (<= 102 registers: no spills; the three stages take 33-36 KB
-// of shared memory together).
+// 5 blocks of 128 threads per SM (<= 102 registers: no spills; a stage takes 11-12 KB of
+// shared memory).
 template <Discretization kMode, typename StateT, int kStages>
 __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeArgs a) {
   extern __shared__ __align__(16) char smem[];
@@ -400,11 +400,10 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   const int64_t g = d0 / a.dpg;                // a tile lies inside one group (launch checks)
   StateT* pool = static_cast<StateT*>(a.pool);
 
-  auto issue = [&](int64_t item, int stage) {
+  auto issue = [&](int64_t item, int32_t blk, int stage) {
     if (item < items) {
       char* st = smem + stage * a.stage_bytes;
       const int64_t b = item / tiles;
-      const int64_t blk = a.blk_in[b];
       if (blk != 0) {
         const char* src = reinterpret_cast<const char*>(pool + blk * a.block_stride + d0 * 16);
         const int units = valid << a.st_units_log2;
@@ -440,19 +439,32 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;
 
+  // Block indices of the next kStages items, requested an iteration before they are needed
+  // (loading them at use was a third of the stall samples, ncu at b = 256).
   const int64_t step = gridDim.x;
+  auto block_of = [&](int64_t item) -> int32_t {  // 32-bit in registers, as in memory
+    return item < items ? a.blk_in[item / tiles] : 0;
+  };
+  int32_t blk_ahead[kStages];
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) issue(blockIdx.x + s * step, s);
+  for (int s = 0; s < kStages; ++s) blk_ahead[s] = block_of(blockIdx.x + s * step);
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) issue(blockIdx.x + s * step, blk_ahead[s], s);
   int stage = 0;
   for (int64_t item = blockIdx.x; item < items; item += step) {
     CpAsyncWait<kStages - 2>();  // this thread's copies of `item` have landed
     __syncthreads();             // everyone's have; and the stage refilled below is spent
-    issue(item + (kStages - 1) * step, stage == 0 ? kStages - 1 : stage - 1);
+    issue(item + (kStages - 1) * step, blk_ahead[kStages - 1],
+          stage == 0 ? kStages - 1 : stage - 1);
     char* st = smem + stage * a.stage_bytes;
     stage = stage + 1 == kStages ? 0 : stage + 1;
 
     const int64_t b = item / tiles;
-    const int64_t blk = a.blk_in[b];
+    const int32_t blk = blk_ahead[0];
+    const int32_t ob = a.blk_out ? a.blk_out[b] : blk;  // requested early, used after the math
+#pragma unroll
+    for (int s = 0; s + 1 < kStages; ++s) blk_ahead[s] = blk_ahead[s + 1];
+    blk_ahead[kStages - 1] = block_of(item + kStages * step);
     float h[16];
     if (blk != 0) {
       LoadRow16<StateT>(reinterpret_cast<const StateT*>(st + tid * a.st_row_smem), true, 16, h);
@@ -481,15 +493,16 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
     // The new state goes back through the staged rows, so that the tile leaves in coalesced
     // 16-byte stores (a thread's own row would take four stores 64 bytes apart, twice the L2
     // requests). The stage is refilled only after the next iteration's barrier.
-    const int64_t ob = a.blk_out ? a.blk_out[b] : blk;
     if (ob != 0) {  // uniform over the block
       StoreRow16<StateT>(reinterpret_cast<StateT*>(st + tid * a.st_row_smem), true, 16, h);
       __syncthreads();
       char* dst = reinterpret_cast<char*>(pool + ob * a.block_stride + d0 * 16);
       const int units = valid << a.st_units_log2;
       for (int u = tid; u < units; u += kThreads) {
-        *reinterpret_cast<uint4*>(dst + u * 16) =
-            *reinterpret_cast<const uint4*>(st + StagedUnitOffset(a, u));
+        // Evict-first: the next read of this state is the next decode step's, after the whole
+        // batch has streamed through L2 (2-6% faster at b = 16-64 on an H100).
+        __stcs(reinterpret_cast<uint4*>(dst + u * 16),
+               *reinterpret_cast<const uint4*>(st + StagedUnitOffset(a, u)));
       }
     }
   }
@@ -500,7 +513,7 @@ template <Discretization kMode, typename StateT>
 absl::Status LaunchStream(const DecodeArgs& a, cudaStream_t st) {
   auto kernel = Mamba1DecodeStreamKernel<kMode, StateT, kStreamStages>;
   const int smem = kStreamStages * a.stage_bytes;
-  if (smem > 48 * 1024) {  // not for the 16-state rows eligible today (<= 36 KB); kept general
+  if (smem > 48 * 1024) {  // not for the 16-state rows eligible today (<= 24 KB); kept general
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   }
