@@ -250,6 +250,25 @@ __device__ __forceinline__ void StoreRow16(StateT* p, bool vec, int N, const flo
     if (j < N) p[j] = FromF<StateT>(h[j]);
 }
 
+// 16 bf16 (kBf16) or fp16 values packed in two 16-byte words, to float.
+template <bool kBf16>
+__device__ __forceinline__ void Unpack16Bit(const uint4 (&w)[2], float* v) {
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const uint32_t ws[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if constexpr (kBf16) {
+        v[8 * j + 2 * k] = __uint_as_float(ws[k] << 16);
+        v[8 * j + 2 * k + 1] = __uint_as_float(ws[k] & 0xffff0000u);
+      } else {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[k]));
+        v[8 * j + 2 * k] = f.x, v[8 * j + 2 * k + 1] = f.y;
+      }
+    }
+  }
+}
+
 // 16 values of B or C (fp32 or 16-bit) from `p`.
 __device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t off, bool vec, int N,
                                          float* v) {
@@ -263,20 +282,13 @@ __device__ __forceinline__ void LoadBC16(const void* base, int dtype, int64_t of
       }
     } else {
       const uint4* q = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + off);
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const uint4 w = q[j];
-        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          if (dtype == kBF16) {
-            v[8 * j + 2 * k] = __uint_as_float(ws[k] << 16);
-            v[8 * j + 2 * k + 1] = __uint_as_float(ws[k] & 0xffff0000u);
-          } else {
-            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[k]));
-            v[8 * j + 2 * k] = f.x, v[8 * j + 2 * k + 1] = f.y;
-          }
-        }
+      const uint4 w[2] = {q[0], q[1]};
+      // One branch around all 16 conversions: inside the loop the compiler predicated both
+      // kinds, so every value paid for both.
+      if (dtype == kBF16) {
+        Unpack16Bit<true>(w, v);
+      } else {
+        Unpack16Bit<false>(w, v);
       }
     }
     return;
@@ -439,15 +451,21 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;
 
-  // Block indices of the next kStages items, requested an iteration before they are needed
-  // (loading them at use was a third of the stall samples, ncu at b = 256).
+  // Block indices are requested an iteration before they are needed: the input blocks of the
+  // next kStages items, the output block of the next item (loading them at use was a third of
+  // the stall samples, ncu at b = 256; the output block alone still 9% when loaded at the
+  // iteration's start). 32-bit in registers, as in memory.
   const int64_t step = gridDim.x;
-  auto block_of = [&](int64_t item) -> int32_t {  // 32-bit in registers, as in memory
+  auto block_of = [&](int64_t item) -> int32_t {
     return item < items ? a.blk_in[item / tiles] : 0;
+  };
+  auto out_block_of = [&](int64_t item) -> int32_t {
+    return item < items && a.blk_out ? a.blk_out[item / tiles] : 0;
   };
   int32_t blk_ahead[kStages];
 #pragma unroll
   for (int s = 0; s < kStages; ++s) blk_ahead[s] = block_of(blockIdx.x + s * step);
+  int32_t out_next = out_block_of(blockIdx.x);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) issue(blockIdx.x + s * step, blk_ahead[s], s);
   int stage = 0;
@@ -461,7 +479,8 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
 
     const int64_t b = item / tiles;
     const int32_t blk = blk_ahead[0];
-    const int32_t ob = a.blk_out ? a.blk_out[b] : blk;  // requested early, used after the math
+    const int32_t ob = a.blk_out ? out_next : blk;
+    out_next = out_block_of(item + step);
 #pragma unroll
     for (int s = 0; s + 1 < kStages; ++s) blk_ahead[s] = blk_ahead[s + 1];
     blk_ahead[kStages - 1] = block_of(item + kStages * step);
