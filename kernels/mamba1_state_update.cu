@@ -511,13 +511,16 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
     }
     // The new state goes back through the staged rows, so that the tile leaves in coalesced
     // 16-byte stores (a thread's own row would take four stores 64 bytes apart, twice the L2
-    // requests). The stage is refilled only after the next iteration's barrier.
+    // requests). Each warp stores its own 32 rows, which are contiguous in the pool, so a warp
+    // barrier suffices (a block barrier here was 9% of the stall samples, ncu at b = 256). The
+    // stage is refilled only after the next iteration's block barrier.
     if (ob != 0) {  // uniform over the block
       StoreRow16<StateT>(reinterpret_cast<StateT*>(st + tid * a.st_row_smem), true, 16, h);
-      __syncthreads();
+      __syncwarp();
       char* dst = reinterpret_cast<char*>(pool + ob * a.block_stride + d0 * 16);
-      const int units = valid << a.st_units_log2;
-      for (int u = tid; u < units; u += kThreads) {
+      const int row0 = tid & ~31;
+      const int units = min(valid, row0 + 32) << a.st_units_log2;
+      for (int u = (row0 << a.st_units_log2) + (tid & 31); u < units; u += 32) {
         // Evict-first: the next read of this state is the next decode step's, after the whole
         // batch has streamed through L2 (2-6% faster at b = 16-64 on an H100).
         __stcs(reinterpret_cast<uint4*>(dst + u * 16),
