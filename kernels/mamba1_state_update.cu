@@ -11,6 +11,7 @@
 #include <string>
 #include <type_traits>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/resident_blocks.h"
@@ -60,6 +61,7 @@ struct DecodeArgs {
                       // threads' 16-byte reads hit distinct banks)
   int bc_units;       // 16-byte units of a B / C row
   int off_u, off_delta, off_z, off_B, off_C, stage_bytes;
+  int max_items;  // items of the block that walks the most (set at launch)
 };
 
 // The per-(token, channel) scalars of token row r, channel d (both decode kernels).
@@ -404,7 +406,6 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   constexpr int kThreads = 128;
   const int tid = threadIdx.x;
   const int64_t tiles = a.tiles;
-  const int64_t items = a.batch * tiles;
   const int64_t d0 = (blockIdx.x % tiles) * kThreads;
   const int valid = static_cast<int>(min(static_cast<int64_t>(kThreads), a.D - d0));
   const bool ch_valid = tid < valid;
@@ -412,10 +413,30 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   const int64_t g = d0 / a.dpg;                // a tile lies inside one group (launch checks)
   StateT* pool = static_cast<StateT*>(a.pool);
 
-  auto issue = [&](int64_t item, int32_t blk, int stage) {
-    if (item < items) {
+  // The block's items are (sequence b0 + k * m, this tile) for k < my_items: the grid is a
+  // multiple of the tile count, m = gridDim.x / tiles sequences apart. Their block indices (and
+  // tau) are read into shared memory once, at the start: loaded from global memory an item
+  // ahead, they still stalled the loop (the compiler moves a loaded index into a uniform
+  // register at once, ncu at b = 256).
+  const int64_t m = gridDim.x / tiles;
+  const int64_t b0 = blockIdx.x / tiles;
+  const int my_items = static_cast<int>((a.batch - b0 + m - 1) / m);
+  int32_t* const s_in = reinterpret_cast<int32_t*>(smem + kStages * a.stage_bytes);
+  int32_t* const s_out = s_in + a.max_items;
+  float* const s_tau = reinterpret_cast<float*>(s_out + a.max_items);
+  for (int k = tid; k < my_items; k += kThreads) {
+    const int64_t b = b0 + k * m;
+    s_in[k] = a.blk_in[b];
+    s_out[k] = a.blk_out ? a.blk_out[b] : s_in[k];
+    if (kMode == Discretization::kEventDriven) s_tau[k] = a.tau[b];
+  }
+  __syncthreads();
+
+  auto issue = [&](int k, int stage) {
+    if (k < my_items) {
       char* st = smem + stage * a.stage_bytes;
-      const int64_t b = item / tiles;
+      const int64_t b = b0 + k * m;
+      const int64_t blk = s_in[k];
       if (blk != 0) {
         const char* src = reinterpret_cast<const char*>(pool + blk * a.block_stride + d0 * 16);
         const int units = valid << a.st_units_log2;
@@ -451,39 +472,19 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;
 
-  // Block indices are requested an iteration before they are needed: the input blocks of the
-  // next kStages items, the output block of the next item (loading them at use was a third of
-  // the stall samples, ncu at b = 256; the output block alone still 9% when loaded at the
-  // iteration's start). 32-bit in registers, as in memory.
-  const int64_t step = gridDim.x;
-  auto block_of = [&](int64_t item) -> int32_t {
-    return item < items ? a.blk_in[item / tiles] : 0;
-  };
-  auto out_block_of = [&](int64_t item) -> int32_t {
-    return item < items && a.blk_out ? a.blk_out[item / tiles] : 0;
-  };
-  int32_t blk_ahead[kStages];
 #pragma unroll
-  for (int s = 0; s < kStages; ++s) blk_ahead[s] = block_of(blockIdx.x + s * step);
-  int32_t out_next = out_block_of(blockIdx.x);
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) issue(blockIdx.x + s * step, blk_ahead[s], s);
+  for (int s = 0; s < kStages - 1; ++s) issue(s, s);
   int stage = 0;
-  for (int64_t item = blockIdx.x; item < items; item += step) {
-    CpAsyncWait<kStages - 2>();  // this thread's copies of `item` have landed
+  for (int k = 0; k < my_items; ++k) {
+    CpAsyncWait<kStages - 2>();  // this thread's copies of item k have landed
     __syncthreads();             // everyone's have; and the stage refilled below is spent
-    issue(item + (kStages - 1) * step, blk_ahead[kStages - 1],
-          stage == 0 ? kStages - 1 : stage - 1);
+    issue(k + kStages - 1, stage == 0 ? kStages - 1 : stage - 1);
     char* st = smem + stage * a.stage_bytes;
     stage = stage + 1 == kStages ? 0 : stage + 1;
 
-    const int64_t b = item / tiles;
-    const int32_t blk = blk_ahead[0];
-    const int32_t ob = a.blk_out ? out_next : blk;
-    out_next = out_block_of(item + step);
-#pragma unroll
-    for (int s = 0; s + 1 < kStages; ++s) blk_ahead[s] = blk_ahead[s + 1];
-    blk_ahead[kStages - 1] = block_of(item + kStages * step);
+    const int64_t b = b0 + k * m;
+    const int64_t blk = s_in[k];
+    const int64_t ob = s_out[k];
     float h[16];
     if (blk != 0) {
       LoadRow16<StateT>(reinterpret_cast<const StateT*>(st + tid * a.st_row_smem), true, 16, h);
@@ -493,7 +494,7 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
     }
     const float u = LoadElem(st + a.off_u, a.x_dt, tid);
     const float dl = LoadElem(st + a.off_delta, a.x_dt, tid);
-    const float ev = kMode == Discretization::kEventDriven ? a.tau[b] * spb : 0.0f;
+    const float ev = kMode == Discretization::kEventDriven ? s_tau[k] * spb : 0.0f;
     const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
     float Bv[16], Cv[16];
     LoadBC16(st + a.off_B, a.bc_dt, 0, true, 16, Bv);
@@ -531,26 +532,44 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   CpAsyncWait<0>();
 }
 
+// Per-item values the streamed kernel keeps in shared memory: input and output block index and
+// tau. Batches that would need more (over ~1000 items a block: tens of thousands of sequences)
+// take the row kernel.
+constexpr int kStreamItemBytes = 12;
+constexpr int kMaxStreamItemBytes = 12 * 1024;
+
+// Launches the streamed kernel; false (nothing launched) when the batch is too large for it.
 template <Discretization kMode, typename StateT>
-absl::Status LaunchStream(const DecodeArgs& a, cudaStream_t st) {
+absl::StatusOr<bool> LaunchStream(const DecodeArgs& a0, cudaStream_t st) {
   auto kernel = Mamba1DecodeStreamKernel<kMode, StateT, kStreamStages>;
-  const int smem = kStreamStages * a.stage_bytes;
-  if (smem > 48 * 1024) {  // not for the 16-state rows eligible today (<= 24 KB); kept general
+  // Occupancy is planned for the largest per-item area; smaller batches use less of it.
+  const int stages_bytes = kStreamStages * a0.stage_bytes;
+  const int max_smem = stages_bytes + kMaxStreamItemBytes;
+  if (max_smem > 48 * 1024) {  // not for the 16-state rows eligible today (<= 36 KB); general
     CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
   }
   ASSIGN_OR_RETURN(const int64_t resident,
-                   ResidentBlocks(reinterpret_cast<const void*>(kernel), 128, smem));
-  const int64_t items = a.batch * a.tiles;
-  const int64_t blocks = std::min(items, a.tiles * std::max<int64_t>(1, resident / a.tiles));
+                   ResidentBlocks(reinterpret_cast<const void*>(kernel), 128, max_smem));
+  const int64_t items = a0.batch * a0.tiles;
+  const int64_t blocks = std::min(items, a0.tiles * std::max<int64_t>(1, resident / a0.tiles));
+  const int64_t m = blocks / a0.tiles;  // sequences between a block's consecutive items
+  const int64_t max_items = (a0.batch + m - 1) / m;
+  if (max_items * kStreamItemBytes > kMaxStreamItemBytes) return false;
+  DecodeArgs a = a0;
+  a.max_items = static_cast<int>(max_items);
+  const int smem = stages_bytes + static_cast<int>(max_items) * kStreamItemBytes;
   kernel<<<static_cast<unsigned>(blocks), 128, smem, st>>>(a);
   CUDA_RETURN_IF_LAUNCH_ERROR();
-  return absl::OkStatus();
+  return true;
 }
 
 template <Discretization kMode, int kNPT, typename StateT>
 absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st) {
-  if (a.stage_bytes > 0) return LaunchStream<kMode, StateT>(a, st);
+  if (a.stage_bytes > 0) {
+    ASSIGN_OR_RETURN(const bool launched, (LaunchStream<kMode, StateT>(a, st)));
+    if (launched) return absl::OkStatus();
+  }
   if (a.N <= 16) {
     const int rt = 128;
     constexpr int kSeqs = 2;
