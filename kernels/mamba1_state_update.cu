@@ -413,6 +413,13 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   const int64_t g = d0 / a.dpg;                // a tile lies inside one group (launch checks)
   StateT* pool = static_cast<StateT*>(a.pool);
 
+  // The channel's constants first: their loads overlap the index reads below.
+  float Ar[16];
+  LoadA16<kMode>(a, d, 16, Ar);
+  const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
+  const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
+  const float Dd = a.Dv ? a.Dv[d] : 0.0f;
+
   // The block's items are (sequence b0 + k * m, this tile) for k < my_items: the grid is a
   // multiple of the tile count, m = gridDim.x / tiles sequences apart. Their block indices (and
   // tau) are read into shared memory once, at the start: loaded from global memory an item
@@ -465,12 +472,6 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
     }
     CpAsyncCommit();  // possibly empty: every thread counts the same groups
   };
-
-  float Ar[16];
-  LoadA16<kMode>(a, d, 16, Ar);
-  const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
-  const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
-  const float Dd = a.Dv ? a.Dv[d] : 0.0f;
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) issue(s, s);
