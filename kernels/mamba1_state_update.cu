@@ -387,10 +387,10 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
 // thread computes and stores the current one (the row kernel has only its own two rows in
 // flight and waits for them). The grid is a multiple of the tile count, so a block keeps one
 // tile and its channels' constants stay in registers.
-// Stages: 3 (two items in flight while one is computed). With the block indices read from
-// global memory in the loop, 2 measured 2-3% faster than 3; with them preloaded, the loop's
-// largest wait is for the next item's data (bench/RESULTS_mamba1.md).
-constexpr int kStreamStages = 3;
+// Stages: with the coalesced stores below, 2 (one item in flight while one is computed)
+// measured 2-3% faster than 3 and 4 at B = 64-256 on an H100; 6 was slower
+// (bench/RESULTS_mamba1.md).
+constexpr int kStreamStages = 2;
 
 // The shared-memory byte offset of 16-byte unit u of a staged tile's state rows (rows of
 // 2^st_units_log2 units, st_row_smem bytes apart): the cp.async copies in and the stores out.
@@ -399,7 +399,7 @@ __device__ __forceinline__ int StagedUnitOffset(const DecodeArgs& a, int u) {
 }
 
 // 5 blocks of 128 threads per SM (<= 102 registers: no spills; a stage takes 11-12 KB of
-// shared memory, the preloaded indices <= 4 KB).
+// shared memory).
 template <Discretization kMode, typename StateT, int kStages>
 __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeArgs a) {
   extern __shared__ __align__(16) char smem[];
@@ -534,10 +534,10 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
 }
 
 // Per-item values the streamed kernel keeps in shared memory: input and output block index and
-// tau. Batches that would need more (over ~340 items a block: > 5000 sequences at d_inner 5120)
+// tau. Batches that would need more (over ~1000 items a block: tens of thousands of sequences)
 // take the row kernel.
 constexpr int kStreamItemBytes = 12;
-constexpr int kMaxStreamItemBytes = 4 * 1024;
+constexpr int kMaxStreamItemBytes = 12 * 1024;
 
 // Launches the streamed kernel; false (nothing launched) when the batch is too large for it.
 template <Discretization kMode, typename StateT>
