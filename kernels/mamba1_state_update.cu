@@ -388,8 +388,8 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
 // flight and waits for them). The grid is a multiple of the tile count, so a block keeps one
 // tile and its channels' constants stay in registers.
 // Stages: with the coalesced stores below, 2 (one item in flight while one is computed)
-// measured 2-3% faster than 3 and 4 at B = 64-256 on an H100; 6 was slower
-// (bench/RESULTS_mamba1.md).
+// measured 2-3% faster than 3 and 4 at B = 64-256 on an H100, 6 slower; with the block indices
+// preloaded, 3 and 2 measure the same (bench/RESULTS_mamba1.md).
 constexpr int kStreamStages = 2;
 
 // The shared-memory byte offset of 16-byte unit u of a staged tile's state rows (rows of
@@ -534,8 +534,8 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
 }
 
 // Per-item values the streamed kernel keeps in shared memory: input and output block index and
-// tau. Batches that would need more (over ~1000 items a block: tens of thousands of sequences)
-// take the row kernel.
+// tau. Batches that would need more (over 1024 items a block: > 16,000 sequences at d_inner
+// 5120) take the row kernel.
 constexpr int kStreamItemBytes = 12;
 constexpr int kMaxStreamItemBytes = 12 * 1024;
 
