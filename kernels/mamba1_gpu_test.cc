@@ -98,11 +98,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(kModes), ::testing::Values(DType::kF32, DType::kBF16),
                        ::testing::Values(DType::kF32, DType::kBF16),
                        ::testing::Range(0, static_cast<int>(std::size(kShapes)))),
-    [](const auto& info) {
-      return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
-                          DTypeName(std::get<1>(info.param)), "_state",
-                          DTypeName(std::get<2>(info.param)), "_shape", std::get<3>(info.param));
-    });
+    ModeDTypesName());
 
 TEST(GpuPrefill, F16AndMixedBCDtypes) {
   SKIP_WITHOUT_GPU();
@@ -270,11 +266,7 @@ INSTANTIATE_TEST_SUITE_P(Matrix, GpuDecodeTest,
                          ::testing::Combine(::testing::ValuesIn(kModes),
                                             ::testing::Values(DType::kF32, DType::kBF16),
                                             ::testing::Values(DType::kF32, DType::kBF16)),
-                         [](const auto& info) {
-                           return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
-                                               DTypeName(std::get<1>(info.param)), "_state",
-                                               DTypeName(std::get<2>(info.param)));
-                         });
+                         ModeDTypesName());
 
 // On the GPU the prefill and decode kernels share the device-side discretisation, so a prefill
 // of n then m decodes equals a prefill of n + m up to fp32 reassociation.

@@ -48,11 +48,7 @@ INSTANTIATE_TEST_SUITE_P(AllModes, DecodeOracleTest,
                                             ::testing::Values(DType::kF32, DType::kBF16,
                                                               DType::kF16),
                                             ::testing::Values(DType::kF32, DType::kBF16)),
-                         [](const auto& info) {
-                           return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
-                                               DTypeName(std::get<1>(info.param)), "_state",
-                                               DTypeName(std::get<2>(info.param)));
-                         });
+                         ModeDTypesName());
 
 TEST(Decode, SpeculativeOracle) {
   // Multi-token rows against the oracle, via the in-place path (last token's state).

@@ -13,6 +13,7 @@ namespace {
 
 using scan_test::ExpectPrefillMatchesOracle;
 using scan_test::MakeScanProblem;
+using scan_test::ModeDTypesName;
 using scan_test::RunOracle;
 using scan_test::RunPrefill;
 using scan_test::ScanProblemOptions;
@@ -49,11 +50,7 @@ INSTANTIATE_TEST_SUITE_P(AllModes, PrefillOracleTest,
                                             ::testing::Values(DType::kF32, DType::kBF16,
                                                               DType::kF16),
                                             ::testing::Values(DType::kF32, DType::kBF16)),
-                         [](const auto& info) {
-                           return absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
-                                               DTypeName(std::get<1>(info.param)), "_state",
-                                               DTypeName(std::get<2>(info.param)));
-                         });
+                         ModeDTypesName());
 
 TEST(Prefill, GroupedBCLargeStateNoGateNoBiasInPlace) {
   for (Discretization mode : kModes) {

@@ -12,6 +12,8 @@
 #include <limits>
 #include <map>
 #include <span>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -54,6 +56,21 @@ inline double RelErr(std::span<const double> got, std::span<const double> want) 
   if (den == 0) return std::sqrt(num);
   return std::sqrt(num / den);
 }
+
+// Test name of a (mode, input dtype, state dtype[, shape index]) parameter, such as
+// "default_xbf16_statef32" or "zoh_xf32_statef32_shape2".
+struct ModeDTypesName {
+  template <typename Param>
+  std::string operator()(const ::testing::TestParamInfo<Param>& info) const {
+    std::string name = absl::StrCat(DiscretizationName(std::get<0>(info.param)), "_x",
+                                    DTypeName(std::get<1>(info.param)), "_state",
+                                    DTypeName(std::get<2>(info.param)));
+    if constexpr (std::tuple_size_v < Param >> 3) {
+      absl::StrAppend(&name, "_shape", std::get<3>(info.param));
+    }
+    return name;
+  }
+};
 
 // Owns device (or host) copies of arrays and remembers them for read-back.
 class DeviceArrays {
@@ -212,27 +229,19 @@ struct ScanOutputs {
 
 inline constexpr float kPoison = -12345.0f;
 
-// Fills SelectiveScanParams with pointers into `arr` (host or device copies of `p`).
-inline absl::StatusOr<ScanOutputs> RunPrefill(const ScanProblem& p, const Stream& stream) {
-  const Device dev = stream.device();
-  DeviceArrays arr(dev);
-  SelectiveScanParams q;
-  q.num_tokens = p.T;
-  q.num_seqs = p.S;
+// Fills the fields SelectiveScanParams and Mamba1StateUpdateParams share (sizes, token inputs,
+// weights, mode) with copies of `p` in `arr`; y is poisoned. Returns y's address in `arr`.
+template <typename Params>
+absl::StatusOr<void*> PutTokenInputs(const ScanProblem& p, DeviceArrays& arr, Params& q) {
   q.dim = p.D;
   q.d_state = p.N;
   q.n_groups = p.G;
-  ASSIGN_OR_RETURN(q.cu_seqlens, arr.Put(p.cu));
   q.x_dtype = p.o.x_dtype;
   q.bc_dtype = p.o.bc_dtype;
-  ASSIGN_OR_RETURN(auto* u, arr.Put(ToBytes(p.u, p.o.x_dtype)));
-  ASSIGN_OR_RETURN(auto* delta, arr.Put(ToBytes(p.delta, p.o.x_dtype)));
-  ASSIGN_OR_RETURN(auto* B, arr.Put(ToBytes(p.B, p.o.bc_dtype)));
-  ASSIGN_OR_RETURN(auto* C, arr.Put(ToBytes(p.C, p.o.bc_dtype)));
-  q.u = u;
-  q.delta = delta;
-  q.B = B;
-  q.C = C;
+  ASSIGN_OR_RETURN(q.u, arr.Put(ToBytes(p.u, p.o.x_dtype)));
+  ASSIGN_OR_RETURN(q.delta, arr.Put(ToBytes(p.delta, p.o.x_dtype)));
+  ASSIGN_OR_RETURN(q.B, arr.Put(ToBytes(p.B, p.o.bc_dtype)));
+  ASSIGN_OR_RETURN(q.C, arr.Put(ToBytes(p.C, p.o.bc_dtype)));
   q.u_row_stride = p.u_stride;
   q.delta_row_stride = p.delta_stride;
   q.B_row_stride = p.B_row_stride;
@@ -244,19 +253,31 @@ inline absl::StatusOr<ScanOutputs> RunPrefill(const ScanProblem& p, const Stream
   ASSIGN_OR_RETURN(q.A, arr.Put(p.A));
   ASSIGN_OR_RETURN(q.D, arr.Put(p.Dv));
   if (!p.z.empty()) {
-    ASSIGN_OR_RETURN(auto* z, arr.Put(ToBytes(p.z, p.o.x_dtype)));
-    q.z = z;
+    ASSIGN_OR_RETURN(q.z, arr.Put(ToBytes(p.z, p.o.x_dtype)));
     q.z_row_stride = p.z_stride;
   }
   const int64_t T1 = std::max<int64_t>(p.T, 1);
-  ASSIGN_OR_RETURN(auto* y,
+  ASSIGN_OR_RETURN(void* y,
                    arr.Put(ToBytes(std::vector<float>(T1 * p.y_stride, kPoison), p.o.x_dtype)));
   q.y = y;
   q.y_row_stride = p.y_stride;
   q.mode = p.o.mode;
-  q.cuda_time_segments = p.o.cuda_time_segments;
   ASSIGN_OR_RETURN(q.tau, arr.Put(p.tau));
   ASSIGN_OR_RETURN(q.bias_A, arr.Put(p.bias_A));
+  return y;
+}
+
+// Fills SelectiveScanParams with pointers into `arr` (host or device copies of `p`).
+inline absl::StatusOr<ScanOutputs> RunPrefill(const ScanProblem& p, const Stream& stream) {
+  const Device dev = stream.device();
+  DeviceArrays arr(dev);
+  SelectiveScanParams q;
+  q.num_tokens = p.T;
+  q.num_seqs = p.S;
+  ASSIGN_OR_RETURN(q.cu_seqlens, arr.Put(p.cu));
+  ASSIGN_OR_RETURN(void* y, PutTokenInputs(p, arr, q));
+  const int64_t T1 = std::max<int64_t>(p.T, 1);  // y's rows
+  q.cuda_time_segments = p.o.cuda_time_segments;
   ASSIGN_OR_RETURN(auto* pool, arr.Put(ToBytes(p.pool, p.o.state_dtype)));
   q.state_pool = pool;
   q.state_dtype = p.o.state_dtype;
@@ -309,42 +330,8 @@ inline absl::StatusOr<ScanOutputs> RunDecode(const ScanProblem& p, int64_t num_s
   Mamba1StateUpdateParams q;
   q.batch = p.S;
   q.num_spec = num_spec;
-  q.dim = p.D;
-  q.d_state = p.N;
-  q.n_groups = p.G;
-  q.x_dtype = p.o.x_dtype;
-  q.bc_dtype = p.o.bc_dtype;
-  ASSIGN_OR_RETURN(auto* u, arr.Put(ToBytes(p.u, p.o.x_dtype)));
-  ASSIGN_OR_RETURN(auto* delta, arr.Put(ToBytes(p.delta, p.o.x_dtype)));
-  ASSIGN_OR_RETURN(auto* B, arr.Put(ToBytes(p.B, p.o.bc_dtype)));
-  ASSIGN_OR_RETURN(auto* C, arr.Put(ToBytes(p.C, p.o.bc_dtype)));
-  q.u = u;
-  q.delta = delta;
-  q.B = B;
-  q.C = C;
-  q.u_row_stride = p.u_stride;
-  q.delta_row_stride = p.delta_stride;
-  q.B_row_stride = p.B_row_stride;
-  q.B_group_stride = p.B_group_stride;
-  q.C_row_stride = p.C_row_stride;
-  q.C_group_stride = p.C_group_stride;
-  ASSIGN_OR_RETURN(q.delta_bias, arr.Put(p.delta_bias));
-  q.delta_softplus = p.o.softplus;
-  ASSIGN_OR_RETURN(q.A, arr.Put(p.A));
-  ASSIGN_OR_RETURN(q.D, arr.Put(p.Dv));
-  if (!p.z.empty()) {
-    ASSIGN_OR_RETURN(auto* z, arr.Put(ToBytes(p.z, p.o.x_dtype)));
-    q.z = z;
-    q.z_row_stride = p.z_stride;
-  }
-  const int64_t T1 = std::max<int64_t>(p.T, 1);
-  ASSIGN_OR_RETURN(auto* y,
-                   arr.Put(ToBytes(std::vector<float>(T1 * p.y_stride, kPoison), p.o.x_dtype)));
-  q.y = y;
-  q.y_row_stride = p.y_stride;
-  q.mode = p.o.mode;
-  ASSIGN_OR_RETURN(q.tau, arr.Put(p.tau));
-  ASSIGN_OR_RETURN(q.bias_A, arr.Put(p.bias_A));
+  ASSIGN_OR_RETURN(void* y, PutTokenInputs(p, arr, q));
+  const int64_t T1 = std::max<int64_t>(p.T, 1);  // y's rows
   ASSIGN_OR_RETURN(auto* dpool, arr.Put(ToBytes(pool, p.o.state_dtype)));
   q.state_pool = dpool;
   q.state_dtype = p.o.state_dtype;
