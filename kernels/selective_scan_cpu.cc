@@ -19,23 +19,10 @@ absl::Status RunSelectiveScanCpu(const SelectiveScanParams& p) {
     const int64_t prefix = p.block_size > 0 ? p.prefix_offset[s] : 0;
     for (int64_t d = 0; d < D; ++d) {
       const int64_t g = d / dpg;
-      const float* A = p.A + d * N;
       const float sp_bias_A = p.mode == Discretization::kEventDriven ? Softplus(p.bias_A[d]) : 0.0f;
       LoadState(p.state_pool, p.state_dtype, in_block, block_stride, d, N, h.data());
       for (int64_t t = t0; t < t1; ++t) {
-        const float u = LoadAsFloat(p.u, p.x_dtype, t * p.u_row_stride + d);
-        const float dt_in = DtInput(LoadAsFloat(p.delta, p.x_dtype, t * p.delta_row_stride + d),
-                                    p.delta_bias, d, p.delta_softplus);
-        const float dt_decay =
-            p.mode == Discretization::kEventDriven ? p.tau[t] * sp_bias_A : dt_in;
-        for (int64_t n = 0; n < N; ++n) {
-          Bv[n] = LoadAsFloat(p.B, p.bc_dtype, t * p.B_row_stride + g * p.B_group_stride + n);
-          Cv[n] = LoadAsFloat(p.C, p.bc_dtype, t * p.C_row_stride + g * p.C_group_stride + n);
-        }
-        const float y_ssm =
-            StepChannel(p.mode, dt_decay, dt_in, A, Bv.data(), Cv.data(), u, h.data(), N);
-        StoreFromFloat(p.y, p.x_dtype, t * p.y_row_stride + d,
-                       FinishOutput(y_ssm, u, p.D, d, p.z, p.x_dtype, t * p.z_row_stride + d));
+        TokenStep(p, t, d, g, sp_bias_A, h.data(), Bv.data(), Cv.data());
         if (p.block_size > 0) {
           const int64_t k = prefix + (t - t0) + 1;  // tokens processed so far
           if (k % p.block_size == 0) {

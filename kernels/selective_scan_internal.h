@@ -37,6 +37,26 @@ inline float FinishOutput(float y_ssm, float u, const float* D, int64_t d, const
   return y;
 }
 
+// One token (row r) of channel d in group g: reads the row's inputs, advances the channel's N
+// states h and writes y. Bv and Cv are N-float scratch rows. Params is SelectiveScanParams or
+// Mamba1StateUpdateParams (the fields used here have the same names in both).
+template <typename Params>
+void TokenStep(const Params& p, int64_t r, int64_t d, int64_t g, float sp_bias_A, float* h,
+               float* Bv, float* Cv) {
+  const int64_t N = p.d_state;
+  const float u = LoadAsFloat(p.u, p.x_dtype, r * p.u_row_stride + d);
+  const float dt_in = DtInput(LoadAsFloat(p.delta, p.x_dtype, r * p.delta_row_stride + d),
+                              p.delta_bias, d, p.delta_softplus);
+  const float dt_decay = p.mode == Discretization::kEventDriven ? p.tau[r] * sp_bias_A : dt_in;
+  for (int64_t n = 0; n < N; ++n) {
+    Bv[n] = LoadAsFloat(p.B, p.bc_dtype, r * p.B_row_stride + g * p.B_group_stride + n);
+    Cv[n] = LoadAsFloat(p.C, p.bc_dtype, r * p.C_row_stride + g * p.C_group_stride + n);
+  }
+  const float y_ssm = StepChannel(p.mode, dt_decay, dt_in, p.A + d * N, Bv, Cv, u, h, N);
+  StoreFromFloat(p.y, p.x_dtype, r * p.y_row_stride + d,
+                 FinishOutput(y_ssm, u, p.D, d, p.z, p.x_dtype, r * p.z_row_stride + d));
+}
+
 inline void LoadState(const void* pool, DType dt, int64_t block, int64_t block_stride, int64_t d,
                       int64_t N, float* h) {
   if (block == 0) {
