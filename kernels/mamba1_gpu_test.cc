@@ -15,10 +15,6 @@ namespace {
 
 using namespace scan_test;
 
-constexpr Discretization kModes[] = {Discretization::kDefault, Discretization::kZoh,
-                                     Discretization::kBilinear, Discretization::kDirac,
-                                     Discretization::kEventDriven};
-
 #define SKIP_WITHOUT_GPU()                                     \
   if (!CudaAvailable())                                        \
   GTEST_SKIP() << "no CUDA device (or a CPU-only build): the " \

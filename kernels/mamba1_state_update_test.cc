@@ -13,10 +13,6 @@ namespace {
 
 using namespace scan_test;
 
-constexpr Discretization kModes[] = {Discretization::kDefault, Discretization::kZoh,
-                                     Discretization::kBilinear, Discretization::kDirac,
-                                     Discretization::kEventDriven};
-
 class DecodeOracleTest : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {
 };
 

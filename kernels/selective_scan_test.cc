@@ -12,15 +12,12 @@ namespace mambaserve {
 namespace {
 
 using scan_test::ExpectPrefillMatchesOracle;
+using scan_test::kModes;
 using scan_test::MakeScanProblem;
 using scan_test::ModeDTypesName;
 using scan_test::RunOracle;
 using scan_test::RunPrefill;
 using scan_test::ScanProblemOptions;
-
-constexpr Discretization kModes[] = {Discretization::kDefault, Discretization::kZoh,
-                                     Discretization::kBilinear, Discretization::kDirac,
-                                     Discretization::kEventDriven};
 
 class PrefillOracleTest
     : public ::testing::TestWithParam<std::tuple<Discretization, DType, DType>> {};

@@ -32,6 +32,11 @@
 
 namespace mambaserve::scan_test {
 
+// Every discretisation mode, for the test matrices.
+inline constexpr Discretization kModes[] = {Discretization::kDefault, Discretization::kZoh,
+                                            Discretization::kBilinear, Discretization::kDirac,
+                                            Discretization::kEventDriven};
+
 inline std::vector<uint8_t> ToBytes(const std::vector<float>& v, DType t) {
   std::vector<uint8_t> out(v.size() * DTypeSize(t));
   for (size_t i = 0; i < v.size(); ++i)
