@@ -11,7 +11,9 @@ namespace {
 
 std::atomic<bool> g_switched_off{false};
 
-bool Supported() {
+}  // namespace
+
+bool CurrentDeviceIsSm90OrNewer() {
 #if MAMBASERVE_HAS_CUDA
   static const bool ok = [] {
     int dev = 0, major = 0;
@@ -25,9 +27,7 @@ bool Supported() {
 #endif
 }
 
-}  // namespace
-
-bool DependentLaunchEnabled() { return !g_switched_off.load() && Supported(); }
+bool DependentLaunchEnabled() { return !g_switched_off.load() && CurrentDeviceIsSm90OrNewer(); }
 void SetDependentLaunch(bool on) { g_switched_off.store(!on); }
 
 }  // namespace mambaserve
