@@ -7,7 +7,6 @@
 //   bench_model [--layers 64] [--batch N: decode at this batch only] [--decode_only 1]
 //               [--steps 23] (a short run to profile: ncu --print-summary per-kernel ...)
 //               [--dependent_launch 0: every kernel launched plainly, to compare]
-//               [--l2_prefetch 0: no L2 prefetch of out_proj's weights; 2: evict-last]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,7 +20,6 @@
 #include "configs/model_config.h"
 #include "core/cuda_status.h"
 #include "core/dependent_launch.h"
-#include "core/l2_prefetch.h"
 #include "core/status_macros.h"
 #include "layers/mamba_model.h"
 #include "layers/weight_source.h"
@@ -81,24 +79,19 @@ absl::StatusOr<double> CopyBandwidthGBs() {
 struct Flags {
   int64_t layers = 64, batch = 0, decode_only = 0, steps = 23;
   int64_t dependent_launch = 1;
-  int64_t l2_prefetch = 1;
 };
 
 absl::Status Run(const Flags& f) {
   const int64_t layers = f.layers;
   SetDependentLaunch(f.dependent_launch != 0);
-  SetL2PrefetchMode(static_cast<int>(f.l2_prefetch));
   ASSIGN_OR_RETURN(double bw, CopyBandwidthGBs());
   const config::ModelConfig m = Mamba2_2p7b(layers);
   RandomWeights weights(m, 7);
   const absl::Time t0 = absl::Now();
   ASSIGN_OR_RETURN(auto model,
                    MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr));
-  std::printf(
-      "model: Mamba2-2.7B shape, %lld layers, random bf16 weights (loaded in %.1f s); "
-      "dependent launch %lld, L2 prefetch %lld\n",
-      static_cast<long long>(layers), absl::ToDoubleSeconds(absl::Now() - t0),
-      static_cast<long long>(f.dependent_launch), static_cast<long long>(f.l2_prefetch));
+  std::printf("model: Mamba2-2.7B shape, %lld layers, random bf16 weights (loaded in %.1f s)\n",
+              static_cast<long long>(layers), absl::ToDoubleSeconds(absl::Now() - t0));
   ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig({DType::kBF16, DType::kF32}));
   const int64_t block_bytes = StatePool::BytesPerBlock(pc);
   ASSIGN_OR_RETURN(StatePool pool, StatePool::Create(pc, 68));
@@ -210,7 +203,6 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--decode_only") == 0) f.decode_only = v;
     if (std::strcmp(argv[i], "--steps") == 0) f.steps = v;
     if (std::strcmp(argv[i], "--dependent_launch") == 0) f.dependent_launch = v;
-    if (std::strcmp(argv[i], "--l2_prefetch") == 0) f.l2_prefetch = v;
   }
   absl::Status st = mambaserve::Run(f);
   if (!st.ok()) {

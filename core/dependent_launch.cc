@@ -11,9 +11,7 @@ namespace {
 
 std::atomic<bool> g_switched_off{false};
 
-}  // namespace
-
-bool CurrentDeviceIsSm90OrNewer() {
+bool Supported() {
 #if MAMBASERVE_HAS_CUDA
   static const bool ok = [] {
     int dev = 0, major = 0;
@@ -27,7 +25,9 @@ bool CurrentDeviceIsSm90OrNewer() {
 #endif
 }
 
-bool DependentLaunchEnabled() { return !g_switched_off.load() && CurrentDeviceIsSm90OrNewer(); }
+}  // namespace
+
+bool DependentLaunchEnabled() { return !g_switched_off.load() && Supported(); }
 void SetDependentLaunch(bool on) { g_switched_off.store(!on); }
 
 }  // namespace mambaserve

@@ -15,8 +15,6 @@ namespace mambaserve {
 
 // True on a 9.0+ GPU unless switched off.
 bool DependentLaunchEnabled();
-// True when the current device has compute capability 9.0 or newer.
-bool CurrentDeviceIsSm90OrNewer();
 // Benchmarks compare with and without; CUDA graphs captured before keep the old setting.
 void SetDependentLaunch(bool on);
 

@@ -15,7 +15,6 @@
 #include "absl/status/status.h"
 #include "core/cuda_status.h"
 #include "core/dependent_launch.cuh"
-#include "core/l2_prefetch.cuh"
 #include "core/status_macros.h"
 #include "kernels/causal_conv1d.h"
 #include "kernels/causal_conv1d_common.h"
@@ -248,9 +247,6 @@ __global__ void __launch_bounds__(kThreads) ConvUpdateKernel(const CausalConv1dU
   // Launched as a dependent of in_proj (RunCausalConv1dUpdateCuda); the state update after it
   // is one too. Weights are constants; the window may be read early (read_state_before_wait).
   AllowNextKernelLaunch();
-  PrefetchToL2(p.prefetch,
-               (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kThreads + threadIdx.x,
-               static_cast<int64_t>(gridDim.y) * gridDim.x * kThreads);
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t seq = blockIdx.y;
   if (c >= p.w.dim) return;

@@ -36,7 +36,6 @@
 
 #include "absl/status/status.h"
 #include "core/dtype.h"
-#include "core/l2_prefetch.h"
 #include "core/stream.h"
 
 namespace mambaserve {
@@ -130,8 +129,6 @@ struct CausalConv1dUpdateParams {
   // CUDA: read the conv window before waiting for the kernels before this one (see
   // Mamba2StateUpdateParams::read_state_before_wait for when a caller may).
   bool read_state_before_wait = false;
-  // CUDA: a later kernel's weights for L2 to fetch as this kernel starts (core/l2_prefetch.h).
-  L2PrefetchRange prefetch;
 };
 
 absl::Status RunCausalConv1d(const CausalConv1dParams& p, const Stream& stream);

@@ -45,7 +45,6 @@ class Linear {
   int64_t out_features() const { return out_; }
   DType dtype() const { return dtype_; }
   const void* weight() const { return weight_.data(); }
-  int64_t weight_bytes() const { return weight_.nbytes(); }
 
   // y[t, :out] = x[t, :in] W^T (+ b), for t < num_tokens. x has dtype() and rows x_row_stride
   // apart; y has y_dtype (on CPU: f32 only) and rows y_row_stride apart.

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "configs/model_config.h"
-#include "core/l2_prefetch.h"
 #include "core/status_macros.h"
 #include "kernels/mamba1_state_update.h"
 #include "kernels/model_ops.h"
@@ -99,9 +98,6 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
   RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, xz, 2 * Dl, dtype_, *ctx.stream,
                                    *ctx.blas));
   MixerConvArgs ca{xz, 2 * Dl, xc, Dl, d_conv_, &conv_weight_, &conv_bias_, dtype_};
-  // A decode step's kernels between in_proj and out_proj leave the memory bus mostly idle: L2
-  // fetches out_proj's weights meanwhile (core/l2_prefetch.h).
-  if (nd == T) ca.prefetch = L2PrefetchOf(out_proj_.weight(), out_proj_.weight_bytes());
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
 
   // x_proj: fp32 output, all-reduced in fp32 across ranks.

@@ -4,7 +4,6 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "core/l2_prefetch.h"
 #include "core/status_macros.h"
 #include "kernels/gated_rmsnorm.h"
 #include "kernels/mamba2_state_update.h"
@@ -203,10 +202,7 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
 
   RETURN_IF_ERROR(
       in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_, *ctx.stream, *ctx.blas));
-  MixerConvArgs ca{zx + col.xbc * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
-  // A decode step's conv, state update and gated norm leave the memory bus mostly idle: L2
-  // fetches out_proj's weights meanwhile (core/l2_prefetch.h).
-  if (nd == T) ca.prefetch = L2PrefetchOf(out_proj_.weight(), out_proj_.weight_bytes());
+  const MixerConvArgs ca{zx + col.xbc * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
 
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
   if (nd > 0)

@@ -88,7 +88,6 @@ CausalConv1dUpdateParams MixerConvDecodeParams(const MixerConvArgs& a, const Sta
   // In a model step nothing before the conv writes a decode sequence's window (the previous
   // step has ended; prefills write other blocks).
   u.read_state_before_wait = true;
-  u.prefetch = a.prefetch;
   return u;
 }
 

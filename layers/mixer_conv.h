@@ -8,7 +8,6 @@
 
 #include "absl/status/status.h"
 #include "core/buffer.h"
-#include "core/l2_prefetch.h"
 #include "layers/step_context.h"
 #include "state_manager/state_pool.h"
 
@@ -23,8 +22,6 @@ struct MixerConvArgs {
   const Buffer* weight = nullptr;  // (dim, width), dtype
   const Buffer* bias = nullptr;    // (dim), dtype; empty buffer = no bias
   DType dtype = DType::kF32;
-  // Decode: a later kernel's weights for L2 to fetch as the conv update starts.
-  L2PrefetchRange prefetch;
 };
 
 // Runs the conv over the step. With kernel-written prefix caching it first stores the conv
