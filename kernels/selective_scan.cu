@@ -20,7 +20,6 @@
 // elements of all segments but the last are advanced twice; a batch that fills the GPU by itself
 // runs with S = 1, the last launch alone.
 #include <algorithm>
-#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
@@ -34,8 +33,7 @@ namespace {
 
 using namespace scan_cuda;
 
-constexpr int kThreadsLog2 = 7;
-constexpr int kThreads = 1 << kThreadsLog2;
+constexpr int kThreads = 128;
 constexpr int kNPTLog2 = 4;
 constexpr int kNPT = 1 << kNPTLog2;  // states of a channel per thread
 
@@ -77,9 +75,8 @@ struct ScanArgs {
   float2* agg;
   int vec_u, vec_delta, vec_z, vec_B, vec_C;
   int seg_x, seg_bc;  // bytes of one raw row in shared memory (multiples of 16)
-  // Shared memory: two stages of raw rows (u, delta, z, B, C), then fp32 B and C rows, then a
-  // float2 record per (row, channel) of the tile.
-  int raw_stage_bytes, off_B, off_C, off_tok;
+  // Shared memory: two stages of raw rows (u, delta, z, B, C), then fp32 B and C rows.
+  int raw_stage_bytes, off_B, off_C;
   // Per copied array: log2 of the units per row when that is a power of two <= 32, else -1.
   int upr_log2_x, upr_log2_delta, upr_log2_z, upr_log2_B, upr_log2_C;
 };
@@ -155,19 +152,12 @@ __device__ __forceinline__ int64_t NextBoundary(const ScanArgs& a, int64_t prefi
   return first + (i - first + a.block_size - 1) / a.block_size * a.block_size;
 }
 
-// What one thread owns in the recurrence: channel `cl` of the tile (global channel d) and states
-// sub * kNPT + j.
+// What one thread owns: channel `cl` of the tile (global channel d), states sub * kNPT + j, and
+// the channel's per-(token, channel) constants.
 struct Channel {
-  int cl, sub, tpc, npad, seq, N;
+  int cl, sub, tpc, npad, x_row, seq, N;
   bool valid;  // a real channel
   int64_t d, prefix;
-};
-
-// What one thread owns in a chunk's first and last pass: channel `cl` of every (kThreads >>
-// cpb_log2)-th row, with that channel's constants.
-struct PassChannel {
-  int cl, cpb_log2;
-  bool valid;
   float bias, spb, Dd;
 };
 
@@ -181,55 +171,29 @@ __device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c,
   }
 }
 
-// A chunk's per-(token, channel) scalars, one pass before the recurrence so that the recurrence
-// runs nothing but its states: s_tok[t][cl] = (dt_decay, xin) (TokenScalars). Every (token,
-// channel) is done once, whatever the lanes per channel, and the tokens are independent, so the
-// softplus chains overlap instead of sitting on the recurrence's path.
-template <Discretization kMode, typename XT>
-__device__ __forceinline__ void PrepareChunk(const ScanArgs& a, const PassChannel& pc,
-                                             const char* raw_u, const char* raw_delta,
-                                             float2* s_tok, int rows, int64_t tok0) {
-  const int x_row = a.seg_x / a.esx;
-  const XT* u = reinterpret_cast<const XT*>(raw_u) + pc.cl;
-  const XT* dl = reinterpret_cast<const XT*>(raw_delta) + pc.cl;
-  const int step = kThreads >> pc.cpb_log2;
-#pragma unroll 2
-  for (int t = threadIdx.x >> pc.cpb_log2; t < rows; t += step) {
-    float2 rec = make_float2(0.0f, 0.0f);
-    if (pc.valid) {
-      const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * pc.spb : 0.0f;
-      const TokenScalars ts = MakeTokenScalars<kMode>(ToF(dl[t * x_row]), pc.bias, a.softplus,
-                                                      ToF(u[t * x_row]), ev);
-      rec = make_float2(ts.dt_decay, ts.xin);
-    }
-    s_tok[(t << pc.cpb_log2) + pc.cl] = rec;
-  }
-}
-
-// The TokenScalars of a PrepareChunk record. The modes that read dt_in and u (ZOH, bilinear) have
-// dt_in == dt_decay and xin == u; the others read only dt_decay and xin.
-__device__ __forceinline__ TokenScalars RecordScalars(float2 rec) {
-  TokenScalars s;
-  s.dt_decay = s.dt_in = rec.x;
-  s.xin = s.u = rec.y;
-  return s;
-}
-
-// The recurrence over the rows of one chunk for one thread. kAggregate (the first launch):
-// advance the states from zero and keep what the segment's decay product needs - the sum of
-// dt_decay for the modes whose decay is exp(dt_decay A) (one exponential per state at the end),
-// the running product P for the others - and no y. Otherwise: advance the true states, leave the
-// channel's sum_n C h in the token's record (its dt_decay is used up) for FinishChunk, and store
-// the state after each block boundary (sequence-local token nb, then the next). `first` is the
-// sequence-local index of row 0.
-template <Discretization kMode, bool kAggregate>
+// The rows of one chunk for one thread. kAggregate (the first launch): advance the states from
+// zero and keep what the segment's decay product needs - the sum of dt_decay for the modes whose
+// decay is exp(dt_decay A) (one exponential per state at the end), the running product P for
+// the others - and no y. Otherwise: advance the true states, finish y straight to global memory
+// (a warp's 32 channels are 64 contiguous bytes), and store the state after each block boundary
+// (sequence-local token nb, then the next). `first` is the sequence-local index of row 0 and
+// `tok0` its packed index.
+template <Discretization kMode, bool kAggregate, typename XT>
 __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, float (&h)[kNPT],
                                           float (&P)[kNPT], float& dsum, const float (&Ar)[kNPT],
-                                          float2* s_tok, const float* s_B, const float* s_C,
-                                          int rows, int64_t first, int64_t& nb) {
-  const int cpb = a.cpb;
+                                          const char* raw_u, const char* raw_delta,
+                                          const char* raw_z, const float* s_B, const float* s_C,
+                                          int rows, int64_t first, int64_t tok0, int64_t& nb) {
+  const XT* u = reinterpret_cast<const XT*>(raw_u) + c.cl;
+  const XT* dl = reinterpret_cast<const XT*>(raw_delta) + c.cl;
+  const XT* z = reinterpret_cast<const XT*>(raw_z) + c.cl;
+  XT* y = reinterpret_cast<XT*>(a.y) + tok0 * a.y_rs + c.d;
+  const bool writes_y = c.sub == 0 && c.valid;
   auto step = [&](int t) {
-    const TokenScalars ts = RecordScalars(s_tok[t * cpb + c.cl]);
+    const float uu = ToF(u[t * c.x_row]);
+    const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * c.spb : 0.0f;
+    const TokenScalars ts =
+        MakeTokenScalars<kMode>(ToF(dl[t * c.x_row]), c.bias, a.softplus, uu, ev);
     const float* Bt = s_B + t * c.npad + c.sub * kNPT;
     const float* Ct = s_C + t * c.npad + c.sub * kNPT;
     if (kAggregate && kExpDecayMode<kMode>) dsum += ts.dt_decay;
@@ -259,8 +223,9 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
       for (int off = c.tpc / 2; off > 0; off /= 2) {
         yv += __shfl_xor_sync(0xffffffffu, yv, off, c.tpc);
       }
-      // Every lane of the channel has read the record (the shuffles above order it).
-      if (c.sub == 0) s_tok[t * cpb + c.cl].x = yv;
+      yv = fmaf(c.Dd, uu, yv);
+      if (a.z) yv *= DevSilu(ToF(z[t * c.x_row]));
+      if (writes_y) y[t * a.y_rs] = FromF<XT>(yv);
     }
   };
   // Rows up to the next block boundary in one loop, then that boundary's state.
@@ -276,51 +241,6 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
       nb = NextBoundary(a, c.prefix, nb + 1);
     }
   }
-}
-
-// A chunk's y, one pass after the recurrence: y = (sum_n C h + D u) silu(z) from the records
-// ScanChunk left, stored straight to global memory (a warp's 32 channels are 64 contiguous bytes
-// in bf16).
-template <typename XT>
-__device__ __forceinline__ void FinishChunk(const ScanArgs& a, const PassChannel& pc, int64_t c0,
-                                            const char* raw_u, const char* raw_z,
-                                            const float2* s_tok, int rows, int64_t tok0) {
-  if (!pc.valid) return;
-  const int x_row = a.seg_x / a.esx;
-  const XT* u = reinterpret_cast<const XT*>(raw_u) + pc.cl;
-  const XT* z = reinterpret_cast<const XT*>(raw_z) + pc.cl;
-  XT* y = reinterpret_cast<XT*>(a.y) + tok0 * a.y_rs + c0 + pc.cl;
-  const int step = kThreads >> pc.cpb_log2;
-#pragma unroll 2
-  for (int t = threadIdx.x >> pc.cpb_log2; t < rows; t += step) {
-    float yv = fmaf(pc.Dd, ToF(u[t * x_row]), s_tok[(t << pc.cpb_log2) + pc.cl].x);
-    if (a.z) yv *= DevSilu(ToF(z[t * x_row]));
-    y[t * a.y_rs] = FromF<XT>(yv);
-  }
-}
-
-// One chunk whose raw rows are in shared memory: B and C to fp32 rows and the token records,
-// the recurrence, then (except for an aggregate) y.
-template <Discretization kMode, bool kAggregate, typename XT>
-__device__ __forceinline__ void RunChunk(const ScanArgs& a, const Channel& c, const PassChannel& pc,
-                                         int64_t c0, float (&h)[kNPT], float (&P)[kNPT],
-                                         float& dsum, const float (&Ar)[kNPT], const char* raw_u,
-                                         const char* raw_delta, const char* raw_z,
-                                         const char* raw_B, const char* raw_C, float* s_B,
-                                         float* s_C, float2* s_tok, int rows, int64_t first,
-                                         int64_t tok0, int64_t& nb) {
-  const int bc_row = a.seg_bc / a.esbc;
-  for (int i = threadIdx.x; i < (rows << a.npad_log2); i += kThreads) {
-    const int t = i >> a.npad_log2, n = i & (a.npad - 1);
-    s_B[i] = n < c.N ? LoadElem(raw_B, a.bc_dt, t * bc_row + n) : 0.0f;
-    if (!kAggregate) s_C[i] = n < c.N ? LoadElem(raw_C, a.bc_dt, t * bc_row + n) : 0.0f;
-  }
-  PrepareChunk<kMode, XT>(a, pc, raw_u, raw_delta, s_tok, rows, tok0);
-  __syncthreads();
-  ScanChunk<kMode, kAggregate>(a, c, h, P, dsum, Ar, s_tok, s_B, s_C, rows, first, nb);
-  if (kAggregate) return;
-  __syncthreads();
-  FinishChunk<XT>(a, pc, c0, raw_u, raw_z, s_tok, rows, tok0);
 }
 
 // kMinBlocks blocks of 128 threads per SM: 5 (<= 102 registers, 8 bytes spilled) when the grid
@@ -352,20 +272,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(cons
   c.cl = tid >> a.tpc_log2;
   c.sub = tid & (c.tpc - 1);
   c.npad = a.npad;
+  c.x_row = a.seg_x / a.esx;
   c.seq = seq;
   c.N = N;
   c.valid = c.cl < valid_ch;
   c.d = c0 + c.cl;
   c.prefix = a.block_size > 0 ? a.prefix[seq] : 0;
-
-  PassChannel pc;
-  pc.cpb_log2 = kThreadsLog2 - a.tpc_log2;
-  pc.cl = tid & (cpb - 1);
-  pc.valid = pc.cl < valid_ch;
-  const int64_t pd = c0 + pc.cl;
-  pc.bias = (pc.valid && a.delta_bias) ? a.delta_bias[pd] : 0.0f;
-  pc.spb = (pc.valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[pd]) : 0.0f;
-  pc.Dd = (pc.valid && a.Dv) ? a.Dv[pd] : 0.0f;
+  c.bias = (c.valid && a.delta_bias) ? a.delta_bias[c.d] : 0.0f;
+  c.spb = (c.valid && kMode == Discretization::kEventDriven) ? DevSoftplus(a.bias_A[c.d]) : 0.0f;
+  c.Dd = (c.valid && a.Dv) ? a.Dv[c.d] : 0.0f;
 
   // Decay coefficients, and the starting state: zero for an aggregate; otherwise the sequence's
   // initial state, or for a later segment the state ComposeSegmentStates left for it.
@@ -415,31 +330,35 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(cons
 
   float* s_B = reinterpret_cast<float*>(smem + a.off_B);
   float* s_C = reinterpret_cast<float*>(smem + a.off_C);
-  auto* s_tok = reinterpret_cast<float2*>(smem + a.off_tok);
+  const int bc_row = a.seg_bc / a.esbc;
   int64_t nb = kAggregate ? INT64_MAX : NextBoundary(a, c.prefix, lo);
   if (lo < hi) issue(lo, 0);
   CpAsyncCommit();
   for (int cs = lo, stage = 0; cs < hi; cs += K, stage ^= 1) {
     const int rows = min(K, hi - cs);
-    CpAsyncWait<0>();
-    // This chunk's rows have landed, and every thread is done with the previous chunk, so the
-    // next chunk may go into the other stage while this one is computed.
-    __syncthreads();
     if (cs + K < hi) issue(cs + K, stage ^ 1);
     CpAsyncCommit();
-    const int64_t tok0 = t0 + cs;
-#define MS_RUN_CHUNK(XT)                                                                    \
-  RunChunk<kMode, kAggregate, XT>(a, c, pc, c0, h, P, dsum, Ar, raw_u(stage),               \
-                                  raw_delta(stage), raw_z(stage), raw_B(stage), raw_C(stage), \
-                                  s_B, s_C, s_tok, rows, cs, tok0, nb)
-    if (a.x_dt == kBF16) {
-      MS_RUN_CHUNK(__nv_bfloat16);
-    } else if (a.x_dt == kF16) {
-      MS_RUN_CHUNK(__half);
-    } else {
-      MS_RUN_CHUNK(float);
+    CpAsyncWait<1>();
+    __syncthreads();
+    for (int i = tid; i < (rows << a.npad_log2); i += kThreads) {
+      const int t = i >> a.npad_log2, n = i & (a.npad - 1);
+      s_B[i] = n < N ? LoadElem(raw_B(stage), a.bc_dt, t * bc_row + n) : 0.0f;
+      if (!kAggregate) s_C[i] = n < N ? LoadElem(raw_C(stage), a.bc_dt, t * bc_row + n) : 0.0f;
     }
-#undef MS_RUN_CHUNK
+    __syncthreads();
+    const int64_t tok0 = t0 + cs;
+    if (a.x_dt == kBF16) {
+      ScanChunk<kMode, kAggregate, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
+                                                  raw_delta(stage), raw_z(stage), s_B, s_C, rows,
+                                                  cs, tok0, nb);
+    } else if (a.x_dt == kF16) {
+      ScanChunk<kMode, kAggregate, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+                                           raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
+    } else {
+      ScanChunk<kMode, kAggregate, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+                                          raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
+    }
+    __syncthreads();
   }
   if (kAggregate) {
 #pragma unroll
@@ -508,8 +427,7 @@ int LayOutChunk(ScanArgs& a, int K) {
   a.raw_stage_bytes = 3 * K * a.seg_x + 2 * K * a.seg_bc;
   a.off_B = 2 * a.raw_stage_bytes;
   a.off_C = a.off_B + K * a.npad * 4;
-  a.off_tok = a.off_C + K * a.npad * 4;
-  return a.off_tok + K * a.cpb * static_cast<int>(sizeof(float2));
+  return a.off_C + K * a.npad * 4;
 }
 
 template <Discretization kMode, bool kAggregate, int kMinBlocks>
@@ -642,11 +560,9 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
   a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
   a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
-  // 16 rows per chunk keep a block's shared memory at 44 KB (bf16, N = 16), so that five blocks
+  // 24 rows per chunk keep a block's shared memory at 42 KB (bf16, N = 16), so that five blocks
   // fit an SM as the registers allow; wide states take fewer.
-  int rows_per_chunk = 16;
-  if (const char* e = std::getenv("MS_SCAN_ROWS")) rows_per_chunk = std::atoi(e);  // TEMP sweep
-  int smem = LayOutChunk(a, rows_per_chunk);
+  int smem = LayOutChunk(a, 24);
   if (smem > 96 * 1024) smem = LayOutChunk(a, 8);
 
   // Time segments: none when the (sequence, tile) blocks fill the GPU (two per SM); otherwise
