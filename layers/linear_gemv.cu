@@ -6,7 +6,6 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "core/cuda_status.h"
 #include "core/dependent_launch.cuh"
@@ -29,19 +28,15 @@ constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-// kSplit warps share a row, each taking every kSplit-th batch of kUnroll vectors, and add their
-// sums through shared memory.
-template <typename YT, int kSplit>
+template <typename YT>
 __global__ void __launch_bounds__(kWarps * 32)
     GemvKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
                const __nv_bfloat16* __restrict__ x, YT* __restrict__ y) {
-  constexpr int kRows = kWarps / kSplit;  // rows per block
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int part = warp % kSplit;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + warp / kSplit;
-  const bool live = row < out;
-  const uint4* wr = reinterpret_cast<const uint4*>(w + (live ? row : 0) * in);
-  const int64_t nvec = live ? in / 8 : 0;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= out) return;
+  const uint4* wr = reinterpret_cast<const uint4*>(w + row * in);
+  const int64_t nvec = in / 8;
   constexpr int kStride = 32 * kUnroll;  // vectors per batch of the warp
   auto load_weights = [&](int64_t v0, uint4(&q)[kUnroll]) {
 #pragma unroll
@@ -50,19 +45,17 @@ __global__ void __launch_bounds__(kWarps * 32)
       q[u] = v < nvec ? __ldcs(wr + v) : uint4{0, 0, 0, 0};
     }
   };
-  const int64_t first = part * kStride + lane;
   uint4 wq[kUnroll];
-  load_weights(first, wq);
+  load_weights(lane, wq);
   // Launched as a dependent of the kernel before it (GemvCuda): the weights above stream while
   // that kernel finishes; x is its output, so wait for it here. The kernel after it may launch
   // once every block has started (it waits for this one likewise).
   AllowNextKernelLaunch();
   WaitForPreviousKernels();
   float acc = 0.0f;
-  for (int64_t v0 = first; v0 < nvec; v0 += kSplit * kStride) {
+  for (int64_t v0 = lane; v0 < nvec; v0 += kStride) {
     uint4 next[kUnroll];
-    load_weights(v0 + kSplit * kStride,
-                 next);  // the next batch is in flight while this one is used
+    load_weights(v0 + kStride, next);  // the next batch is in flight while this one is used
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t v = v0 + u * 32;
@@ -79,23 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  if constexpr (kSplit > 1) {
-    __shared__ float partial[kWarps];
-    if (lane == 0) partial[warp] = acc;
-    __syncthreads();
-    if (part != 0) return;
-    for (int k = 1; k < kSplit; ++k) acc += partial[warp + k];
-  }
-  if (live && lane == 0) Store(y + row, acc);
-}
-
-template <typename YT, int kSplit>
-cudaError_t LaunchSplit(const __nv_bfloat16* w, int64_t out, int64_t in, const __nv_bfloat16* x,
-                        YT* y, cudaStream_t s) {
-  constexpr int kRows = kWarps / kSplit;
-  const auto blocks = static_cast<unsigned>((out + kRows - 1) / kRows);
-  return LaunchDependent(GemvKernel<YT, kSplit>, dim3(blocks), dim3(kWarps * 32), 0, s, w, out, in,
-                         x, y);
+  if (lane == 0) Store(y + row, acc);
 }
 
 template <typename YT>
@@ -104,13 +81,9 @@ absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void*
   const auto* wb = static_cast<const __nv_bfloat16*>(w);
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yt = static_cast<YT*>(y);
-  int mode = 0;  // TEMP sweep: 1 = split long rows (in >= 4096), 2 = split every row
-  if (const char* e = std::getenv("MS_GEMV_SPLIT")) mode = std::atoi(e);
-  if (mode == 2 || (mode == 1 && in >= 4096)) {
-    CUDA_RETURN_IF_ERROR((LaunchSplit<YT, 2>(wb, out, in, xb, yt, s)));
-  } else {
-    CUDA_RETURN_IF_ERROR((LaunchSplit<YT, 1>(wb, out, in, xb, yt, s)));
-  }
+  const auto blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
+  CUDA_RETURN_IF_ERROR(
+      LaunchDependent(GemvKernel<YT>, dim3(blocks), dim3(kWarps * 32), 0, s, wb, out, in, xb, yt));
   return absl::OkStatus();
 }
 
