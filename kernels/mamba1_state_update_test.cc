@@ -39,12 +39,7 @@ TEST_P(DecodeOracleTest, MatchesFloat64Oracle) {
   ExpectPrefillMatchesOracle(p, *out, RunOracle(p), DiscretizationName(mode));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModes, DecodeOracleTest,
-                         ::testing::Combine(::testing::ValuesIn(kModes),
-                                            ::testing::Values(DType::kF32, DType::kBF16,
-                                                              DType::kF16),
-                                            ::testing::Values(DType::kF32, DType::kBF16)),
-                         ModeDTypesName());
+INSTANTIATE_TEST_SUITE_P(AllModes, DecodeOracleTest, CpuModeDTypeMatrix(), ModeDTypesName());
 
 TEST(Decode, SpeculativeOracle) {
   // Multi-token rows against the oracle, via the in-place path (last token's state).

@@ -11,6 +11,7 @@
 namespace mambaserve {
 namespace {
 
+using scan_test::CpuModeDTypeMatrix;
 using scan_test::ExpectPrefillMatchesOracle;
 using scan_test::kModes;
 using scan_test::MakeScanProblem;
@@ -42,12 +43,7 @@ TEST_P(PrefillOracleTest, MatchesFloat64Oracle) {
   ExpectPrefillMatchesOracle(p, *out, RunOracle(p), DiscretizationName(mode));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModes, PrefillOracleTest,
-                         ::testing::Combine(::testing::ValuesIn(kModes),
-                                            ::testing::Values(DType::kF32, DType::kBF16,
-                                                              DType::kF16),
-                                            ::testing::Values(DType::kF32, DType::kBF16)),
-                         ModeDTypesName());
+INSTANTIATE_TEST_SUITE_P(AllModes, PrefillOracleTest, CpuModeDTypeMatrix(), ModeDTypesName());
 
 TEST(Prefill, GroupedBCLargeStateNoGateNoBiasInPlace) {
   for (Discretization mode : kModes) {

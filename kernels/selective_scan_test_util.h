@@ -62,6 +62,14 @@ inline double RelErr(std::span<const double> got, std::span<const double> want) 
   return std::sqrt(num / den);
 }
 
+// The CPU tests' parameter matrix: every mode x input dtype (f32, bf16, f16) x state dtype (f32,
+// bf16); name its cases with ModeDTypesName.
+inline auto CpuModeDTypeMatrix() {
+  return ::testing::Combine(::testing::ValuesIn(kModes),
+                            ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
+                            ::testing::Values(DType::kF32, DType::kBF16));
+}
+
 // Test name of a (mode, input dtype, state dtype[, shape index]) parameter, such as
 // "default_xbf16_statef32" or "zoh_xf32_statef32_shape2".
 struct ModeDTypesName {
