@@ -83,6 +83,13 @@ class MpiCommunicator final : public Communicator {
   // Polls `req` until done or past `deadline`; on timeout breaks the communicator and keeps the
   // request and scratch_ as an orphan.
   absl::Status Wait(MPI_Request* req, absl::Time deadline, const std::string& what);
+  // Gathers every rank's `count` elements of `src` (esize bytes each) a segment at a time, one
+  // MPI_Iallgather in place into scratch_ per segment (single-phase, so a late rank can still
+  // complete an abandoned one), and after each calls use(off, m, slot): scratch_ then holds the
+  // ranks' elements [off, off + m) in rank order, slot = m * esize bytes each.
+  template <typename Use>
+  absl::Status GatherSegments(const char* src, int64_t count, int64_t esize,
+                              const std::string& what, Use use);
 
   MPI_Comm comm_;
   int rank_;
@@ -162,41 +169,49 @@ absl::Status MpiCommunicator::Wait(MPI_Request* req, absl::Time deadline, const 
   }
 }
 
-absl::Status MpiCommunicator::AllReduceSum(void* buf, int64_t count, DType dtype,
-                                           const Stream& stream) {
-  RETURN_IF_ERROR(Precheck("AllReduceSum", buf, count, dtype, stream));
-  if (size_ == 1) return absl::OkStatus();  // the sum over one rank is the input
+template <typename Use>
+absl::Status MpiCommunicator::GatherSegments(const char* src, int64_t count, int64_t esize,
+                                             const std::string& what, Use use) {
   const absl::Time deadline = Deadline();
-  const int64_t esize = DTypeSize(dtype);
-  // Per segment: gather every rank's slice (one MPI_Iallgather, in place into scratch), then sum
-  // the n slots in rank order. Single-phase, so a late rank can still complete an abandoned one.
   const int64_t seg_elems =
       std::max<int64_t>(1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
-  char* base = static_cast<char*>(buf);
   for (int64_t off = 0; off < count; off += seg_elems) {
     const int64_t m = std::min(seg_elems, count - off);
     const int64_t slot = m * esize;
     scratch_.resize(static_cast<size_t>(slot * size_));
-    std::memcpy(scratch_.data() + rank_ * slot, base + off * esize, slot);
+    std::memcpy(scratch_.data() + rank_ * slot, src + off * esize, slot);
     MPI_Request req;
     MPI_RETURN_IF_ERROR(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_BYTE, scratch_.data(),
                                        static_cast<int>(slot), MPI_BYTE, comm_, &req));
-    RETURN_IF_ERROR(Wait(&req, deadline,
-                         absl::StrCat("AllReduceSum(count=", count, ", ", DTypeName(dtype), ")")));
-    void* out = base + off * esize;
-    switch (dtype) {
-      case DType::kF32:
-        SumSlots(scratch_.data(), slot, size_, m, static_cast<float*>(out));
-        break;
-      case DType::kBF16:
-        SumSlots(scratch_.data(), slot, size_, m, static_cast<bf16*>(out));
-        break;
-      case DType::kF16:
-        SumSlots(scratch_.data(), slot, size_, m, static_cast<f16*>(out));
-        break;
-    }
+    RETURN_IF_ERROR(Wait(&req, deadline, what));
+    use(off, m, slot);
   }
   return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::AllReduceSum(void* buf, int64_t count, DType dtype,
+                                           const Stream& stream) {
+  RETURN_IF_ERROR(Precheck("AllReduceSum", buf, count, dtype, stream));
+  if (size_ == 1) return absl::OkStatus();  // the sum over one rank is the input
+  const int64_t esize = DTypeSize(dtype);
+  char* base = static_cast<char*>(buf);
+  // Each segment: every rank's slice gathered, then the slots summed in rank order.
+  return GatherSegments(base, count, esize,
+                        absl::StrCat("AllReduceSum(count=", count, ", ", DTypeName(dtype), ")"),
+                        [&](int64_t off, int64_t m, int64_t slot) {
+                          void* out = base + off * esize;
+                          switch (dtype) {
+                            case DType::kF32:
+                              SumSlots(scratch_.data(), slot, size_, m, static_cast<float*>(out));
+                              break;
+                            case DType::kBF16:
+                              SumSlots(scratch_.data(), slot, size_, m, static_cast<bf16*>(out));
+                              break;
+                            case DType::kF16:
+                              SumSlots(scratch_.data(), slot, size_, m, static_cast<f16*>(out));
+                              break;
+                          }
+                        });
 }
 
 absl::Status MpiCommunicator::AllGather(const void* send, void* recv, int64_t count, DType dtype,
@@ -208,26 +223,15 @@ absl::Status MpiCommunicator::AllGather(const void* send, void* recv, int64_t co
     if (count > 0) std::memmove(recv, send, count * esize);
     return absl::OkStatus();
   }
-  const absl::Time deadline = Deadline();
-  const int64_t seg_elems =
-      std::max<int64_t>(1, std::min<int64_t>(kSegmentBytes, (INT_MAX / 2) / size_) / esize);
-  const char* src = static_cast<const char*>(send);
   char* dst = static_cast<char*>(recv);
-  for (int64_t off = 0; off < count; off += seg_elems) {
-    const int64_t m = std::min(seg_elems, count - off);
-    const int64_t slot = m * esize;
-    scratch_.resize(static_cast<size_t>(slot * size_));
-    std::memmove(scratch_.data() + rank_ * slot, src + off * esize, slot);
-    MPI_Request req;
-    MPI_RETURN_IF_ERROR(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_BYTE, scratch_.data(),
-                                       static_cast<int>(slot), MPI_BYTE, comm_, &req));
-    RETURN_IF_ERROR(
-        Wait(&req, deadline, absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")")));
-    for (int r = 0; r < size_; ++r) {
-      std::memmove(dst + (r * count + off) * esize, scratch_.data() + r * slot, slot);
-    }
-  }
-  return absl::OkStatus();
+  return GatherSegments(static_cast<const char*>(send), count, esize,
+                        absl::StrCat("AllGather(count=", count, ", ", DTypeName(dtype), ")"),
+                        [&](int64_t off, int64_t, int64_t slot) {
+                          for (int r = 0; r < size_; ++r) {
+                            std::memmove(dst + (r * count + off) * esize,
+                                         scratch_.data() + r * slot, slot);
+                          }
+                        });
 }
 
 absl::Status MpiCommunicator::Broadcast(void* buf, int64_t count, DType dtype, int root,
