@@ -189,7 +189,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
   const XT* z = reinterpret_cast<const XT*>(raw_z) + c.cl;
   XT* y = reinterpret_cast<XT*>(a.y) + tok0 * a.y_rs + c.d;
   const bool writes_y = c.sub == 0 && c.valid;
-  auto step = [&](int t) {
+  auto step = [&](int t, XT* yt) {
     const float uu = ToF(u[t * c.x_row]);
     const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * c.spb : 0.0f;
     const TokenScalars ts =
@@ -225,7 +225,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
       }
       yv = fmaf(c.Dd, uu, yv);
       if (a.z) yv *= DevSilu(ToF(z[t * c.x_row]));
-      if (writes_y) y[t * a.y_rs] = FromF<XT>(yv);
+      if (writes_y) *yt = FromF<XT>(yv);
     }
   };
   // Rows up to the next block boundary in one loop, then that boundary's state.
@@ -233,8 +233,10 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
   while (t < rows) {
     const bool hit = !kAggregate && nb < first + rows;
     const int end = hit ? static_cast<int>(nb - first) + 1 : rows;
+    // y's row pointer advances with t (a 64-bit multiply per token otherwise).
+    XT* yt = y + t * a.y_rs;
 #pragma unroll 2
-    for (; t < end; ++t) step(t);
+    for (; t < end; ++t, yt += a.y_rs) step(t, yt);
     if (hit) {
       const int64_t j = (c.prefix + nb + 1) / a.block_size - c.prefix / a.block_size - 1;
       StoreStates(a, c, a.bnd[c.seq * a.bnd_stride + j], h);

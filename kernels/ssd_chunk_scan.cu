@@ -146,10 +146,15 @@ __global__ void SsdSequentialKernel(SsdChunkScanParams p) {
 // ------------------------------------------------------------------------------------------
 namespace tc {
 
-constexpr int kT = 64;           // tokens per sub-chunk (padded)
-constexpr int kN = 128;          // padded d_state
-constexpr int kP = 64;           // channels per CTA
-constexpr int kThreads = 512;    // 16 warps
+constexpr int kT = 64;         // tokens per sub-chunk (padded)
+constexpr int kN = 128;        // padded d_state
+constexpr int kP = 64;         // channels per CTA
+constexpr int kThreads = 512;  // 16 warps
+// The warp that prepares the next sub-chunk's dt, cum and weights, right after the sub-chunk's
+// first barrier: warp 12 (row block 0, column quarter 3) has no C B^T tile and no G to compute
+// before the second barrier, so its dt scan fills that slack instead of delaying the last
+// barrier (warp 0 did it there before).
+constexpr int kDtWarp = 12;
 constexpr int kPitchX = kP + 8;  // bf16 elements per smem row (16 B pad: conflict-free ldmatrix)
 constexpr int kPitchBC = kN + 8;
 constexpr int kPitchG = kT + 8;
@@ -163,7 +168,7 @@ struct __align__(16) Smem {
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
-  float cum[2][kT];         // double buffered: warp 0 prepares the next sub-chunk's
+  float cum[2][kT];         // double buffered: warp kDtWarp prepares the next sub-chunk's
   float dt[2][kT];
   float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
   float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
@@ -355,7 +360,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                       : p.D[hd];
     }
   }
-  // dt of a sub-chunk: warp 0 loads the raw values one sub-chunk ahead (registers) and turns
+  // dt of a sub-chunk: warp kDtWarp loads the raw values one sub-chunk ahead (registers) and turns
   // them into dt and the inclusive cumulative sum of dt*A in sm.dt/sm.cum[buf] one sub-chunk
   // ahead, so neither the load latency nor the scan sits on the critical path.
   float dt_raw[2] = {0.0f, 0.0f};
@@ -405,7 +410,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (pos_begin < pos_end) {
     const int l0 = sub_len(pos_begin);
     load(0, pos_begin, l0);
-    if (warp == 0) {
+    if (warp == kDtWarp) {
       load_dt(pos_begin, l0);
       scan_dt(0, l0);
       if (pos_begin + l0 < pos_end) load_dt(pos_begin + l0, sub_len(pos_begin + l0));
@@ -444,6 +449,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float* dtv = sm.dt[buf];
     const float cum_last = cum[kT - 1];  // padded tokens add 0
     seg_logdec += cum_last;
+    // dt and cum of the next sub-chunk into the other buffer (last read before S1), then the raw
+    // dt of the one after.
+    if (warp == kDtWarp && next < pos_end) {
+      scan_dt(buf ^ 1, len_next);
+      const int64_t after = next + len_next;
+      if (after < pos_end) load_dt(after, sub_len(after));
+    }
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j.
 #pragma unroll
     for (int it = 0; it < kT * kP / 2 / kThreads; ++it) {
@@ -596,13 +608,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int32_t bb = BoundaryBlock(p, q, q.off + next);
         if (bb != 0) store_state(bb);
       }
-    }
-    // dt and cum of the next sub-chunk (into the other buffer), then prefetch the raw dt of the
-    // one after.
-    if (warp == 0 && next < pos_end) {
-      scan_dt(buf ^ 1, len_next);
-      const int64_t after = next + len_next;
-      if (after < pos_end) load_dt(after, sub_len(after));
     }
     __syncthreads();  // S3: this sub-chunk's buffers may be overwritten
     pos = next;
