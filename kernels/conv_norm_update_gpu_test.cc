@@ -226,8 +226,10 @@ TEST(ConvNormUpdateGpu, GatedRmsNormMatchesCpu) {
                                   DTypeName(dt), " nbg=", nbg, " aligned=", aligned,
                                   " seed=", seed));
         Rng rng(seed++);
-        // fp32 weights with 16-bit activations, as the mixer has them, on every other case.
+        // fp32 weights with 16-bit activations on every other case; every third case without
+        // a weight (w = 1), as the model runs it (the weight folded into out_proj).
         const DType wdt = seed % 2 == 0 ? DType::kF32 : dt;
+        const bool no_weight = seed % 3 == 0;
         const int64_t I = sh.G * sh.gs, per = I / sh.tp;
         const int64_t ys = aligned ? I + 8 : I + 3, os = aligned ? I + 16 : I + 1;
         Bytes y = RandomBytes(dt, sh.T * ys, rng, 1.5f), z = RandomBytes(dt, sh.T * ys, rng, 2.0f),
@@ -249,6 +251,7 @@ TEST(ConvNormUpdateGpu, GatedRmsNormMatchesCpu) {
           p.z = (gpu ? static_cast<uint8_t*>(dz.ptr()) : z.data()) + c0 * es;
           p.z_row_stride = ys;
           p.weight = (gpu ? static_cast<uint8_t*>(dw.ptr()) : w.data()) + c0 * DTypeSize(wdt);
+          if (no_weight) p.weight = nullptr;
           p.weight_dtype = wdt;
           p.out = (gpu ? static_cast<uint8_t*>(dout.ptr()) : out.data()) + c0 * es;
           p.out_row_stride = os;

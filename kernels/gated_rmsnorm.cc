@@ -38,7 +38,7 @@ absl::Status RunGatedRmsNorm(const GatedRmsNormParams& p, const Stream& stream) 
       return absl::InvalidArgumentError("gated_rmsnorm: unknown mode");
   }
   if (p.mode != GatedRmsNormMode::kPartialSums) {
-    MS_CHECK_ARG(p.weight != nullptr && p.out != nullptr, "gated_rmsnorm: weight or out is null");
+    MS_CHECK_ARG(p.out != nullptr, "gated_rmsnorm: out is null");
     MS_CHECK_ARG(p.out_row_stride >= p.dim || p.num_tokens == 1,
                  "gated_rmsnorm: out_row_stride < dim");
   }

@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t c = c0 + threadIdx.x; c < c1; c += kThreads) {
     float gate;
     const float v = value(c, &gate);
-    float o = v * rstd * LoadF(p.weight, p.weight_dtype, c);
+    float o = p.weight ? v * rstd * LoadF(p.weight, p.weight_dtype, c) : v * rstd;
     if (p.norm_before_gate) o *= gate;
     StoreF(p.out, p.dtype, oo + c, o);
   }
@@ -165,7 +165,10 @@ __global__ void __launch_bounds__(kThreads)
                      reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
   auto load_weights = [&](int64_t vi, float(&ww)[VEC]) {
     const int64_t c = c0 + vi * VEC;
-    if (w_vec) {
+    if (p.weight == nullptr) {
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) ww[j] = 1.0f;
+    } else if (w_vec) {
       const float* wp = static_cast<const float*>(p.weight) + c;
 #pragma unroll
       for (int j = 0; j < VEC; j += 4) {

@@ -4,6 +4,7 @@
 // For token t and local channel c (0 <= c < dim), with gate g = silu(z[t, c]) (g = 1 if no z):
 //   norm_before_gate == false:  v = y * g;  out = v * rsqrt(S / group_size + eps) * w[c]
 //   norm_before_gate == true:   v = y;      out = v * rsqrt(S / group_size + eps) * w[c] * g
+// (w = 1 without a weight: the model folds w into out_proj's columns.)
 // where S is the sum of v^2 over the channel's whole group. Accumulation is fp32.
 //
 // Groups are numbered globally: local channel c is global channel channel_offset + c and
@@ -46,7 +47,8 @@ struct GatedRmsNormParams {
   int64_t y_row_stride = 0;
   const void* z = nullptr;  // optional gate, same dtype; null = no gating
   int64_t z_row_stride = 0;
-  const void* weight = nullptr;  // (dim) local slice of norm.weight; unused in kPartialSums
+  const void* weight = nullptr;  // (dim) local slice of norm.weight or null (1); unused in
+                                 // kPartialSums
   DType weight_dtype = DType::kF32;
   void* out = nullptr;  // out[t, c] at out[t * out_row_stride + c]; may alias y exactly
   int64_t out_row_stride = 0;

@@ -39,7 +39,7 @@ absl::Status RunGatedRmsNormCpu(const GatedRmsNormParams& p) {
     for (int64_t c = 0; c < p.dim; ++c) {
       const int64_t g = (p.channel_offset + c) / gs - g_first;
       const float rstd = 1.0f / std::sqrt(ss[g] / static_cast<float>(gs) + p.eps);
-      float o = v[c] * rstd * LoadAsFloat(p.weight, p.weight_dtype, c);
+      float o = v[c] * rstd * (p.weight ? LoadAsFloat(p.weight, p.weight_dtype, c) : 1.0f);
       if (p.norm_before_gate) o *= gate[c];
       StoreFromFloat(p.out, p.dtype, t * p.out_row_stride + c, o);
     }

@@ -125,6 +125,24 @@ TEST(GatedRmsNormCpu, FusedMatchesOracle) {
   }
 }
 
+// Without a weight the norm scales by 1 (the model folds the weight into out_proj).
+TEST(GatedRmsNormCpu, NullWeightIsOne) {
+  Rng rng(77);
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    for (bool nbg : {false, true}) {
+      Inputs in = MakeInputs(3, 96, 32, dt, true, rng);
+      in.w.assign(in.I, 1.0f);
+      std::vector<uint8_t> out = Pack(dt, std::vector<float>(in.T * in.I, 0.0f));
+      GatedRmsNormParams p = Base(in, 0, in.I, nbg, 1e-5f, out, in.I);
+      p.weight = nullptr;
+      ASSERT_TRUE(RunGatedRmsNorm(p, Stream()).ok());
+      std::vector<double> got;
+      for (int64_t i = 0; i < in.T * in.I; ++i) got.push_back(LoadAsFloat(out.data(), dt, i));
+      EXPECT_LT(RelRmsError(got, Oracle(in, nbg, 1e-5)), Tol(dt)) << DTypeName(dt) << nbg;
+    }
+  }
+}
+
 // Channels split over `tp` "ranks" in contiguous slices that straddle groups: pass 1 per rank,
 // sums added on the host (the all-reduce), pass 2 per rank, equals the fused norm and the oracle.
 TEST(GatedRmsNormCpu, SplitFormEqualsFused) {

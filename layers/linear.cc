@@ -139,4 +139,27 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
 #endif
 }
 
+bool Linear::FusesInputRmsNorm(const void* x, DType y_dtype) const {
+#if MAMBASERVE_HAS_CUDA
+  return device_.is_cuda() && GemvFits(dtype_, in_, weight_.data(), x, 1, y_dtype);
+#else
+  (void)x, (void)y_dtype;
+  return false;
+#endif
+}
+
+absl::Status Linear::ForwardRmsNormalized(const void* x, void* y, DType y_dtype, float eps,
+                                          const Stream& stream) const {
+  MS_CHECK_ARG(FusesInputRmsNorm(x, y_dtype) && stream.is_cuda(),
+               "Linear: the RMS-normalised product runs only as the GPU's one-row GEMV");
+#if MAMBASERVE_HAS_CUDA
+  RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream, eps));
+  if (bias_.data() != nullptr) {
+    RETURN_IF_ERROR(
+        AddBiasCuda(y, out_, y_dtype, static_cast<const float*>(bias_.data()), 1, out_, stream));
+  }
+#endif
+  return absl::OkStatus();
+}
+
 }  // namespace mambaserve

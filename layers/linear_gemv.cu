@@ -3,6 +3,9 @@
 // (split-K and a separate reduce; bench_gemm_algos); here one warp streams one weight row with
 // 16-byte evict-first loads, four in flight per lane, x read through L1. (A version for 2-4 rows
 // that re-read x per row was slower than cuBLAS at 4 rows, so only one row is done here.)
+// kRmsX: x is RMS-normalised on the fly - every warp also sums x^2 over the row it reads anyway
+// and scales its dot product by rsqrt(mean(x^2) + eps) - so that a norm without a weight (the
+// Mamba-2 gated norm, its weight folded into out_proj) needs no kernel of its own.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -28,10 +31,10 @@ constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-template <typename YT>
+template <typename YT, bool kRmsX>
 __global__ void __launch_bounds__(kWarps * 32)
     GemvKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
-               const __nv_bfloat16* __restrict__ x, YT* __restrict__ y) {
+               const __nv_bfloat16* __restrict__ x, YT* __restrict__ y, float eps) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= out) return;
@@ -52,7 +55,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // once every block has started (it waits for this one likewise).
   AllowNextKernelLaunch();
   WaitForPreviousKernels();
-  float acc = 0.0f;
+  float acc = 0.0f, ss = 0.0f;
   for (int64_t v0 = lane; v0 < nvec; v0 += kStride) {
     uint4 next[kUnroll];
     load_weights(v0 + kStride, next);  // the next batch is in flight while this one is used
@@ -66,24 +69,32 @@ __global__ void __launch_bounds__(kWarps * 32)
       UnpackBf16x8(__ldg(reinterpret_cast<const uint4*>(x) + v), xf);
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc = fmaf(wf[e], xf[e], acc);
+      if (kRmsX) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ss = fmaf(xf[e], xf[e], ss);
+      }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) wq[u] = next[u];
   }
 #pragma unroll
-  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  for (int off = 16; off > 0; off /= 2) {
+    acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (kRmsX) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+  }
+  if (kRmsX) acc *= rsqrtf(ss / static_cast<float>(in) + eps);
   if (lane == 0) Store(y + row, acc);
 }
 
-template <typename YT>
-absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y,
+template <typename YT, bool kRmsX>
+absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y, float eps,
                     cudaStream_t s) {
   const auto* wb = static_cast<const __nv_bfloat16*>(w);
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yt = static_cast<YT*>(y);
   const auto blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
-  CUDA_RETURN_IF_ERROR(
-      LaunchDependent(GemvKernel<YT>, dim3(blocks), dim3(kWarps * 32), 0, s, wb, out, in, xb, yt));
+  CUDA_RETURN_IF_ERROR(LaunchDependent(GemvKernel<YT, kRmsX>, dim3(blocks), dim3(kWarps * 32), 0, s,
+                                       wb, out, in, xb, yt, eps));
   return absl::OkStatus();
 }
 
@@ -97,10 +108,15 @@ bool GemvFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t r
 }
 
 absl::Status GemvCuda(const void* w, int64_t out, int64_t in, const void* x, void* y, DType y_dtype,
-                      const Stream& stream) {
+                      const Stream& stream, std::optional<float> x_rms_eps) {
   auto s = static_cast<cudaStream_t>(stream.handle());
-  if (y_dtype == DType::kF32) return Launch<float>(w, out, in, x, y, s);
-  return Launch<__nv_bfloat16>(w, out, in, x, y, s);
+  const float eps = x_rms_eps.value_or(0.0f);
+  if (x_rms_eps.has_value()) {
+    if (y_dtype == DType::kF32) return Launch<float, true>(w, out, in, x, y, eps, s);
+    return Launch<__nv_bfloat16, true>(w, out, in, x, y, eps, s);
+  }
+  if (y_dtype == DType::kF32) return Launch<float, false>(w, out, in, x, y, eps, s);
+  return Launch<__nv_bfloat16, false>(w, out, in, x, y, eps, s);
 }
 
 }  // namespace mambaserve

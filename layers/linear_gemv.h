@@ -5,6 +5,7 @@
 #define MAMBASERVE_LAYERS_LINEAR_GEMV_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "core/dtype.h"
@@ -14,9 +15,10 @@ namespace mambaserve {
 
 bool GemvFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t rows, DType y_dtype);
 
-// w: (out, in) row-major; x: (in); y: (out).
+// w: (out, in) row-major; x: (in); y: (out). With x_rms_eps, x is RMS-normalised first (no
+// weight): y = (x W^T) * rsqrt(mean(x^2) + eps), the mean over the `in` values.
 absl::Status GemvCuda(const void* w, int64_t out, int64_t in, const void* x, void* y, DType y_dtype,
-                      const Stream& stream);
+                      const Stream& stream, std::optional<float> x_rms_eps = std::nullopt);
 
 }  // namespace mambaserve
 

@@ -1,6 +1,7 @@
 #include "layers/linear.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/random.h"
 #include "gtest/gtest.h"
@@ -78,11 +79,50 @@ TEST(LinearGpu, MatchesOracle) {
   // 65 vectors per row); 5 rows: cuBLAS again.
   for (int64_t T : {1, 2, 3, 4, 5})
     CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {T, 520, 77, 528, 80});
-  // One row: out_proj's shape and an odd row count take the GEMV that stages each block's rows
-  // in shared memory (they fit); in_proj's rows do not fit and take the streaming GEMV.
+  // One row: out_proj's and in_proj's shapes, and an odd row count.
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2560, 5120, 2560});
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2561, 5120, 2563});
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 2560, 10576, 2560, 10576});
+}
+
+// The one-row GEMV with its input RMS-normalised: y = (x / rms(x)) W^T + b, rms over the row.
+TEST(LinearGpu, RmsNormalizedMatchesOracle) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; runs on the GPU machine";
+  const Device gpu = Device::Cuda(0);
+  for (const auto [in, out] : {std::pair<int64_t, int64_t>{5120, 2560}, {520, 77}}) {
+    Rng rng(in + out);
+    auto x = rng.NormalVector(in, 3.0f), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
+    RoundTo(DType::kBF16, x);
+    RoundTo(DType::kBF16, w);
+    const float eps = 1e-5f;
+    double ss = 0;
+    for (float v : x) ss += static_cast<double>(v) * v;
+    const double r = 1.0 / std::sqrt(ss / in + eps);
+    std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
+    for (int64_t o = 0; o < out; ++o) want[o] = want[o] * r + b[o];
+    auto lin = Linear::Create(gpu, DType::kBF16, out, in, w, &b);
+    auto stream = Stream::Create(gpu);
+    auto dx = UploadAs(gpu, DType::kBF16, x);
+    auto dy = Buffer::Allocate(gpu, out * 4);
+    ASSERT_TRUE(lin.ok() && stream.ok() && dx.ok() && dy.ok());
+    ASSERT_TRUE(lin->FusesInputRmsNorm(dx->data(), DType::kF32));
+    ASSERT_TRUE(lin->ForwardRmsNormalized(dx->data(), dy->data(), DType::kF32, eps, *stream).ok());
+    ASSERT_TRUE(stream->Synchronize().ok());
+    std::vector<float> y(out);
+    ASSERT_TRUE(CopyBytes(y.data(), Device::Cpu(), dy->data(), gpu, out * 4).ok());
+    // fp32 sums of <= 5120 exact products: ~1e-6 relative.
+    EXPECT_LT(RelErr(y.data(), out, want, 1, out), 1e-5) << in << "x" << out;
+  }
+}
+
+// Where the RMS-normalised product cannot run (here: a CPU layer) it says so and refuses.
+TEST(Linear, RmsNormalizedNeedsTheGpuGemv) {
+  auto cpu = Linear::Create(Device::Cpu(), DType::kF32, 2, 8, std::vector<float>(16, 1.0f));
+  ASSERT_TRUE(cpu.ok());
+  EXPECT_FALSE(cpu->FusesInputRmsNorm(cpu->weight(), DType::kF32));
+  std::vector<float> y(2);
+  EXPECT_FALSE(
+      cpu->ForwardRmsNormalized(cpu->weight(), y.data(), DType::kF32, 1e-5f, Stream()).ok());
 }
 
 }  // namespace

@@ -70,11 +70,16 @@ absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
   x.d_per_channel_ = d_shape.size() == 2;
   RETURN_IF_ERROR(ReadRows(src, prefix + "D", {plan.heads}, &w));
   ASSIGN_OR_RETURN(x.D_, UploadAs(device, DType::kF32, w));
-  RETURN_IF_ERROR(ReadRows(src, prefix + "norm.weight", {plan.inner}, &w));
-  ASSIGN_OR_RETURN(x.norm_weight_, UploadAs(device, DType::kF32, w));
+  std::vector<float> norm_w;
+  RETURN_IF_ERROR(ReadRows(src, prefix + "norm.weight", {plan.inner}, &norm_w));
 
-  // out_proj: columns of this rank's channels; a bias is added by rank 0 only.
+  // out_proj: columns [mlp | y] of this rank's channels, the y columns scaled by the norm's
+  // weight (the class comment); a bias is added by rank 0 only.
   RETURN_IF_ERROR(ReadCols(src, prefix + "out_proj.weight", plan.out_proj_cols, &w));
+  const int64_t cols = plan.local_out_proj_cols, y0 = plan.local_d_mlp;
+  for (int64_t r = 0; r < g.d_model; ++r) {
+    for (int64_t c = 0; c < plan.local_d_inner; ++c) w[r * cols + y0 + c] *= norm_w[c];
+  }
   std::vector<float>* out_bias = nullptr;
   if (m.proj_bias() && plan.rank == 0) {
     RETURN_IF_ERROR(ReadRows(src, prefix + "out_proj.bias", {{0, g.d_model}}, &b));
@@ -167,8 +172,7 @@ GatedRmsNormParams Mamba2Mixer::NormParams(const char* zx, void* y, int64_t T) c
   n.y_row_stride = I;
   n.z = zx + columns().z * DTypeSize(dtype_);
   n.z_row_stride = plan_.local_in_proj_rows;
-  n.weight = norm_weight_.data();
-  n.weight_dtype = DType::kF32;
+  n.weight = nullptr;  // folded into out_proj
   n.out = y;
   n.out_row_stride = I;
   n.group_size = plan_.norm.group_size;
@@ -176,6 +180,12 @@ GatedRmsNormParams Mamba2Mixer::NormParams(const char* zx, void* y, int64_t T) c
   n.eps = eps_;
   n.norm_before_gate = norm_before_gate_;
   return n;
+}
+
+bool Mamba2Mixer::FusesDecodeNorm(const StepBatch& bt, const void* y) const {
+  return bt.num_tokens == 1 && bt.num_decode == 1 && !norm_before_gate_ && plan_.local_d_mlp == 0 &&
+         plan_.norm.group_size == plan_.local_d_inner && !plan_.norm.needs_cross_rank_sum &&
+         out_proj_.FusesInputRmsNorm(y, dtype_);
 }
 
 absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTensorRef& conv,
@@ -205,8 +215,17 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   const MixerConvArgs ca{zx + col.xbc * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
 
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
-  if (nd > 0)
-    RETURN_IF_ERROR(RunMamba2StateUpdate(DecodeStateParams(zx, xb, yy, ssm, bt), *ctx.stream));
+  const bool fused_norm = FusesDecodeNorm(bt, yy);
+  if (nd > 0) {
+    Mamba2StateUpdateParams s = DecodeStateParams(zx, xb, yy, ssm, bt);
+    if (fused_norm) {  // y * silu(z), the gated norm's v; out_proj normalises it
+      s.z = zx + col.z * es;
+      s.z_batch_stride = R;
+      s.z_token_stride = R;
+      s.z_head_stride = P;
+    }
+    RETURN_IF_ERROR(RunMamba2StateUpdate(s, *ctx.stream));
+  }
   if (bt.num_prefill > 0) {
     const int64_t tp_rows = T - nd;
     SsdChunkScanParams s;
@@ -262,6 +281,13 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
 
   // Gated RMSNorm per original group, in place on y.
   GatedRmsNormParams n = NormParams(zx, yy, T);
+  if (fused_norm) {
+    RETURN_IF_ERROR(out_proj_.ForwardRmsNormalized(y, out, dtype_, eps_, *ctx.stream));
+    if (ctx.tp() > 1) {
+      RETURN_IF_ERROR(ctx.comm->AllReduceSum(out, plan_.global.d_model, dtype_, *ctx.stream));
+    }
+    return absl::OkStatus();
+  }
   if (!plan_.norm.needs_cross_rank_sum) {
     RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
   } else {

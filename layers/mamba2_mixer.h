@@ -2,6 +2,11 @@
 // piece), causal conv over [x | B | C], SSD scan (prefill) or state update (decode), gated
 // RMSNorm (with cross-rank partial sums when a group spans ranks), out_proj (row-parallel) and
 // its all-reduce. Every per-rank size comes from the shard plan.
+//
+// The norm's weight is folded into out_proj's columns at load (out_proj(v r w) = (W w)(v r) for
+// the per-channel weight w and the per-group scale r), so the norm kernel runs without one; a
+// decode step at batch 1 whose rank holds one whole norm group then runs no norm kernel at all:
+// the state update gates y by silu(z) and out_proj's one-row GEMV normalises its input.
 #ifndef MAMBASERVE_LAYERS_MAMBA2_MIXER_H_
 #define MAMBASERVE_LAYERS_MAMBA2_MIXER_H_
 
@@ -44,6 +49,8 @@ class Mamba2Mixer {
   Mamba2StateUpdateParams DecodeStateParams(const char* zx, const char* xb, void* y,
                                             const StateTensorRef& ssm, const StepBatch& bt) const;
   GatedRmsNormParams NormParams(const char* zx, void* y, int64_t T) const;
+  // Whether this step's gated norm can ride on the state update and out_proj (see above).
+  bool FusesDecodeNorm(const StepBatch& bt, const void* y) const;
 
   Mamba2ShardPlan plan_;
   DType dtype_ = DType::kF32;
@@ -54,7 +61,7 @@ class Mamba2Mixer {
   float dt_min_ = 0.0f, dt_max_ = 0.0f;
   bool d_per_channel_ = false;
   Linear in_proj_, out_proj_;
-  Buffer conv_weight_, conv_bias_, dt_bias_, A_, D_, norm_weight_;
+  Buffer conv_weight_, conv_bias_, dt_bias_, A_, D_;
 };
 
 }  // namespace mambaserve
