@@ -25,13 +25,18 @@ namespace {
 // 0.995 ms, 8 warps 0.802-0.807, 4 warps 0.778-0.791, 2 warps 0.777-0.783, 1 warp 0.813
 // (bench/RESULTS.md). Likely why: as a dependent launch, small blocks find room beside the
 // previous kernel's blocks and start streaming earlier.
-constexpr int kWarps = 2;
+constexpr int kPlainWarps = 2;
+// The RMS-normalised product (Mamba-2 out_proj at batch 1) launches as a dependent of the state
+// update, whose 640 blocks fill the SMs' registers; one-warp blocks find room beside them and
+// start streaming sooner: 16-layer step 0.740 vs 0.754 ms with 2 warps (4 warps 0.753; 8 loads
+// in flight 0.756-0.760), 64 layers 2.613 vs 2.633 ms (H100, bench/RESULTS.md).
+constexpr int kRmsWarps = 1;
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-template <typename YT, bool kRmsX>
+template <typename YT, bool kRmsX, int kWarps>  // kWarps: output rows (warps) per block
 __global__ void __launch_bounds__(kWarps * 32)
     GemvKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
                const __nv_bfloat16* __restrict__ x, YT* __restrict__ y, float eps) {
@@ -89,12 +94,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename YT, bool kRmsX>
 absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y, float eps,
                     cudaStream_t s) {
+  constexpr int kWarps = kRmsX ? kRmsWarps : kPlainWarps;
   const auto* wb = static_cast<const __nv_bfloat16*>(w);
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yt = static_cast<YT*>(y);
   const auto blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
-  CUDA_RETURN_IF_ERROR(LaunchDependent(GemvKernel<YT, kRmsX>, dim3(blocks), dim3(kWarps * 32), 0, s,
-                                       wb, out, in, xb, yt, eps));
+  CUDA_RETURN_IF_ERROR(LaunchDependent(GemvKernel<YT, kRmsX, kWarps>, dim3(blocks),
+                                       dim3(kWarps * 32), 0, s, wb, out, in, xb, yt, eps));
   return absl::OkStatus();
 }
 

@@ -182,10 +182,12 @@ GatedRmsNormParams Mamba2Mixer::NormParams(const char* zx, void* y, int64_t T) c
   return n;
 }
 
+// tp = 1 only for now: the same path under NCCL (each rank a whole group, then the all-reduce
+// of out_proj) is simple but has not run on GPUs yet.
 bool Mamba2Mixer::FusesDecodeNorm(const StepBatch& bt, const void* y) const {
-  return bt.num_tokens == 1 && bt.num_decode == 1 && !norm_before_gate_ && plan_.local_d_mlp == 0 &&
-         plan_.norm.group_size == plan_.local_d_inner && !plan_.norm.needs_cross_rank_sum &&
-         out_proj_.FusesInputRmsNorm(y, dtype_);
+  return plan_.tp == 1 && bt.num_tokens == 1 && bt.num_decode == 1 && !norm_before_gate_ &&
+         plan_.local_d_mlp == 0 && plan_.norm.group_size == plan_.local_d_inner &&
+         !plan_.norm.needs_cross_rank_sum && out_proj_.FusesInputRmsNorm(y, dtype_);
 }
 
 absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTensorRef& conv,
@@ -281,13 +283,7 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
 
   // Gated RMSNorm per original group, in place on y.
   GatedRmsNormParams n = NormParams(zx, yy, T);
-  if (fused_norm) {
-    RETURN_IF_ERROR(out_proj_.ForwardRmsNormalized(y, out, dtype_, eps_, *ctx.stream));
-    if (ctx.tp() > 1) {
-      RETURN_IF_ERROR(ctx.comm->AllReduceSum(out, plan_.global.d_model, dtype_, *ctx.stream));
-    }
-    return absl::OkStatus();
-  }
+  if (fused_norm) return out_proj_.ForwardRmsNormalized(y, out, dtype_, eps_, *ctx.stream);
   if (!plan_.norm.needs_cross_rank_sum) {
     RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
   } else {
