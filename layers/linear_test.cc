@@ -40,7 +40,8 @@ struct Dims {
   int64_t T, in, out, xs, ys;
 };
 
-void CheckOn(Device device, DType dtype, double tol, Dims d = {13, 70, 33, 90, 40}) {
+void CheckOn(Device device, DType dtype, double tol, Dims d = {13, 70, 33, 90, 40},
+             DType y_dtype = DType::kF32) {
   Rng rng(3);
   const int64_t T = d.T, in = d.in, out = d.out, xs = d.xs, ys = d.ys;
   auto x = rng.NormalVector(T * xs), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
@@ -53,13 +54,17 @@ void CheckOn(Device device, DType dtype, double tol, Dims d = {13, 70, 33, 90, 4
   auto blas = BlasHandle::Create(*stream);
   ASSERT_TRUE(blas.ok()) << blas.status();
   auto dx = UploadAs(device, dtype, x);
-  auto dy = Buffer::Allocate(device, T * ys * 4);
+  const int64_t es = DTypeSize(y_dtype);
+  auto dy = Buffer::Allocate(device, T * ys * es);
   ASSERT_TRUE(dx.ok() && dy.ok());
-  ASSERT_TRUE(lin->Forward(dx->data(), xs, T, dy->data(), ys, DType::kF32, *stream, *blas).ok());
+  ASSERT_TRUE(lin->Forward(dx->data(), xs, T, dy->data(), ys, y_dtype, *stream, *blas).ok());
   ASSERT_TRUE(stream->Synchronize().ok());
+  std::vector<uint8_t> yb(T * ys * es);
+  ASSERT_TRUE(CopyBytes(yb.data(), Device::Cpu(), dy->data(), device, T * ys * es).ok());
   std::vector<float> y(T * ys);
-  ASSERT_TRUE(CopyBytes(y.data(), Device::Cpu(), dy->data(), device, T * ys * 4).ok());
-  EXPECT_LT(RelErr(y.data(), ys, Oracle(x, T, xs, w, &b, out, in), T, out), tol);
+  for (int64_t i = 0; i < T * ys; ++i) y[i] = LoadAsFloat(yb.data(), y_dtype, i);
+  EXPECT_LT(RelErr(y.data(), ys, Oracle(x, T, xs, w, &b, out, in), T, out), tol)
+      << "T=" << T << " in=" << in << " out=" << out << " y " << DTypeName(y_dtype);
 }
 
 // fp32 dot products of 70 terms: relative error ~1e-7.
@@ -79,6 +84,15 @@ TEST(LinearGpu, MatchesOracle) {
   // 65 vectors per row); 5 rows: cuBLAS again.
   for (int64_t T : {1, 2, 3, 4, 5})
     CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {T, 520, 77, 528, 80});
+  // 2-64 rows: the few-row tensor-core kernel - 1, 2, 4 and 8 tiles of 8 rows, partial tiles,
+  // K slices with a tail (200 = 6 steps of 32 + 8), odd outputs, a bf16 y (rounded once:
+  // 2^-9 relative); 65 rows: cuBLAS.
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {9, 72, 17, 80, 20});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {16, 2560, 1000, 2568, 1000});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {33, 200, 45, 208, 50});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {64, 5120, 300, 5120, 300});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {65, 5120, 100, 5120, 100});
+  CheckOn(Device::Cuda(0), DType::kBF16, 4e-3, {24, 5120, 2560, 5128, 2568}, DType::kBF16);
   // One row: out_proj's and in_proj's shapes, and an odd row count.
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2560, 5120, 2560});
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2561, 5120, 2563});
