@@ -282,7 +282,8 @@ TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
 
 // Dependent launches (core/dependent_launch.h; on by default on an H100) only let kernels start
 // early and wait inside: a model computes exactly the same logits with them switched off,
-// eagerly and in graphs, at batch 1 (the GEMV) and 3 (cuBLAS), Mamba-1 and Mamba-2, bf16.
+// eagerly and in graphs, at batch 1 (the GEMV) and 3 (the few-row tensor-core product), Mamba-1 and
+// Mamba-2, bf16.
 TEST(DependentLaunch, SameLogitsWithAndWithout) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
   struct Restore {  // the switch is process-wide: back on however the test ends
