@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -140,18 +141,33 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
 }
 
 bool Linear::FusesInputRmsNorm(const void* x, DType y_dtype) const {
+  if (device_.is_cpu()) return dtype_ == DType::kF32 && y_dtype == DType::kF32;
 #if MAMBASERVE_HAS_CUDA
-  return device_.is_cuda() && GemvFits(dtype_, in_, weight_.data(), x, 1, y_dtype);
+  return GemvFits(dtype_, in_, weight_.data(), x, 1, y_dtype);
 #else
-  (void)x, (void)y_dtype;
+  (void)x;
   return false;
 #endif
 }
 
 absl::Status Linear::ForwardRmsNormalized(const void* x, void* y, DType y_dtype, float eps,
                                           const Stream& stream) const {
-  MS_CHECK_ARG(FusesInputRmsNorm(x, y_dtype) && stream.is_cuda(),
-               "Linear: the RMS-normalised product runs only as the GPU's one-row GEMV");
+  MS_CHECK_ARG(FusesInputRmsNorm(x, y_dtype) && stream.is_cuda() == device_.is_cuda(),
+               "Linear: no RMS-normalised product for these arguments (CPU: f32; GPU: the "
+               "one-row GEMV's bf16)");
+  if (device_.is_cpu()) {
+    // The same order as the GEMV: fp32 sum of squares over the row, then the scaled product.
+    const auto* xf = static_cast<const float*>(x);
+    float ss = 0.0f;
+    for (int64_t i = 0; i < in_; ++i) ss += xf[i] * xf[i];
+    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(in_) + eps);
+    auto* yf = static_cast<float*>(y);
+    if (bias_.data() != nullptr) std::memcpy(yf, bias_.data(), static_cast<size_t>(out_) * 4);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out_), static_cast<int>(in_), scale,
+                static_cast<const float*>(weight_.data()), static_cast<int>(in_), xf, 1,
+                bias_.data() != nullptr ? 1.0f : 0.0f, yf, 1);
+    return absl::OkStatus();
+  }
 #if MAMBASERVE_HAS_CUDA
   RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream, eps));
   if (bias_.data() != nullptr) {

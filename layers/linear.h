@@ -51,8 +51,8 @@ class Linear {
   absl::Status Forward(const void* x, int64_t x_row_stride, int64_t num_tokens, void* y,
                        int64_t y_row_stride, DType y_dtype, const Stream& stream,
                        const BlasHandle& blas) const;
-  // Whether ForwardRmsNormalized runs for the single row x (dtype()) and y_dtype: on the GPU
-  // where the one-row GEMV does (bf16 weights, 16-byte aligned, in_features % 8 == 0).
+  // Whether ForwardRmsNormalized runs for the single row x (dtype()) and y_dtype: on the CPU in
+  // f32; on the GPU where the one-row GEMV does (bf16 weights, 16-byte aligned, in % 8 == 0).
   bool FusesInputRmsNorm(const void* x, DType y_dtype) const;
   // y = (x / rms(x)) W^T (+ b) for the single row x, rms(x) = sqrt(mean(x^2) + eps) over the
   // in_features values: an RMS norm without a weight (fold it into W) inside the product, so

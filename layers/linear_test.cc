@@ -128,14 +128,24 @@ TEST(LinearGpu, RmsNormalizedMatchesOracle) {
   }
 }
 
-// Where the RMS-normalised product cannot run (here: a CPU layer) it says so and refuses.
-TEST(Linear, RmsNormalizedNeedsTheGpuGemv) {
-  auto cpu = Linear::Create(Device::Cpu(), DType::kF32, 2, 8, std::vector<float>(16, 1.0f));
-  ASSERT_TRUE(cpu.ok());
-  EXPECT_FALSE(cpu->FusesInputRmsNorm(cpu->weight(), DType::kF32));
-  std::vector<float> y(2);
-  EXPECT_FALSE(
-      cpu->ForwardRmsNormalized(cpu->weight(), y.data(), DType::kF32, 1e-5f, Stream()).ok());
+// The RMS-normalised product on the CPU (f32) against the oracle; refused where it cannot run.
+TEST(Linear, RmsNormalizedCpuMatchesOracle) {
+  Rng rng(5);
+  const int64_t in = 96, out = 13;
+  auto x = rng.NormalVector(in, 3.0f), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  const double r = 1.0 / std::sqrt(ss / in + 1e-5);
+  std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
+  for (int64_t o = 0; o < out; ++o) want[o] = want[o] * r + b[o];
+  auto lin = Linear::Create(Device::Cpu(), DType::kF32, out, in, w, &b);
+  ASSERT_TRUE(lin.ok());
+  ASSERT_TRUE(lin->FusesInputRmsNorm(x.data(), DType::kF32));
+  std::vector<float> y(out);
+  ASSERT_TRUE(lin->ForwardRmsNormalized(x.data(), y.data(), DType::kF32, 1e-5f, Stream()).ok());
+  EXPECT_LT(RelErr(y.data(), out, want, 1, out), 1e-6);
+  EXPECT_FALSE(lin->FusesInputRmsNorm(x.data(), DType::kBF16));
+  EXPECT_FALSE(lin->ForwardRmsNormalized(x.data(), y.data(), DType::kBF16, 1e-5f, Stream()).ok());
 }
 
 }  // namespace
