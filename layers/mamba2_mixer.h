@@ -6,7 +6,8 @@
 // The norm's weight is folded into out_proj's columns at load (out_proj(v r w) = (W w)(v r) for
 // the per-channel weight w and the per-group scale r), so the norm kernel runs without one; a
 // decode step at batch 1 (tp = 1, one norm group) then runs no norm kernel at all: the state
-// update gates y by silu(z) and out_proj's one-row GEMV normalises its input.
+// update gates y by silu(z) and out_proj normalises its input inside the product (on the GPU,
+// the one-row GEMV; bench/RESULTS.md, twelfth session).
 #ifndef MAMBASERVE_LAYERS_MAMBA2_MIXER_H_
 #define MAMBASERVE_LAYERS_MAMBA2_MIXER_H_
 
