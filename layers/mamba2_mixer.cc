@@ -281,9 +281,9 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
     RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
   }
 
+  if (fused_norm) return out_proj_.ForwardRmsNormalized(y, out, dtype_, eps_, *ctx.stream);
   // Gated RMSNorm per original group, in place on y.
   GatedRmsNormParams n = NormParams(zx, yy, T);
-  if (fused_norm) return out_proj_.ForwardRmsNormalized(y, out, dtype_, eps_, *ctx.stream);
   if (!plan_.norm.needs_cross_rank_sum) {
     RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
   } else {
