@@ -2,13 +2,14 @@
 # The main job: start `mpirun -np 2 mambaserve` on the embedded model (testdata/golden/m2_g1, a
 # small Mamba-2 checkpoint; on a GPU machine each rank takes a GPU, elsewhere the CPU backend),
 # generate from a prompt over gRPC, run the load generator, then drain and stop the server.
-#   scripts/main_job.sh [BUILD_DIR]      env: RANKS (2), MODEL, SECONDS (5)
+#   scripts/main_job.sh [BUILD_DIR]      env: RANKS (2), MODEL, LOAD_SECONDS (5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${1:-build}"
 RANKS="${RANKS:-2}"
 MODEL="${MODEL:-testdata/golden/m2_g1}"
-SECONDS_LOAD="${SECONDS:-5}"
+# (Not $SECONDS: bash keeps the seconds since the shell started there, so it is always set.)
+SECONDS_LOAD="${LOAD_SECONDS:-5}"
 SOCK="unix:/tmp/mambaserve_main_$$.sock"
 LOG="/tmp/mambaserve_main_$$.log"
 SERVER="$BUILD_DIR/launcher/mambaserve"
