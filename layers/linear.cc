@@ -96,6 +96,20 @@ absl::Status AddBiasCuda(void* y, int64_t y_row_stride, DType y_dtype, const flo
                          int64_t rows, int64_t cols, const Stream& stream);
 #endif
 
+void Linear::ForwardCpu(const float* x, int64_t x_row_stride, int64_t num_tokens, float* y,
+                        int64_t y_row_stride, float alpha) const {
+  const bool has_bias = bias_.data() != nullptr;
+  if (has_bias) {
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      std::memcpy(y + t * y_row_stride, bias_.data(), static_cast<size_t>(out_) * 4);
+    }
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(num_tokens),
+              static_cast<int>(out_), static_cast<int>(in_), alpha, x,
+              static_cast<int>(x_row_stride), static_cast<const float*>(weight_.data()),
+              static_cast<int>(in_), has_bias ? 1.0f : 0.0f, y, static_cast<int>(y_row_stride));
+}
+
 absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_tokens, void* y,
                              int64_t y_row_stride, DType y_dtype, const Stream& stream,
                              const BlasHandle& blas) const {
@@ -103,18 +117,8 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
   if (num_tokens == 0) return absl::OkStatus();
   if (!stream.is_cuda()) {
     MS_CHECK_ARG(y_dtype == DType::kF32 && dtype_ == DType::kF32, "Linear: CPU computes in f32");
-    const float beta = 0.0f;
-    if (bias_.data() != nullptr) {
-      for (int64_t t = 0; t < num_tokens; ++t) {
-        std::memcpy(static_cast<float*>(y) + t * y_row_stride, bias_.data(),
-                    static_cast<size_t>(out_) * 4);
-      }
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(num_tokens),
-                static_cast<int>(out_), static_cast<int>(in_), 1.0f, static_cast<const float*>(x),
-                static_cast<int>(x_row_stride), static_cast<const float*>(weight_.data()),
-                static_cast<int>(in_), bias_.data() != nullptr ? 1.0f : beta,
-                static_cast<float*>(y), static_cast<int>(y_row_stride));
+    ForwardCpu(static_cast<const float*>(x), x_row_stride, num_tokens, static_cast<float*>(y),
+               y_row_stride, 1.0f);
     return absl::OkStatus();
   }
 #if MAMBASERVE_HAS_CUDA
@@ -161,11 +165,7 @@ absl::Status Linear::ForwardRmsNormalized(const void* x, void* y, DType y_dtype,
     float ss = 0.0f;
     for (int64_t i = 0; i < in_; ++i) ss += xf[i] * xf[i];
     const float scale = 1.0f / std::sqrt(ss / static_cast<float>(in_) + eps);
-    auto* yf = static_cast<float*>(y);
-    if (bias_.data() != nullptr) std::memcpy(yf, bias_.data(), static_cast<size_t>(out_) * 4);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(out_), static_cast<int>(in_), scale,
-                static_cast<const float*>(weight_.data()), static_cast<int>(in_), xf, 1,
-                bias_.data() != nullptr ? 1.0f : 0.0f, yf, 1);
+    ForwardCpu(xf, in_, 1, static_cast<float*>(y), out_, scale);
     return absl::OkStatus();
   }
 #if MAMBASERVE_HAS_CUDA

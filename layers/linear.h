@@ -61,6 +61,10 @@ class Linear {
                                     const Stream& stream) const;
 
  private:
+  // The CPU product in f32: y = alpha x W^T (+ b).
+  void ForwardCpu(const float* x, int64_t x_row_stride, int64_t num_tokens, float* y,
+                  int64_t y_row_stride, float alpha) const;
+
   Device device_;
   DType dtype_ = DType::kF32;
   int64_t out_ = 0;

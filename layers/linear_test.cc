@@ -36,6 +36,17 @@ double RelErr(const float* got, int64_t gs, const std::vector<double>& want, int
   return std::sqrt(num / den);
 }
 
+// The oracle of the RMS-normalised product: (x / sqrt(mean(x^2) + eps)) W^T + b, float64.
+std::vector<double> RmsOracle(const std::vector<float>& x, const std::vector<float>& w,
+                              const std::vector<float>& b, int64_t out, int64_t in, double eps) {
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  const double r = 1.0 / std::sqrt(ss / in + eps);
+  std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
+  for (int64_t o = 0; o < out; ++o) want[o] = want[o] * r + b[o];
+  return want;
+}
+
 struct Dims {
   int64_t T, in, out, xs, ys;
 };
@@ -108,11 +119,7 @@ TEST(LinearGpu, RmsNormalizedMatchesOracle) {
     RoundTo(DType::kBF16, x);
     RoundTo(DType::kBF16, w);
     const float eps = 1e-5f;
-    double ss = 0;
-    for (float v : x) ss += static_cast<double>(v) * v;
-    const double r = 1.0 / std::sqrt(ss / in + eps);
-    std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
-    for (int64_t o = 0; o < out; ++o) want[o] = want[o] * r + b[o];
+    const std::vector<double> want = RmsOracle(x, w, b, out, in, eps);
     auto lin = Linear::Create(gpu, DType::kBF16, out, in, w, &b);
     auto stream = Stream::Create(gpu);
     auto dx = UploadAs(gpu, DType::kBF16, x);
@@ -133,11 +140,7 @@ TEST(Linear, RmsNormalizedCpuMatchesOracle) {
   Rng rng(5);
   const int64_t in = 96, out = 13;
   auto x = rng.NormalVector(in, 3.0f), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
-  double ss = 0;
-  for (float v : x) ss += static_cast<double>(v) * v;
-  const double r = 1.0 / std::sqrt(ss / in + 1e-5);
-  std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
-  for (int64_t o = 0; o < out; ++o) want[o] = want[o] * r + b[o];
+  const std::vector<double> want = RmsOracle(x, w, b, out, in, 1e-5);
   auto lin = Linear::Create(Device::Cpu(), DType::kF32, out, in, w, &b);
   ASSERT_TRUE(lin.ok());
   ASSERT_TRUE(lin->FusesInputRmsNorm(x.data(), DType::kF32));

@@ -37,11 +37,10 @@ void CUPTIAPI BufferCompleted(CUcontext, uint32_t, uint8_t* buffer, size_t, size
     if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || g_out == nullptr) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
     std::fprintf(g_out, "%llu,%llu,%u,%u,%llu,%u,%dx%dx%d,%dx%dx%d,%u,\"%s\"\n",
-                 static_cast<unsigned long long>(k->start),
-                 static_cast<unsigned long long>(k->end), k->streamId, k->graphId,
-                 static_cast<unsigned long long>(k->graphNodeId), k->correlationId, k->gridX,
-                 k->gridY, k->gridZ, k->blockX, k->blockY, k->blockZ, k->registersPerThread,
-                 k->name ? k->name : "?");
+                 static_cast<unsigned long long>(k->start), static_cast<unsigned long long>(k->end),
+                 k->streamId, k->graphId, static_cast<unsigned long long>(k->graphNodeId),
+                 k->correlationId, k->gridX, k->gridY, k->gridZ, k->blockX, k->blockY, k->blockZ,
+                 k->registersPerThread, k->name ? k->name : "?");
   }
   size_t dropped = 0;
   if (cuptiActivityGetNumDroppedRecords(nullptr, 0, &dropped) == CUPTI_SUCCESS && dropped > 0) {
@@ -64,8 +63,9 @@ __attribute__((constructor)) void Start() {
     std::perror("kernel_trace: open");
     return;
   }
-  std::fprintf(g_out, "start_ns,end_ns,stream,graph_id,graph_node,correlation,grid,block,"
-                      "registers,name\n");
+  std::fprintf(g_out,
+               "start_ns,end_ns,stream,graph_id,graph_node,correlation,grid,block,"
+               "registers,name\n");
   Check(cuptiActivityRegisterCallbacks(BufferRequested, BufferCompleted), "register callbacks");
   Check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enable kernel records");
   // Buffers reach BufferCompleted when full or flushed; flush every 200 ms so that a program
