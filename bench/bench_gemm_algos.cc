@@ -2,7 +2,8 @@
 // default algorithm) against every algorithm cuBLASLt's heuristics offer for the same product:
 // is there a faster one for the skinny decode shapes? Weights rotate over enough copies that
 // they never sit in L2 (as in a 64-layer step). Prints, per shape and batch, the time of the
-// default, of the best cuBLASLt algorithm, of Linear's one-row GEMV (batch 1), and the weights'
+// default, of the best cuBLASLt algorithm, of Linear's own kernel (the one-row GEMV at batch 1,
+// the few-row tensor-core kernel at 4-64), and the weights'
 // bandwidth time (the roofline).
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -19,6 +20,7 @@
 #include "bench/bench_util.h"
 #include "core/stream.h"
 #include "layers/linear_gemv.h"
+#include "layers/linear_skinny.h"
 
 namespace mambaserve {
 namespace {
@@ -103,8 +105,8 @@ int Main() {
   std::printf("device: %s; copy bandwidth %.0f GB/s\n\n", prop.name, bw);
   std::printf(
       "| GEMM | batch | cublasGemmEx default (us) | best cuBLASLt (us) | algorithms tried | "
-      "one-row GEMV (us) | weights at copy BW (us) | default / roofline | best cuBLASLt / "
-      "roofline | GEMV / roofline |\n");
+      "Linear's kernel (us) | weights at copy BW (us) | default / roofline | best cuBLASLt / "
+      "roofline | Linear's kernel / roofline |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
 
   const Shape shapes[] = {{"in_proj 10576x2560", 10576, 2560},
@@ -162,12 +164,13 @@ int Main() {
         ++tried;
         if (best < 0 || us < best) best = us;
       }
-      double gemv = -1;
-      if (m == 1) {
-        gemv = TimeUs(s, [&](int i) {
-          return GemvCuda(w[i % kCopies], sh.out, sh.in, x, y, DType::kBF16, stream).ok();
-        });
-      }
+      // Linear's own kernel: the one-row GEMV at 1 row, the few-row tensor-core kernel at 2-64.
+      const double gemv = TimeUs(s, [&](int i) {
+        if (m == 1) return GemvCuda(w[i % kCopies], sh.out, sh.in, x, y, DType::kBF16, stream).ok();
+        return SkinnyCuda(w[i % kCopies], sh.out, sh.in, x, sh.in, m, y, sh.out, DType::kBF16,
+                          stream)
+            .ok();
+      });
       const double roof = wbytes / bw / 1e3;
       std::printf(
           "| %s | %d | %.1f | %.1f | %d | %s | %.1f | %.0f%% | %.0f%% | %s |\n", sh.name, m, def,

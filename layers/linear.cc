@@ -11,6 +11,7 @@
 #if MAMBASERVE_HAS_CUDA
 #include "core/cuda_status.h"
 #include "layers/linear_gemv.h"
+#include "layers/linear_skinny.h"
 #endif
 
 namespace mambaserve {
@@ -124,6 +125,9 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
 #if MAMBASERVE_HAS_CUDA
   if (GemvFits(dtype_, in_, weight_.data(), x, num_tokens, y_dtype)) {
     RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream));
+  } else if (SkinnyFits(dtype_, in_, weight_.data(), x, x_row_stride, num_tokens, y_dtype)) {
+    RETURN_IF_ERROR(SkinnyCuda(weight_.data(), out_, in_, x, x_row_stride, num_tokens, y,
+                               y_row_stride, y_dtype, stream));
   } else {
     // Column-major view: Y^T (out x T) = W (out x in, stored as in x out col-major) * X^T.
     const float alpha = 1.0f, beta = 0.0f;

@@ -95,8 +95,9 @@ TEST(LinearGpu, MatchesOracle) {
   // 65 vectors per row); 5 rows: cuBLAS again.
   for (int64_t T : {1, 2, 3, 4, 5})
     CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {T, 520, 77, 528, 80});
-  // Decode batches of 9-65 rows (cuBLAS; the shapes a few-row kernel must get right: partial
-  // tiles of 8 rows, K with a tail of 8, odd outputs), and a bf16 y (rounded once: 2^-9).
+  // 2-64 rows: the few-row tensor-core kernel - 1, 2, 4 and 8 tiles of 8 rows, partial tiles,
+  // K slices with a tail (200 = 6 steps of 32 + 8), odd outputs, a bf16 y (rounded once:
+  // 2^-9 relative); 65 rows: cuBLAS.
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {9, 72, 17, 80, 20});
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {16, 2560, 1000, 2568, 1000});
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {33, 200, 45, 208, 50});

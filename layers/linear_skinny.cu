@@ -1,0 +1,160 @@
+// y = x W^T for 2-64 rows of x on tensor cores, streaming W once (batched decode: the products
+// are weight-bound, ~0.25-4 FLOP per weight byte). cuBLAS reaches 60-75% of the weights'
+// bandwidth time on the 2.7B model's in_proj / out_proj at 16 rows, and as a library kernel it
+// cannot start before the kernel ahead of it ends; this one is a programmatic dependent that
+// requests its first weights before it waits for x, like the one-row GEMV.
+//
+// A warp computes 16 output rows (mma.sync m16n8k16, W as the row-major A operand) for all rows
+// of x (n-tiles of 8) over a slice of K; the block's warps split K and add their partial tiles
+// in shared memory. Each lane loads 16 contiguous bytes of W per row and step: lane (g, t) holds
+// W[g][k0 + 8t .. 8t + 7] and W[g + 8][same], which the two k16 steps of a 32-wide k step use
+// as their fragments under a fixed permutation of k (physical k0 + 8t + 4s + j plays logical k
+// 2t + j (j < 2) or 2t + 8 + j - 2 of step s); x's fragments are loaded with the same
+// permutation - again 16 contiguous bytes per lane - so the products are unchanged.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
+#include "core/dtype.h"
+#include "core/status_macros.h"
+#include "core/stream.h"
+#include "layers/linear_skinny.h"
+
+namespace mambaserve {
+namespace {
+
+constexpr int kMaxWarps = 8;  // K slices per block
+constexpr int kSlice = 640;   // target K per warp: in_proj 4 slices, out_proj 8 (2.7B model)
+constexpr int kUnroll = 2;    // 32-wide k steps of weight loads per batch (double-buffered)
+
+__device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                    uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void Store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// kTiles n-tiles of 8 rows of x. Block: one 16-row tile of W, blockDim.x / 32 K slices of
+// `slice` (a multiple of 32) each.
+template <typename YT, int kTiles>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    SkinnyKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
+                 const __nv_bfloat16* __restrict__ x, int64_t x_rs, int rows, YT* __restrict__ y,
+                 int64_t y_rs, int slice) {
+  extern __shared__ float red[];  // [warps][16][kTiles * 8]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * 16;
+  const int64_t k_begin = static_cast<int64_t>(warp) * slice;
+  const int64_t k_end = std::min<int64_t>(in, k_begin + slice);
+  // This lane's two weight rows (a row past `out` reads nothing and yields zeros).
+  const bool ok_lo = r0 + g < out, ok_hi = r0 + g + 8 < out;
+  const __nv_bfloat16* w_lo = w + (r0 + g) * in + 8 * t;
+  const __nv_bfloat16* w_hi = w_lo + 8 * in;
+  auto load_w = [&](int64_t k0, uint4(&lo)[kUnroll], uint4(&hi)[kUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + 32 * u;
+      const bool k_ok = k + 8 * t < k_end;
+      lo[u] = ok_lo && k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_lo + k)) : uint4{};
+      hi[u] = ok_hi && k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_hi + k)) : uint4{};
+    }
+  };
+  float acc[kTiles][4] = {};
+  uint4 lo[kUnroll], hi[kUnroll];
+  load_w(k_begin, lo, hi);
+  // x is the previous kernel's output; the weights above stream while it finishes.
+  AllowNextKernelLaunch();
+  WaitForPreviousKernels();
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += 32 * kUnroll) {
+    uint4 nlo[kUnroll], nhi[kUnroll];
+    load_w(k0 + 32 * kUnroll, nlo, nhi);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + 32 * u + 8 * t;
+      const bool k_ok = k < k_end;
+#pragma unroll
+      for (int j = 0; j < kTiles; ++j) {
+        const int n = 8 * j + g;
+        const uint4 xv =
+            k_ok && n < rows ? __ldg(reinterpret_cast<const uint4*>(x + n * x_rs + k)) : uint4{};
+        Mma(acc[j], lo[u].x, hi[u].x, lo[u].y, hi[u].y, xv.x, xv.y);  // k step s = 0
+        Mma(acc[j], lo[u].z, hi[u].z, lo[u].w, hi[u].w, xv.z, xv.w);  // s = 1
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) lo[u] = nlo[u], hi[u] = nhi[u];
+  }
+  // Partial tiles of the K slices, added in shared memory. acc[j]: (row g, x rows 8j + 2t,
+  // 8j + 2t + 1) and (row g + 8, the same).
+  constexpr int kN = kTiles * 8;
+  float* mine = red + warp * 16 * kN;
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+    mine[g * kN + 8 * j + 2 * t] = acc[j][0];
+    mine[g * kN + 8 * j + 2 * t + 1] = acc[j][1];
+    mine[(g + 8) * kN + 8 * j + 2 * t] = acc[j][2];
+    mine[(g + 8) * kN + 8 * j + 2 * t + 1] = acc[j][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * rows; i += blockDim.x) {
+    const int m = i % 16, n = i / 16;  // 16 consecutive outputs of one row of x per group
+    if (r0 + m >= out) continue;
+    float s = 0.0f;
+    for (int v = 0; v < warps; ++v) s += red[(v * 16 + m) * kN + n];
+    Store(y + n * y_rs + r0 + m, s);
+  }
+}
+
+template <typename YT, int kTiles>
+absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
+                    int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
+  const int warps = static_cast<int>(std::clamp<int64_t>((in + kSlice / 2) / kSlice, 1, kMaxWarps));
+  const int slice = static_cast<int>((in + warps * 32 - 1) / (warps * 32) * 32);
+  const size_t smem = static_cast<size_t>(warps) * 16 * kTiles * 8 * sizeof(float);
+  const auto blocks = static_cast<unsigned>((out + 15) / 16);
+  CUDA_RETURN_IF_ERROR(LaunchDependent(SkinnyKernel<YT, kTiles>, dim3(blocks), dim3(warps * 32),
+                                       smem, s, static_cast<const __nv_bfloat16*>(w), out, in,
+                                       static_cast<const __nv_bfloat16*>(x), x_rs,
+                                       static_cast<int>(rows), static_cast<YT*>(y), y_rs, slice));
+  return absl::OkStatus();
+}
+
+template <typename YT>
+absl::Status LaunchRows(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
+                        int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
+  if (rows <= 8) return Launch<YT, 1>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  if (rows <= 16) return Launch<YT, 2>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  if (rows <= 32) return Launch<YT, 4>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  return Launch<YT, 8>(w, out, in, x, x_rs, rows, y, y_rs, s);
+}
+
+}  // namespace
+
+bool SkinnyFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t x_row_stride,
+                int64_t rows, DType y_dtype) {
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return w_dtype == DType::kBF16 && rows >= 2 && rows <= kSkinnyMaxRows && in % 8 == 0 &&
+         x_row_stride % 8 == 0 && aligned(w) && aligned(x) &&
+         (y_dtype == DType::kF32 || y_dtype == DType::kBF16);
+}
+
+absl::Status SkinnyCuda(const void* w, int64_t out, int64_t in, const void* x, int64_t x_row_stride,
+                        int64_t rows, void* y, int64_t y_row_stride, DType y_dtype,
+                        const Stream& stream) {
+  auto s = static_cast<cudaStream_t>(stream.handle());
+  if (y_dtype == DType::kF32) {
+    return LaunchRows<float>(w, out, in, x, x_row_stride, rows, y, y_row_stride, s);
+  }
+  return LaunchRows<__nv_bfloat16>(w, out, in, x, x_row_stride, rows, y, y_row_stride, s);
+}
+
+}  // namespace mambaserve
