@@ -148,7 +148,7 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
 #endif
 }
 
-bool Linear::FusesRow(const void* x, DType y_dtype) const {
+bool Linear::FusesInputRmsNorm(const void* x, DType y_dtype) const {
   if (device_.is_cpu()) return dtype_ == DType::kF32 && y_dtype == DType::kF32;
 #if MAMBASERVE_HAS_CUDA
   return GemvFits(dtype_, in_, weight_.data(), x, 1, y_dtype);
@@ -158,40 +158,25 @@ bool Linear::FusesRow(const void* x, DType y_dtype) const {
 #endif
 }
 
-absl::Status Linear::ForwardRow(const void* x, void* y, DType y_dtype, const RowOptions& o,
-                                const Stream& stream) const {
-  MS_CHECK_ARG(FusesRow(x, y_dtype) && stream.is_cuda() == device_.is_cuda(),
-               "Linear: no single-row product for these arguments (CPU: f32; GPU: the one-row "
-               "GEMV's bf16)");
-  MS_CHECK_ARG((o.residual == nullptr) == (o.residual_copy == nullptr),
-               "Linear: a residual needs its copy and the other way round");
-  const auto* bias = static_cast<const float*>(bias_.data());
+absl::Status Linear::ForwardRmsNormalized(const void* x, void* y, DType y_dtype, float eps,
+                                          const Stream& stream) const {
+  MS_CHECK_ARG(FusesInputRmsNorm(x, y_dtype) && stream.is_cuda() == device_.is_cuda(),
+               "Linear: no RMS-normalised product for these arguments (CPU: f32; GPU: the "
+               "one-row GEMV's bf16)");
   if (device_.is_cpu()) {
-    // The GEMV's order: fp32 sum of squares over the row, then the scaled product.
+    // The same order as the GEMV: fp32 sum of squares over the row, then the scaled product.
     const auto* xf = static_cast<const float*>(x);
-    float scale = 1.0f;
-    if (o.x_rms_eps.has_value()) {
-      float ss = 0.0f;
-      for (int64_t i = 0; i < in_; ++i) ss += xf[i] * xf[i];
-      scale = 1.0f / std::sqrt(ss / static_cast<float>(in_) + *o.x_rms_eps);
-    }
-    std::vector<float> tmp(o.residual ? out_ : 0);
-    float* yf = o.residual ? tmp.data() : static_cast<float*>(y);
-    ForwardCpu(xf, in_, 1, yf, out_, scale);
-    if (o.residual) {
-      auto* copy = static_cast<float*>(o.residual_copy);
-      for (int64_t i = 0; i < out_; ++i) copy[i] = o.residual[i] += yf[i];
-    }
+    float ss = 0.0f;
+    for (int64_t i = 0; i < in_; ++i) ss += xf[i] * xf[i];
+    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(in_) + eps);
+    ForwardCpu(xf, in_, 1, static_cast<float*>(y), out_, scale);
     return absl::OkStatus();
   }
 #if MAMBASERVE_HAS_CUDA
-  GemvEpilogue ep;
-  ep.bias = o.residual ? bias : nullptr;
-  ep.residual = o.residual;
-  ep.residual_copy = o.residual_copy;
-  RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream, o.x_rms_eps, ep));
-  if (bias != nullptr && o.residual == nullptr) {
-    RETURN_IF_ERROR(AddBiasCuda(y, out_, y_dtype, bias, 1, out_, stream));
+  RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream, eps));
+  if (bias_.data() != nullptr) {
+    RETURN_IF_ERROR(
+        AddBiasCuda(y, out_, y_dtype, static_cast<const float*>(bias_.data()), 1, out_, stream));
   }
 #endif
   return absl::OkStatus();

@@ -9,7 +9,6 @@
 #define MAMBASERVE_LAYERS_LINEAR_H_
 
 #include <cstdint>
-#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,21 +53,14 @@ class Linear {
   absl::Status Forward(const void* x, int64_t x_row_stride, int64_t num_tokens, void* y,
                        int64_t y_row_stride, DType y_dtype, const Stream& stream,
                        const BlasHandle& blas) const;
-  // The single-row product of a decode step at batch 1, with what the kernels around it would
-  // otherwise do: y = (x / rms(x)) W^T (+ b) with rms(x) = sqrt(mean(x^2) + eps) over the
-  // in_features values when x_rms_eps is set (an RMS norm without a weight - fold it into W);
-  // with `residual` (fp32, out_features), residual += y and residual_copy = residual in dtype()
-  // (the next layer's x) instead of writing y.
-  struct RowOptions {
-    std::optional<float> x_rms_eps;
-    float* residual = nullptr;
-    void* residual_copy = nullptr;
-  };
-  // Whether ForwardRow runs for the single row x (dtype()) and y_dtype: on the CPU in f32; on
-  // the GPU where the one-row GEMV does (bf16 weights, 16-byte aligned, in % 8 == 0).
-  bool FusesRow(const void* x, DType y_dtype) const;
-  absl::Status ForwardRow(const void* x, void* y, DType y_dtype, const RowOptions& options,
-                          const Stream& stream) const;
+  // Whether ForwardRmsNormalized runs for the single row x (dtype()) and y_dtype: on the CPU in
+  // f32; on the GPU where the one-row GEMV does (bf16 weights, 16-byte aligned, in % 8 == 0).
+  bool FusesInputRmsNorm(const void* x, DType y_dtype) const;
+  // y = (x / rms(x)) W^T (+ b) for the single row x, rms(x) = sqrt(mean(x^2) + eps) over the
+  // in_features values: an RMS norm without a weight (fold it into W) inside the product, so
+  // that a decode step at batch 1 runs no norm kernel. Only where FusesInputRmsNorm.
+  absl::Status ForwardRmsNormalized(const void* x, void* y, DType y_dtype, float eps,
+                                    const Stream& stream) const;
 
  private:
   // The CPU product in f32: y = alpha x W^T (+ b).

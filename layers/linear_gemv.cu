@@ -26,24 +26,20 @@ namespace {
 // (bench/RESULTS.md). Likely why: as a dependent launch, small blocks find room beside the
 // previous kernel's blocks and start streaming earlier.
 constexpr int kPlainWarps = 2;
-// The decode step's out_proj in its fused forms (RMS-normalised input, residual epilogue)
-// launches as a dependent of the state update or scan, whose blocks fill the SMs' registers;
-// one-warp blocks find room beside them and start streaming sooner: 16-layer step 0.740 vs
-// 0.754 ms with 2 warps (4 warps 0.753; 8 loads in flight 0.756-0.760), 64 layers 2.613 vs
-// 2.633 ms (H100, bench/RESULTS.md). Told apart from the fused in_proj by its row count.
-constexpr int kFusedOutProjWarps = 1;
-constexpr int64_t kOutProjMaxRows = 4096;
+// The RMS-normalised product (Mamba-2 out_proj at batch 1) launches as a dependent of the state
+// update, whose 640 blocks fill the SMs' registers; one-warp blocks find room beside them and
+// start streaming sooner: 16-layer step 0.740 vs 0.754 ms with 2 warps (4 warps 0.753; 8 loads
+// in flight 0.756-0.760), 64 layers 2.613 vs 2.633 ms (H100, bench/RESULTS.md).
+constexpr int kRmsWarps = 1;
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-// kWarps: output rows (warps) per block; kResidual: the GemvEpilogue's residual form.
-template <typename YT, bool kRmsX, bool kResidual, int kWarps>
+template <typename YT, bool kRmsX, int kWarps>  // kWarps: output rows (warps) per block
 __global__ void __launch_bounds__(kWarps * 32)
     GemvKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
-               const __nv_bfloat16* __restrict__ x, YT* __restrict__ y, float eps,
-               GemvEpilogue ep) {
+               const __nv_bfloat16* __restrict__ x, YT* __restrict__ y, float eps) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= out) return;
@@ -92,35 +88,20 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (kRmsX) ss += __shfl_xor_sync(0xffffffffu, ss, off);
   }
   if (kRmsX) acc *= rsqrtf(ss / static_cast<float>(in) + eps);
-  if (lane != 0) return;
-  if (kResidual) {
-    const float r = ep.residual[row] + acc + (ep.bias ? ep.bias[row] : 0.0f);
-    ep.residual[row] = r;
-    Store(static_cast<__nv_bfloat16*>(ep.residual_copy) + row, r);
-  } else {
-    Store(y + row, acc);
-  }
+  if (lane == 0) Store(y + row, acc);
 }
 
-template <typename YT, bool kRmsX, bool kResidual, int kWarps>
-absl::Status LaunchWarps(const void* w, int64_t out, int64_t in, const void* x, void* y, float eps,
-                         const GemvEpilogue& ep, cudaStream_t s) {
+template <typename YT, bool kRmsX>
+absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y, float eps,
+                    cudaStream_t s) {
+  constexpr int kWarps = kRmsX ? kRmsWarps : kPlainWarps;
   const auto* wb = static_cast<const __nv_bfloat16*>(w);
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yt = static_cast<YT*>(y);
   const auto blocks = static_cast<unsigned>((out + kWarps - 1) / kWarps);
-  CUDA_RETURN_IF_ERROR(LaunchDependent(GemvKernel<YT, kRmsX, kResidual, kWarps>, dim3(blocks),
-                                       dim3(kWarps * 32), 0, s, wb, out, in, xb, yt, eps, ep));
+  CUDA_RETURN_IF_ERROR(LaunchDependent(GemvKernel<YT, kRmsX, kWarps>, dim3(blocks),
+                                       dim3(kWarps * 32), 0, s, wb, out, in, xb, yt, eps));
   return absl::OkStatus();
-}
-
-template <typename YT, bool kRmsX, bool kResidual>
-absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, void* y, float eps,
-                    const GemvEpilogue& ep, cudaStream_t s) {
-  if ((kRmsX || kResidual) && out <= kOutProjMaxRows) {
-    return LaunchWarps<YT, kRmsX, kResidual, kFusedOutProjWarps>(w, out, in, x, y, eps, ep, s);
-  }
-  return LaunchWarps<YT, kRmsX, kResidual, kPlainWarps>(w, out, in, x, y, eps, ep, s);
 }
 
 }  // namespace
@@ -133,21 +114,15 @@ bool GemvFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t r
 }
 
 absl::Status GemvCuda(const void* w, int64_t out, int64_t in, const void* x, void* y, DType y_dtype,
-                      const Stream& stream, std::optional<float> x_rms_eps,
-                      const GemvEpilogue& ep) {
+                      const Stream& stream, std::optional<float> x_rms_eps) {
   auto s = static_cast<cudaStream_t>(stream.handle());
   const float eps = x_rms_eps.value_or(0.0f);
-  const bool rms = x_rms_eps.has_value(), res = ep.residual != nullptr;
-  if (res) {  // y is not written: one instantiation per norm choice
-    if (rms) return Launch<float, true, true>(w, out, in, x, y, eps, ep, s);
-    return Launch<float, false, true>(w, out, in, x, y, eps, ep, s);
+  if (x_rms_eps.has_value()) {
+    if (y_dtype == DType::kF32) return Launch<float, true>(w, out, in, x, y, eps, s);
+    return Launch<__nv_bfloat16, true>(w, out, in, x, y, eps, s);
   }
-  if (y_dtype == DType::kF32) {
-    if (rms) return Launch<float, true, false>(w, out, in, x, y, eps, ep, s);
-    return Launch<float, false, false>(w, out, in, x, y, eps, ep, s);
-  }
-  if (rms) return Launch<__nv_bfloat16, true, false>(w, out, in, x, y, eps, ep, s);
-  return Launch<__nv_bfloat16, false, false>(w, out, in, x, y, eps, ep, s);
+  if (y_dtype == DType::kF32) return Launch<float, false>(w, out, in, x, y, eps, s);
+  return Launch<__nv_bfloat16, false>(w, out, in, x, y, eps, s);
 }
 
 }  // namespace mambaserve

@@ -15,18 +15,10 @@ namespace mambaserve {
 
 bool GemvFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t rows, DType y_dtype);
 
-// The end of a one-row product in a decode step: with `residual` (fp32, out), residual += y
-// (+ bias) and residual_copy (bf16) = residual, and y is not written.
-struct GemvEpilogue {
-  const float* bias = nullptr;  // only with residual (otherwise the caller adds it)
-  float* residual = nullptr;
-  void* residual_copy = nullptr;
-};
 // w: (out, in) row-major; x: (in); y: (out). With x_rms_eps, x is RMS-normalised first (no
 // weight): y = (x W^T) * rsqrt(mean(x^2) + eps), the mean over the `in` values.
 absl::Status GemvCuda(const void* w, int64_t out, int64_t in, const void* x, void* y, DType y_dtype,
-                      const Stream& stream, std::optional<float> x_rms_eps = std::nullopt,
-                      const GemvEpilogue& epilogue = {});
+                      const Stream& stream, std::optional<float> x_rms_eps = std::nullopt);
 
 }  // namespace mambaserve
 

@@ -36,6 +36,17 @@ double RelErr(const float* got, int64_t gs, const std::vector<double>& want, int
   return std::sqrt(num / den);
 }
 
+// The oracle of the RMS-normalised product: (x / sqrt(mean(x^2) + eps)) W^T + b, float64.
+std::vector<double> RmsOracle(const std::vector<float>& x, const std::vector<float>& w,
+                              const std::vector<float>& b, int64_t out, int64_t in, double eps) {
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  const double r = 1.0 / std::sqrt(ss / in + eps);
+  std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
+  for (int64_t o = 0; o < out; ++o) want[o] = want[o] * r + b[o];
+  return want;
+}
+
 struct Dims {
   int64_t T, in, out, xs, ys;
 };
@@ -99,67 +110,46 @@ TEST(LinearGpu, MatchesOracle) {
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 2560, 10576, 2560, 10576});
 }
 
-// ForwardRow on `device` for every option: y = (x [/ rms(x)]) W^T + b, or that added into a
-// residual (fp32) whose copy (dtype) is written too; against the float64 oracle.
-void CheckRow(Device device, DType dtype, int64_t in, int64_t out, double tol) {
-  for (int mode = 0; mode < 4; ++mode) {
-    const bool rms = mode & 1, res = mode & 2;
-    SCOPED_TRACE(testing::Message() << in << "x" << out << " rms " << rms << " residual " << res);
-    Rng rng(in + out + mode);
+// The one-row GEMV with its input RMS-normalised: y = (x / rms(x)) W^T + b, rms over the row.
+TEST(LinearGpu, RmsNormalizedMatchesOracle) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; runs on the GPU machine";
+  const Device gpu = Device::Cuda(0);
+  for (const auto [in, out] : {std::pair<int64_t, int64_t>{5120, 2560}, {520, 77}}) {
+    Rng rng(in + out);
     auto x = rng.NormalVector(in, 3.0f), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
-    auto r0 = rng.NormalVector(out, 2.0f);
-    RoundTo(dtype, x);
-    RoundTo(dtype, w);
+    RoundTo(DType::kBF16, x);
+    RoundTo(DType::kBF16, w);
     const float eps = 1e-5f;
-    double ss = 0;
-    for (float v : x) ss += static_cast<double>(v) * v;
-    const double scale = rms ? 1.0 / std::sqrt(ss / in + eps) : 1.0;
-    std::vector<double> want = Oracle(x, 1, in, w, nullptr, out, in);
-    for (int64_t o = 0; o < out; ++o) want[o] = want[o] * scale + b[o] + (res ? r0[o] : 0.0);
-    auto lin = Linear::Create(device, dtype, out, in, w, &b);
-    auto stream = Stream::Create(device);
-    auto dx = UploadAs(device, dtype, x);
-    auto dy = Buffer::Allocate(device, out * 4);
-    auto dr = UploadAs(device, DType::kF32, r0);
-    auto dc = Buffer::Allocate(device, out * DTypeSize(dtype));
-    ASSERT_TRUE(lin.ok() && stream.ok() && dx.ok() && dy.ok() && dr.ok() && dc.ok());
-    ASSERT_TRUE(lin->FusesRow(dx->data(), DType::kF32));
-    Linear::RowOptions o;
-    if (rms) o.x_rms_eps = eps;
-    if (res) o.residual = static_cast<float*>(dr->data()), o.residual_copy = dc->data();
-    ASSERT_TRUE(lin->ForwardRow(dx->data(), dy->data(), DType::kF32, o, *stream).ok());
+    const std::vector<double> want = RmsOracle(x, w, b, out, in, eps);
+    auto lin = Linear::Create(gpu, DType::kBF16, out, in, w, &b);
+    auto stream = Stream::Create(gpu);
+    auto dx = UploadAs(gpu, DType::kBF16, x);
+    auto dy = Buffer::Allocate(gpu, out * 4);
+    ASSERT_TRUE(lin.ok() && stream.ok() && dx.ok() && dy.ok());
+    ASSERT_TRUE(lin->FusesInputRmsNorm(dx->data(), DType::kF32));
+    ASSERT_TRUE(lin->ForwardRmsNormalized(dx->data(), dy->data(), DType::kF32, eps, *stream).ok());
     ASSERT_TRUE(stream->Synchronize().ok());
     std::vector<float> y(out);
-    ASSERT_TRUE(CopyBytes(y.data(), Device::Cpu(), (res ? dr : dy)->data(), device, out * 4).ok());
-    EXPECT_LT(RelErr(y.data(), out, want, 1, out), tol);
-    if (res) {  // the copy: the residual in the layer's dtype (bf16 rounds: 2^-9)
-      std::vector<uint8_t> cb(out * DTypeSize(dtype));
-      ASSERT_TRUE(CopyBytes(cb.data(), Device::Cpu(), dc->data(), device, cb.size()).ok());
-      for (int64_t i = 0; i < out; ++i) y[i] = LoadAsFloat(cb.data(), dtype, i);
-      EXPECT_LT(RelErr(y.data(), out, want, 1, out), dtype == DType::kF32 ? tol : 4e-3);
-    }
+    ASSERT_TRUE(CopyBytes(y.data(), Device::Cpu(), dy->data(), gpu, out * 4).ok());
+    // fp32 sums of <= 5120 exact products: ~1e-6 relative.
+    EXPECT_LT(RelErr(y.data(), out, want, 1, out), 1e-5) << in << "x" << out;
   }
 }
 
-// The single-row product with its options on the GPU's one-row GEMV: fp32 sums of <= 5120
-// exact products, ~1e-6 relative.
-TEST(LinearGpu, RowOptionsMatchOracle) {
-  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; runs on the GPU machine";
-  CheckRow(Device::Cuda(0), DType::kBF16, 5120, 2560, 1e-5);
-  CheckRow(Device::Cuda(0), DType::kBF16, 520, 77, 1e-5);
-}
-
-// The same on the CPU (f32), and refused where it cannot run.
-TEST(Linear, RowOptionsCpuMatchOracle) {
-  CheckRow(Device::Cpu(), DType::kF32, 96, 13, 1e-6);
-  auto lin = Linear::Create(Device::Cpu(), DType::kF32, 2, 8, std::vector<float>(16, 1.0f));
+// The RMS-normalised product on the CPU (f32) against the oracle; refused where it cannot run.
+TEST(Linear, RmsNormalizedCpuMatchesOracle) {
+  Rng rng(5);
+  const int64_t in = 96, out = 13;
+  auto x = rng.NormalVector(in, 3.0f), w = rng.NormalVector(out * in), b = rng.NormalVector(out);
+  const std::vector<double> want = RmsOracle(x, w, b, out, in, 1e-5);
+  auto lin = Linear::Create(Device::Cpu(), DType::kF32, out, in, w, &b);
   ASSERT_TRUE(lin.ok());
-  std::vector<float> x(8, 1.0f), y(2), r(2);
-  EXPECT_FALSE(lin->FusesRow(x.data(), DType::kBF16));
-  EXPECT_FALSE(lin->ForwardRow(x.data(), y.data(), DType::kBF16, {}, Stream()).ok());
-  Linear::RowOptions half;
-  half.residual = r.data();  // without its copy
-  EXPECT_FALSE(lin->ForwardRow(x.data(), y.data(), DType::kF32, half, Stream()).ok());
+  ASSERT_TRUE(lin->FusesInputRmsNorm(x.data(), DType::kF32));
+  std::vector<float> y(out);
+  ASSERT_TRUE(lin->ForwardRmsNormalized(x.data(), y.data(), DType::kF32, 1e-5f, Stream()).ok());
+  EXPECT_LT(RelErr(y.data(), out, want, 1, out), 1e-6);
+  EXPECT_FALSE(lin->FusesInputRmsNorm(x.data(), DType::kBF16));
+  EXPECT_FALSE(lin->ForwardRmsNormalized(x.data(), y.data(), DType::kBF16, 1e-5f, Stream()).ok());
 }
 
 }  // namespace

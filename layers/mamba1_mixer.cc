@@ -14,9 +14,8 @@ namespace mambaserve {
 
 absl::StatusOr<Mamba1Mixer> Mamba1Mixer::Load(const config::ModelConfig& m,
                                               const Mamba1ShardPlan& plan, const WeightSource& src,
-                                              const std::string& prefix,
-                                              const std::vector<float>& in_norm_weight,
-                                              Device device, DType dtype) {
+                                              const std::string& prefix, Device device,
+                                              DType dtype) {
   Mamba1Mixer x;
   x.plan_ = plan;
   x.dtype_ = dtype;
@@ -39,7 +38,6 @@ absl::StatusOr<Mamba1Mixer> Mamba1Mixer::Load(const config::ModelConfig& m,
   RETURN_IF_ERROR(ExpectShape(src, prefix + "D", {di}));
   RETURN_IF_ERROR(ExpectShape(src, prefix + "out_proj.weight", {g.d_model, di}));
   RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.weight", plan.in_proj_rows, &w));
-  FoldColumns(in_norm_weight, &w);  // the block norm's weight (the norm kernel runs without it)
   std::vector<float>* in_bias = nullptr;
   if (m.proj_bias()) {
     RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.bias", plan.in_proj_rows, &b));
@@ -77,10 +75,6 @@ absl::StatusOr<Mamba1Mixer> Mamba1Mixer::Load(const config::ModelConfig& m,
   return x;
 }
 
-bool Mamba1Mixer::FusesRows(const void* x) const {
-  return plan_.tp == 1 && in_proj_.FusesRow(x, dtype_) && out_proj_.FusesRow(x, dtype_);
-}
-
 absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTensorRef& conv,
                                   const StateTensorRef& ssm, StepContext& ctx) const {
   const StepBatch& bt = ctx.batch;
@@ -101,12 +95,8 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
   auto* xcc = static_cast<char*>(xc);
   auto* yc = static_cast<char*>(y);
 
-  if (ctx.in_rms_eps.has_value()) {
-    RETURN_IF_ERROR(in_proj_.ForwardRow(hidden, xz, dtype_, {ctx.in_rms_eps}, *ctx.stream));
-  } else {
-    RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, xz, 2 * Dl, dtype_,
-                                     *ctx.stream, *ctx.blas));
-  }
+  RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, xz, 2 * Dl, dtype_, *ctx.stream,
+                                   *ctx.blas));
   MixerConvArgs ca{xz, 2 * Dl, xc, Dl, d_conv_, &conv_weight_, &conv_bias_, dtype_};
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
 
@@ -196,10 +186,6 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
       s.boundary_blocks_stride = bt.m1_boundary_stride;
     }
     RETURN_IF_ERROR(RunSelectiveScan(s, *ctx.stream));
-  }
-  if (ctx.residual != nullptr) {
-    return out_proj_.ForwardRow(y, out, dtype_, {std::nullopt, ctx.residual, ctx.residual_copy},
-                                *ctx.stream);
   }
   RETURN_IF_ERROR(
       out_proj_.Forward(y, Dl, T, out, plan_.global.d_model, dtype_, *ctx.stream, *ctx.blas));

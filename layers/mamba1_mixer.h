@@ -21,13 +21,9 @@ namespace mambaserve {
 
 class Mamba1Mixer {
  public:
-  // `in_norm_weight` (d_model) is the block norm's weight, folded into in_proj's columns.
   static absl::StatusOr<Mamba1Mixer> Load(const config::ModelConfig& m, const Mamba1ShardPlan& plan,
                                           const WeightSource& src, const std::string& prefix,
-                                          const std::vector<float>& in_norm_weight, Device device,
-                                          DType dtype);
-  // Whether a batch-1 step may pass StepContext's in_rms_eps / residual hooks (x: the copy).
-  bool FusesRows(const void* x) const;
+                                          Device device, DType dtype);
 
   absl::Status Forward(const void* hidden, void* out, const StateTensorRef& conv,
                        const StateTensorRef& ssm, StepContext& ctx) const;

@@ -14,9 +14,8 @@ namespace mambaserve {
 
 absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
                                               const Mamba2ShardPlan& plan, const WeightSource& src,
-                                              const std::string& prefix,
-                                              const std::vector<float>& in_norm_weight,
-                                              Device device, DType dtype) {
+                                              const std::string& prefix, Device device,
+                                              DType dtype) {
   Mamba2Mixer x;
   x.plan_ = plan;
   x.dtype_ = dtype;
@@ -41,10 +40,8 @@ absl::StatusOr<Mamba2Mixer> Mamba2Mixer::Load(const config::ModelConfig& m,
   RETURN_IF_ERROR(ExpectShape(src, prefix + "A_log", {g.num_heads}));
   RETURN_IF_ERROR(ExpectShape(src, prefix + "norm.weight", {g.d_inner}));
   RETURN_IF_ERROR(ExpectShape(src, prefix + "out_proj.weight", {g.d_model, g.d_inner + g.d_mlp}));
-  // in_proj: rows [z_r | x_r | B_r | C_r | dt_r] of the fused checkpoint tensor, its columns
-  // scaled by the block norm's weight (the norm kernel runs without it).
+  // in_proj: rows [z_r | x_r | B_r | C_r | dt_r] of the fused checkpoint tensor.
   RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.weight", plan.in_proj_rows, &w));
-  FoldColumns(in_norm_weight, &w);
   std::vector<float>* in_bias = nullptr;
   if (m.proj_bias()) {
     RETURN_IF_ERROR(ReadRows(src, prefix + "in_proj.bias", plan.in_proj_rows, &b));
@@ -185,16 +182,12 @@ GatedRmsNormParams Mamba2Mixer::NormParams(const char* zx, void* y, int64_t T) c
   return n;
 }
 
-bool Mamba2Mixer::FusesRows(const void* x) const {
-  return plan_.tp == 1 && in_proj_.FusesRow(x, dtype_) && out_proj_.FusesRow(x, dtype_);
-}
-
 // tp = 1 only for now: the same path under NCCL (each rank a whole group, then the all-reduce
 // of out_proj) is simple but has not run on GPUs yet.
 bool Mamba2Mixer::FusesDecodeNorm(const StepBatch& bt, const void* y) const {
   return plan_.tp == 1 && bt.num_tokens == 1 && bt.num_decode == 1 && !norm_before_gate_ &&
          plan_.local_d_mlp == 0 && plan_.norm.group_size == plan_.local_d_inner &&
-         !plan_.norm.needs_cross_rank_sum && out_proj_.FusesRow(y, dtype_);
+         !plan_.norm.needs_cross_rank_sum && out_proj_.FusesInputRmsNorm(y, dtype_);
 }
 
 absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTensorRef& conv,
@@ -219,12 +212,8 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
   auto* xb = static_cast<char*>(xbc);
   auto* yy = static_cast<char*>(y);
 
-  if (ctx.in_rms_eps.has_value()) {
-    RETURN_IF_ERROR(in_proj_.ForwardRow(hidden, zxbcdt, dtype_, {ctx.in_rms_eps}, *ctx.stream));
-  } else {
-    RETURN_IF_ERROR(in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_,
-                                     *ctx.stream, *ctx.blas));
-  }
+  RETURN_IF_ERROR(
+      in_proj_.Forward(hidden, plan_.global.d_model, T, zxbcdt, R, dtype_, *ctx.stream, *ctx.blas));
   const MixerConvArgs ca{zx + col.xbc * es, R, xb, CD, d_conv_, &conv_weight_, &conv_bias_, dtype_};
 
   RETURN_IF_ERROR(RunMixerConv(ca, conv, ctx));
@@ -292,10 +281,7 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
     RETURN_IF_ERROR(RunSsdChunkScan(s, *ctx.stream));
   }
 
-  if (fused_norm) {
-    return out_proj_.ForwardRow(y, out, dtype_, {eps_, ctx.residual, ctx.residual_copy},
-                                *ctx.stream);
-  }
+  if (fused_norm) return out_proj_.ForwardRmsNormalized(y, out, dtype_, eps_, *ctx.stream);
   // Gated RMSNorm per original group, in place on y.
   GatedRmsNormParams n = NormParams(zx, yy, T);
   if (!plan_.norm.needs_cross_rank_sum) {
@@ -314,10 +300,6 @@ absl::Status Mamba2Mixer::Forward(const void* hidden, void* out, const StateTens
     RETURN_IF_ERROR(RunGatedRmsNorm(n, *ctx.stream));
   }
 
-  if (ctx.residual != nullptr) {
-    return out_proj_.ForwardRow(y, out, dtype_, {std::nullopt, ctx.residual, ctx.residual_copy},
-                                *ctx.stream);
-  }
   RETURN_IF_ERROR(
       out_proj_.Forward(y, I, T, out, plan_.global.d_model, dtype_, *ctx.stream, *ctx.blas));
   if (ctx.tp() > 1) {

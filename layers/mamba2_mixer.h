@@ -29,11 +29,9 @@ namespace mambaserve {
 class Mamba2Mixer {
  public:
   // Loads this rank's shard of layer `prefix` ("backbone.layers.3.mixer.").
-  // `in_norm_weight` (d_model) is the block norm's weight, folded into in_proj's columns.
   static absl::StatusOr<Mamba2Mixer> Load(const config::ModelConfig& m, const Mamba2ShardPlan& plan,
                                           const WeightSource& src, const std::string& prefix,
-                                          const std::vector<float>& in_norm_weight, Device device,
-                                          DType dtype);
+                                          Device device, DType dtype);
 
   // hidden (T, d_model) in the activation dtype -> out (T, d_model), all-reduced over the tp
   // group. `conv` and `ssm` address this layer's state tensors in the pool.
@@ -41,8 +39,6 @@ class Mamba2Mixer {
                        const StateTensorRef& ssm, StepContext& ctx) const;
 
   const Mamba2ShardPlan& plan() const { return plan_; }
-  // Whether a batch-1 step may pass StepContext's in_rms_eps / residual hooks (x: the copy).
-  bool FusesRows(const void* x) const;
 
  private:
   struct Columns {  // of the local in_proj output row

@@ -71,22 +71,21 @@ absl::StatusOr<std::unique_ptr<MambaModel>> MambaModel::Load(const config::Model
   for (int64_t l = 0; l < m.n_layers(); ++l) {
     const std::string p = absl::StrCat("backbone.layers.", l, ".");
     RETURN_IF_ERROR(ExpectShape(src, p + "norm.weight", {m.d_model()}));
-    // The block norm's weight is folded into the mixer's in_proj; the norm kernel scales by 1.
     RETURN_IF_ERROR(ReadRows(src, p + "norm.weight", {{0, m.d_model()}}, &w));
+    ASSIGN_OR_RETURN(Buffer nb, UploadAs(device, DType::kF32, w));
+    model->layer_norms_.push_back(std::move(nb));
     if (m.architecture() == config::MAMBA2) {
       ASSIGN_OR_RETURN(Mamba2ShardPlan plan, MakeMamba2ShardPlan(Mamba2DimsOf(m), tp, rank));
       ASSIGN_OR_RETURN(Mamba2Mixer mx,
-                       Mamba2Mixer::Load(m, plan, src, p + "mixer.", w, device, dtype));
+                       Mamba2Mixer::Load(m, plan, src, p + "mixer.", device, dtype));
       model->mixers_.emplace_back(std::move(mx));
     } else {
       ASSIGN_OR_RETURN(Mamba1ShardPlan plan, MakeMamba1ShardPlan(Mamba1DimsOf(m), tp, rank));
       ASSIGN_OR_RETURN(Mamba1Mixer mx,
-                       Mamba1Mixer::Load(m, plan, src, p + "mixer.", w, device, dtype));
+                       Mamba1Mixer::Load(m, plan, src, p + "mixer.", device, dtype));
       model->mixers_.emplace_back(std::move(mx));
     }
   }
-  ASSIGN_OR_RETURN(model->norm_ones_,
-                   UploadAs(device, DType::kF32, std::vector<float>(m.d_model(), 1.0f)));
   ASSIGN_OR_RETURN(std::string normf,
                    ResolveWeightName(src, {"backbone.norm_f.weight", "backbone.norm.weight"}));
   RETURN_IF_ERROR(ReadRows(src, normf, {{0, m.d_model()}}, &w));
@@ -208,26 +207,14 @@ absl::StatusOr<const void*> MambaModel::Enqueue(const StepIndices& si, const int
   RETURN_IF_ERROR(RunEmbedding(ep, stream_));
   if (tp() > 1) RETURN_IF_ERROR(comm_->AllReduceSum(hidden, T * dm, dtype_, stream_));
 
-  // A decode step at batch 1 (tp = 1, fp32 residual) runs no block norm after layer 0: each
-  // out_proj but the last adds into the residual stream and leaves its copy in `normed`, which
-  // the next in_proj RMS-normalises as it reads it (StepContext; the norms' weights are folded).
-  const float eps = static_cast<float>(config_.norm_eps());
-  const int64_t L = config_.n_layers();
-  bool fold = tp() == 1 && T == 1 && ctx.batch.num_decode == 1 && residual_dtype_ == DType::kF32;
-  for (const auto& mx : mixers_) {
-    fold = fold && std::visit([&](const auto& m) { return m.FusesRows(normed); }, mx);
-  }
-  for (int64_t l = 0; l < L; ++l) {
-    if (!fold || l == 0) {
-      AddRmsNormParams np_{
-          T,           dm,     hidden, dtype_, residual, residual_dtype_, l > 0, norm_ones_.data(),
-          DType::kF32, normed, dtype_, eps};
-      RETURN_IF_ERROR(RunAddRmsNorm(np_, stream_));
-    }
-    ctx.in_rms_eps.reset();
-    if (fold && l > 0) ctx.in_rms_eps = eps;
-    ctx.residual = fold && l + 1 < L ? static_cast<float*>(residual) : nullptr;
-    ctx.residual_copy = ctx.residual != nullptr ? normed : nullptr;
+  for (int64_t l = 0; l < config_.n_layers(); ++l) {
+    AddRmsNormParams np_{T,           dm,
+                         hidden,      dtype_,
+                         residual,    residual_dtype_,
+                         l > 0,       layer_norms_[l].data(),
+                         DType::kF32, normed,
+                         dtype_,      static_cast<float>(config_.norm_eps())};
+    RETURN_IF_ERROR(RunAddRmsNorm(np_, stream_));
     ASSIGN_OR_RETURN(StateTensorRef conv, pool.Ref(l, 0));
     ASSIGN_OR_RETURN(StateTensorRef ssm, pool.Ref(l, 1));
     absl::Status st =

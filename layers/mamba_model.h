@@ -117,7 +117,7 @@ class MambaModel {
   int64_t vocab_row_begin_ = 0;
   int64_t vocab_valid_rows_ = 0;
   Buffer embedding_;
-  Buffer norm_ones_;  // the block norms scale by 1: their weights are folded into in_proj
+  std::vector<Buffer> layer_norms_;
   Buffer final_norm_;
   std::vector<std::variant<Mamba1Mixer, Mamba2Mixer>> mixers_;
   Linear lm_head_;

@@ -4,7 +4,6 @@
 #define MAMBASERVE_LAYERS_STEP_CONTEXT_H_
 
 #include <cstdint>
-#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -84,14 +83,6 @@ struct StepContext {
   Workspace* workspace = nullptr;
   ConvLayout conv_layout = ConvLayout::kSD;  // of the state pool's conv tensors
   StepBatch batch;
-  // A decode step at batch 1 with the block norms folded away (MambaModel::Enqueue): with
-  // in_rms_eps the mixer's input is the residual stream's copy and in_proj RMS-normalises it (the
-  // norm's weight is folded into in_proj); with `residual`, out_proj adds its row into the fp32
-  // residual stream and writes the copy (`residual_copy`, the activation dtype) for the next
-  // layer instead of writing `out`. Set per layer; only where the mixer's FusesRows holds.
-  std::optional<float> in_rms_eps;
-  float* residual = nullptr;
-  void* residual_copy = nullptr;
   int tp() const { return comm == nullptr ? 1 : comm->size(); }
 };
 

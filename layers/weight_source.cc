@@ -209,9 +209,4 @@ absl::Status ReadCols(const WeightSource& src, const std::string& name,
   return absl::OkStatus();
 }
 
-void FoldColumns(const std::vector<float>& scale, std::vector<float>* w) {
-  const size_t cols = scale.size();
-  for (size_t i = 0; i < w->size(); ++i) (*w)[i] *= scale[i % cols];
-}
-
 }  // namespace mambaserve

@@ -74,10 +74,6 @@ absl::Status ReadRows(const WeightSource& src, const std::string& name,
 absl::Status ReadCols(const WeightSource& src, const std::string& name,
                       const std::vector<IndexRange>& cols, std::vector<float>* out);
 
-// Scales column c of the row-major matrix `w` (rows of scale.size() values) by scale[c]: folds a
-// per-channel norm weight into the product that reads the normalised values.
-void FoldColumns(const std::vector<float>& scale, std::vector<float>* w);
-
 }  // namespace mambaserve
 
 #endif  // MAMBASERVE_LAYERS_WEIGHT_SOURCE_H_
