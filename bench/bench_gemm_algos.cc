@@ -119,7 +119,7 @@ int Main() {
       CHECK_CUDA(cudaMalloc(&p, wbytes));
       CHECK_CUDA(cudaMemset(p, 0x3c, wbytes));  // small finite bf16 values
     }
-    for (int m : {1, 4, 16, 64}) {
+    for (int m : {1, 2, 4, 8, 16, 32, 64}) {
       void *x, *y;
       CHECK_CUDA(cudaMalloc(&x, size_t{2} * m * sh.in));
       CHECK_CUDA(cudaMalloc(&y, size_t{2} * m * sh.out));

@@ -1,5 +1,5 @@
-// Whole-model benchmarks on one GPU with random weights of the Mamba2-2.7B shape (bf16 weights and
-// activations, fp32 SSM state):
+// Whole-model benchmarks on one GPU with random weights of the Mamba2-2.7B shape, or with --arch 1
+// of the Mamba-2.8B (Mamba-1) shape (bf16 weights and activations, fp32 SSM state):
 //  1. decode step time and tokens/s at batch 1, 16, 64 against the roofline: bytes of weights
 //     plus state read and written per step over the measured copy bandwidth;
 //  2. time to first token of an 8K-token prompt whose first 7K tokens are cached (one state copy
@@ -7,6 +7,7 @@
 //   bench_model [--layers 64] [--batch N: decode at this batch only] [--decode_only 1]
 //               [--steps 23] (a short run to profile: ncu --print-summary per-kernel ...)
 //               [--dependent_launch 0: every kernel launched plainly, to compare]
+//               [--arch 1: Mamba-1, the Mamba-2.8B shape]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -51,6 +52,40 @@ config::ModelConfig Mamba2_2p7b(int64_t layers) {
   return m;
 }
 
+config::ModelConfig Mamba_2p8b(int64_t layers) {  // configs/presets/mamba_2p8b.textproto
+  config::ModelConfig m;
+  m.set_architecture(config::MAMBA1);
+  m.set_vocab_size(50280);
+  m.set_d_model(2560);
+  m.set_n_layers(layers);
+  m.set_d_state(16);
+  m.set_d_conv(4);
+  m.set_expand(2);
+  m.set_d_inner(5120);
+  m.set_dt_rank(160);
+  m.set_norm_eps(1e-5);
+  m.set_tie_embeddings(true);
+  m.set_residual_in_fp32(true);
+  m.set_conv_bias(true);
+  return m;
+}
+
+// Parameter bytes a decode step reads: every layer's weights in the layout the model keeps them
+// (bf16; Mamba-1's dt_proj, A and D in f32) and the tied embedding / LM head.
+int64_t WeightBytes(const config::ModelConfig& m) {
+  const int64_t dm = m.d_model(), di = m.d_inner(), n = m.d_state(), k = m.d_conv();
+  int64_t layer = 0;
+  if (m.architecture() == config::MAMBA1) {
+    const int64_t r = m.dt_rank();
+    layer = 2 * (2 * di * dm + di * (k + 1) + (r + 2 * n) * di + dm * di + dm) +
+            4 * (di * r + di + di * n + di);
+  } else {
+    const int64_t h = m.num_heads(), conv_dim = di + 2 * n;
+    layer = 2 * ((2 * di + 2 * n + h) * dm + di * dm + conv_dim * (k + 1));
+  }
+  return m.n_layers() * layer + 2 * m.vocab_size() * dm;
+}
+
 absl::StatusOr<double> CopyBandwidthGBs() {
   const size_t bytes = size_t{1} << 30;
   void *a, *b;
@@ -79,27 +114,25 @@ absl::StatusOr<double> CopyBandwidthGBs() {
 struct Flags {
   int64_t layers = 64, batch = 0, decode_only = 0, steps = 23;
   int64_t dependent_launch = 1;
+  int64_t arch = 2;
 };
 
 absl::Status Run(const Flags& f) {
   const int64_t layers = f.layers;
   SetDependentLaunch(f.dependent_launch != 0);
   ASSIGN_OR_RETURN(double bw, CopyBandwidthGBs());
-  const config::ModelConfig m = Mamba2_2p7b(layers);
+  const config::ModelConfig m = f.arch == 1 ? Mamba_2p8b(layers) : Mamba2_2p7b(layers);
   RandomWeights weights(m, 7);
   const absl::Time t0 = absl::Now();
   ASSIGN_OR_RETURN(auto model,
                    MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr));
-  std::printf("model: Mamba2-2.7B shape, %lld layers, random bf16 weights (loaded in %.1f s)\n",
-              static_cast<long long>(layers), absl::ToDoubleSeconds(absl::Now() - t0));
+  std::printf("model: %s shape, %lld layers, random bf16 weights (loaded in %.1f s)\n",
+              f.arch == 1 ? "Mamba-2.8B" : "Mamba2-2.7B", static_cast<long long>(layers),
+              absl::ToDoubleSeconds(absl::Now() - t0));
   ASSIGN_OR_RETURN(StatePoolConfig pc, model->PoolConfig({DType::kBF16, DType::kF32}));
   const int64_t block_bytes = StatePool::BytesPerBlock(pc);
   ASSIGN_OR_RETURN(StatePool pool, StatePool::Create(pc, 68));
-  // Parameter bytes (bf16): every linear weight, the embedding / tied LM head.
-  const int64_t dm = m.d_model(), di = m.d_inner(), n = m.d_state(), h = m.num_heads();
-  const int64_t in_rows = 2 * di + 2 * n + h, conv_dim = di + 2 * n;
-  const int64_t layer_params = in_rows * dm + di * dm + conv_dim * (m.d_conv() + 1);
-  const int64_t weight_bytes = 2 * (layers * layer_params + m.vocab_size() * dm);
+  const int64_t weight_bytes = WeightBytes(m);
   std::printf(
       "copy bandwidth (cudaMemcpy D2D, 1 GiB): %.0f GB/s; weights %.2f GB; state %.1f MB "
       "per sequence\n\n",
@@ -203,6 +236,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--decode_only") == 0) f.decode_only = v;
     if (std::strcmp(argv[i], "--steps") == 0) f.steps = v;
     if (std::strcmp(argv[i], "--dependent_launch") == 0) f.dependent_launch = v;
+    if (std::strcmp(argv[i], "--arch") == 0) f.arch = v;
   }
   absl::Status st = mambaserve::Run(f);
   if (!st.ok()) {

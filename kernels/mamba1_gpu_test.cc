@@ -222,7 +222,8 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
 // Aligned rows (no row or block padding) take the vectorised decode kernels: the streamed one
 // for single tokens (tiles of 128 channels, partial last tiles, two groups of 128 channels, enough
 // sequences that blocks walk several items), the row kernel for speculative tokens. In place and
-// into separate output blocks (every fourth the null block).
+// into separate output blocks (every fourth the null block); with the state read before the wait
+// for earlier kernels or after it.
 TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
   SKIP_WITHOUT_GPU();
   const auto [mode, x_dtype, state_dtype] = GetParam();
@@ -231,8 +232,10 @@ TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
   };
   for (const Case& c : {Case{64, 1, 9}, Case{200, 1, 300}, Case{256, 2, 9}, Case{5120, 1, 40}}) {
     for (int64_t num_spec : {0, 2}) {
-      for (bool per_token_out : {false, true}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool per_token_out = variant & 1, early = variant & 2;
         ScanProblemOptions o;
+        o.read_state_before_wait = early;
         o.mode = mode;
         o.x_dtype = x_dtype;
         o.bc_dtype = x_dtype;
@@ -249,7 +252,8 @@ TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
         o.final_in_place = true;
         o.seed = 77 + c.dim;
         const std::string what = absl::StrCat("dim ", c.dim, " G ", c.n_groups, " batch ", c.batch,
-                                              " spec ", num_spec, " out ", per_token_out);
+                                              " spec ", num_spec, " out ", per_token_out,
+                                              " early state ", early);
         ScanOutputs got;
         ASSERT_NO_FATAL_FAILURE(
             ExpectDecodeMatchesCpu(MakeScanProblem(o), num_spec, per_token_out, what, &got));

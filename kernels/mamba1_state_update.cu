@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/resident_blocks.h"
 #include "core/status_macros.h"
 #include "kernels/cp_async.cuh"
@@ -62,6 +63,9 @@ struct DecodeArgs {
   int bc_units;       // 16-byte units of a B / C row
   int off_u, off_delta, off_z, off_B, off_C, stage_bytes;
   int max_items;  // items of the block that walks the most (set at launch)
+  // Mamba1StateUpdateParams::read_state_before_wait: block indices and state rows may be read
+  // before the wait for the previous kernels (launched as dependents).
+  bool early_state;
 };
 
 // The per-(token, channel) scalars of token row r, channel d (both decode kernels).
@@ -138,6 +142,8 @@ __device__ __forceinline__ void StoreStates(StateT* p, int count, bool vec, cons
 
 template <Discretization kMode, int kNPT, typename StateT>
 __global__ void __launch_bounds__(256) Mamba1DecodeKernel(const DecodeArgs a) {
+  AllowNextKernelLaunch();  // dependents still wait for this kernel before reading its outputs
+  WaitForPreviousKernels();
   const int64_t b = blockIdx.y;
   const int tpc = 1 << a.tpc_log2;
   const int cpb = blockDim.x >> a.tpc_log2;
@@ -321,6 +327,8 @@ __device__ __forceinline__ void LoadA16(const DecodeArgs& a, int64_t d, int N, f
 // channel's constants (A, dt bias, D) are loaded once for all of them.
 template <Discretization kMode, typename StateT, int kSeqs>
 __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a) {
+  AllowNextKernelLaunch();  // dependents still wait for this kernel before reading its outputs
+  if (!a.early_state) WaitForPreviousKernels();
   const int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d >= a.D) return;  // no cross-thread communication below
   const int N = static_cast<int>(a.N);
@@ -345,6 +353,7 @@ __global__ void __launch_bounds__(128) Mamba1DecodeRowKernel(const DecodeArgs a)
   const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
   const float spb = kMode == Discretization::kEventDriven ? DevSoftplus(a.bias_A[d]) : 0.0f;
   const float Dd = a.Dv ? a.Dv[d] : 0.0f;
+  if (a.early_state) WaitForPreviousKernels();  // the token inputs are earlier kernels' outputs
 #pragma unroll
   for (int s = 0; s < kSeqs; ++s) {
     const int64_t b = b0 + s;
@@ -405,6 +414,10 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   extern __shared__ __align__(16) char smem[];
   constexpr int kThreads = 128;
   const int tid = threadIdx.x;
+  // tau, preloaded with the block indices below, is an input like u: no early start with it.
+  const bool early = a.early_state && kMode != Discretization::kEventDriven;
+  AllowNextKernelLaunch();  // dependents still wait for this kernel before reading its outputs
+  if (!early) WaitForPreviousKernels();
   const int64_t tiles = a.tiles;
   const int64_t d0 = (blockIdx.x % tiles) * kThreads;
   const int valid = static_cast<int>(min(static_cast<int64_t>(kThreads), a.D - d0));
@@ -439,10 +452,11 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
   }
   __syncthreads();
 
-  auto issue = [&](int k, int stage) {
+  // Item k's copies into `stage`: its state tile, then its token inputs (the previous kernels'
+  // outputs), then the commit.
+  auto issue_state = [&](int k, int stage) {
     if (k < my_items) {
       char* st = smem + stage * a.stage_bytes;
-      const int64_t b = b0 + k * m;
       const int64_t blk = s_in[k];
       if (blk != 0) {
         const char* src = reinterpret_cast<const char*>(pool + blk * a.block_stride + d0 * 16);
@@ -451,6 +465,12 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
           CpAsync16(st + StagedUnitOffset(a, u), src + u * 16);
         }
       }
+    }
+  };
+  auto issue_inputs = [&](int k, int stage) {
+    if (k < my_items) {
+      char* st = smem + stage * a.stage_bytes;
+      const int64_t b = b0 + k * m;
       const int esx = a.x_dt == kF32 ? 4 : 2, esbc = a.bc_dt == kF32 ? 4 : 2;
       const int x_units = (valid * esx) >> 4;  // D * esx is a multiple of 16 (launch checks)
       const char* u_src = static_cast<const char*>(a.u) + (b * a.u_rs + d0) * esx;
@@ -473,8 +493,18 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
     CpAsyncCommit();  // possibly empty: every thread counts the same groups
   };
 
+  auto issue = [&](int k, int stage) {
+    issue_state(k, stage);
+    issue_inputs(k, stage);
+  };
+
+  // With early_state the first item's state tile is requested before the wait, so its DRAM
+  // latency overlaps the kernels before this one (the grid is resident at once).
+  issue_state(0, 0);
+  if (early) WaitForPreviousKernels();
+  issue_inputs(0, 0);
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) issue(s, s);
+  for (int s = 1; s < kStages - 1; ++s) issue(s, s);
   int stage = 0;
   for (int k = 0; k < my_items; ++k) {
     CpAsyncWait<kStages - 2>();  // this thread's copies of item k have landed
@@ -560,8 +590,8 @@ absl::StatusOr<bool> LaunchStream(const DecodeArgs& a0, cudaStream_t st) {
   DecodeArgs a = a0;
   a.max_items = static_cast<int>(max_items);
   const int smem = stages_bytes + static_cast<int>(max_items) * kStreamItemBytes;
-  kernel<<<static_cast<unsigned>(blocks), 128, smem, st>>>(a);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(
+      LaunchDependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(128), smem, st, a));
   return true;
 }
 
@@ -576,11 +606,12 @@ absl::Status Launch(const DecodeArgs& a, dim3 grid, int threads, cudaStream_t st
     constexpr int kSeqs = 2;
     dim3 rgrid(static_cast<unsigned>((a.D + rt - 1) / rt),
                static_cast<unsigned>((a.batch + kSeqs - 1) / kSeqs));
-    Mamba1DecodeRowKernel<kMode, StateT, kSeqs><<<rgrid, rt, 0, st>>>(a);
+    CUDA_RETURN_IF_ERROR(
+        LaunchDependent(Mamba1DecodeRowKernel<kMode, StateT, kSeqs>, rgrid, dim3(rt), 0, st, a));
   } else {
-    Mamba1DecodeKernel<kMode, kNPT, StateT><<<grid, threads, 0, st>>>(a);
+    CUDA_RETURN_IF_ERROR(
+        LaunchDependent(Mamba1DecodeKernel<kMode, kNPT, StateT>, grid, dim3(threads), 0, st, a));
   }
-  CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
@@ -653,6 +684,17 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   a.block_stride = p.state_block_stride > 0 ? p.state_block_stride : p.dim * p.d_state;
   a.blk_in = p.state_block_in;
   a.blk_out = p.state_block_out;
+  a.early_state = p.read_state_before_wait;
+  // EXPERIMENT (remove before commit): MS_M1_PDL=0 launches plainly, 1 = dependent without early
+  // state, 2 (default) = as asked.
+  static const int pdl_knob = std::getenv("MS_M1_PDL") ? std::atoi(std::getenv("MS_M1_PDL")) : 2;
+  if (pdl_knob < 2) a.early_state = false;
+  const bool pdl_saved = DependentLaunchEnabled();
+  if (pdl_knob == 0) SetDependentLaunch(false);
+  struct RestorePdl {
+    bool on;
+    ~RestorePdl() { SetDependentLaunch(on); }
+  } restore_pdl{pdl_saved};
   const int npt = p.d_state <= 128 ? 4 : 8;
   int tpc = 1;
   while (tpc * npt < p.d_state) tpc *= 2;

@@ -67,6 +67,14 @@ struct Mamba1StateUpdateParams {
   int64_t state_block_stride = 0;
   const int32_t* state_block_in = nullptr;   // [batch], required
   const int32_t* state_block_out = nullptr;  // [batch * (1 + num_spec)], optional
+
+  // CUDA, launched as a dependent (core/dependent_launch.h): read the block indices and the state
+  // before waiting for the kernels before this one, so that their DRAM latency overlaps them.
+  // Only for a caller whose earlier kernels on the stream cannot still be writing these states
+  // or indices (the model's step: the previous step has ended, and nothing before the update in
+  // a step writes a decode state). Not used by the event-driven mode's streamed kernel (its tau
+  // is read with the indices).
+  bool read_state_before_wait = false;
 };
 
 absl::Status RunMamba1StateUpdate(const Mamba1StateUpdateParams& p, const Stream& stream);

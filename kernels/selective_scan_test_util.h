@@ -135,6 +135,8 @@ struct ScanProblemOptions {
   uint64_t seed = 1;
   // CUDA launch geometry of the prefill (SelectiveScanParams::cuda_*; 0 = automatic).
   int cuda_time_segments = 0;
+  // Decode: Mamba1StateUpdateParams::read_state_before_wait.
+  bool read_state_before_wait = false;
 };
 
 // A packed-varlen prefill problem (also used, with lengths 1 + num_spec, for decodes).
@@ -354,6 +356,7 @@ inline absl::StatusOr<ScanOutputs> RunDecode(const ScanProblem& p, int64_t num_s
   if (per_token_out) {
     ASSIGN_OR_RETURN(q.state_block_out, arr.Put(outb));
   }
+  q.read_state_before_wait = p.o.read_state_before_wait;
   RETURN_IF_ERROR(RunMamba1StateUpdate(q, stream));
   RETURN_IF_ERROR(stream.Synchronize());
   ScanOutputs out;

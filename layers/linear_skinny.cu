@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "core/cuda_status.h"
 #include "core/dependent_launch.cuh"
@@ -26,9 +27,14 @@
 namespace mambaserve {
 namespace {
 
+// EXPERIMENT (remove before commit): integer knobs read at launch.
+inline int64_t SkinnyEnv(const char* name, int64_t def) {
+  const char* v = std::getenv(name);
+  return v ? std::atoll(v) : def;
+}
+
 constexpr int kMaxWarps = 8;  // K slices per block
 constexpr int kSlice = 640;   // target K per warp: in_proj 4 slices, out_proj 8 (2.7B model)
-constexpr int kUnroll = 2;    // 32-wide k steps of weight loads per batch (double-buffered)
 
 __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                     uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -42,40 +48,49 @@ __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-// kTiles n-tiles of 8 rows of x. Block: one 16-row tile of W, blockDim.x / 32 K slices of
-// `slice` (a multiple of 32) each.
-template <typename YT, int kTiles>
+// kTiles n-tiles of 8 rows of x; kM 16-row tiles of W per warp, so that each x fragment a warp
+// loads serves kM products (x is re-read from L2 once per 16 kM rows of W). Block: those 16 kM
+// rows, blockDim.x / 32 K slices of `slice` (a multiple of 32) each.
+template <typename YT, int kTiles, int kM, int kUnroll>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     SkinnyKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
                  const __nv_bfloat16* __restrict__ x, int64_t x_rs, int rows, YT* __restrict__ y,
                  int64_t y_rs, int slice) {
-  extern __shared__ float red[];  // [warps][16][kTiles * 8]
+  extern __shared__ float red[];  // [warps][16 kM][kTiles * 8]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * 16;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * 16 * kM;
   const int64_t k_begin = static_cast<int64_t>(warp) * slice;
   const int64_t k_end = std::min<int64_t>(in, k_begin + slice);
-  // This lane's two weight rows (a row past `out` reads nothing and yields zeros).
-  const bool ok_lo = r0 + g < out, ok_hi = r0 + g + 8 < out;
-  const __nv_bfloat16* w_lo = w + (r0 + g) * in + 8 * t;
-  const __nv_bfloat16* w_hi = w_lo + 8 * in;
-  auto load_w = [&](int64_t k0, uint4(&lo)[kUnroll], uint4(&hi)[kUnroll]) {
+  // This lane's weight rows g and g + 8 of each tile; a row past `out` reads row out - 1 again
+  // and its sums are never stored.
+  const __nv_bfloat16* w_lo[kM];
+  const __nv_bfloat16* w_hi[kM];
+#pragma unroll
+  for (int m = 0; m < kM; ++m) {
+    w_lo[m] = w + std::min<int64_t>(r0 + 16 * m + g, out - 1) * in + 8 * t;
+    w_hi[m] = w + std::min<int64_t>(r0 + 16 * m + g + 8, out - 1) * in + 8 * t;
+  }
+  auto load_w = [&](int64_t k0, uint4(&lo)[kM][kUnroll], uint4(&hi)[kM][kUnroll]) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t k = k0 + 32 * u;
       const bool k_ok = k + 8 * t < k_end;
-      lo[u] = ok_lo && k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_lo + k)) : uint4{};
-      hi[u] = ok_hi && k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_hi + k)) : uint4{};
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        lo[m][u] = k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_lo[m] + k)) : uint4{};
+        hi[m][u] = k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_hi[m] + k)) : uint4{};
+      }
     }
   };
-  float acc[kTiles][4] = {};
-  uint4 lo[kUnroll], hi[kUnroll];
+  float acc[kM][kTiles][4] = {};
+  uint4 lo[kM][kUnroll], hi[kM][kUnroll];
   load_w(k_begin, lo, hi);
   // x is the previous kernel's output; the weights above stream while it finishes.
   AllowNextKernelLaunch();
   WaitForPreviousKernels();
   for (int64_t k0 = k_begin; k0 < k_end; k0 += 32 * kUnroll) {
-    uint4 nlo[kUnroll], nhi[kUnroll];
+    uint4 nlo[kM][kUnroll], nhi[kM][kUnroll];
     load_w(k0 + 32 * kUnroll, nlo, nhi);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -86,55 +101,80 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         const int n = 8 * j + g;
         const uint4 xv =
             k_ok && n < rows ? __ldg(reinterpret_cast<const uint4*>(x + n * x_rs + k)) : uint4{};
-        Mma(acc[j], lo[u].x, hi[u].x, lo[u].y, hi[u].y, xv.x, xv.y);  // k step s = 0
-        Mma(acc[j], lo[u].z, hi[u].z, lo[u].w, hi[u].w, xv.z, xv.w);  // s = 1
+#pragma unroll
+        for (int m = 0; m < kM; ++m) {
+          Mma(acc[m][j], lo[m][u].x, hi[m][u].x, lo[m][u].y, hi[m][u].y, xv.x, xv.y);  // s = 0
+          Mma(acc[m][j], lo[m][u].z, hi[m][u].z, lo[m][u].w, hi[m][u].w, xv.z, xv.w);  // s = 1
+        }
       }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) lo[u] = nlo[u], hi[u] = nhi[u];
-  }
-  // Partial tiles of the K slices, added in shared memory. acc[j]: (row g, x rows 8j + 2t,
-  // 8j + 2t + 1) and (row g + 8, the same).
-  constexpr int kN = kTiles * 8;
-  float* mine = red + warp * 16 * kN;
+    for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-  for (int j = 0; j < kTiles; ++j) {
-    mine[g * kN + 8 * j + 2 * t] = acc[j][0];
-    mine[g * kN + 8 * j + 2 * t + 1] = acc[j][1];
-    mine[(g + 8) * kN + 8 * j + 2 * t] = acc[j][2];
-    mine[(g + 8) * kN + 8 * j + 2 * t + 1] = acc[j][3];
+      for (int m = 0; m < kM; ++m) lo[m][u] = nlo[m][u], hi[m][u] = nhi[m][u];
+    }
+  }
+  // Partial tiles of the K slices, added in shared memory. acc[m][j]: (row 16m + g, x rows
+  // 8j + 2t, 8j + 2t + 1) and (row 16m + g + 8, the same).
+  constexpr int kN = kTiles * 8, kRows = 16 * kM;
+  float* mine = red + warp * kRows * kN;
+#pragma unroll
+  for (int m = 0; m < kM; ++m) {
+#pragma unroll
+    for (int j = 0; j < kTiles; ++j) {
+      const int lo_row = 16 * m + g, col = 8 * j + 2 * t;
+      mine[lo_row * kN + col] = acc[m][j][0];
+      mine[lo_row * kN + col + 1] = acc[m][j][1];
+      mine[(lo_row + 8) * kN + col] = acc[m][j][2];
+      mine[(lo_row + 8) * kN + col + 1] = acc[m][j][3];
+    }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < 16 * rows; i += blockDim.x) {
-    const int m = i % 16, n = i / 16;  // 16 consecutive outputs of one row of x per group
+  for (int i = threadIdx.x; i < kRows * rows; i += blockDim.x) {
+    const int m = i % kRows, n = i / kRows;  // consecutive outputs of one row of x per group
     if (r0 + m >= out) continue;
     float s = 0.0f;
-    for (int v = 0; v < warps; ++v) s += red[(v * 16 + m) * kN + n];
+    for (int v = 0; v < warps; ++v) s += red[(v * kRows + m) * kN + n];
     Store(y + n * y_rs + r0 + m, s);
   }
 }
 
-template <typename YT, int kTiles>
+template <typename YT, int kTiles, int kM, int kUnroll>
 absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
-                    int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
-  const int warps = static_cast<int>(std::clamp<int64_t>((in + kSlice / 2) / kSlice, 1, kMaxWarps));
+                    int64_t rows, void* y, int64_t y_rs, int warps, cudaStream_t s) {
   const int slice = static_cast<int>((in + warps * 32 - 1) / (warps * 32) * 32);
-  const size_t smem = static_cast<size_t>(warps) * 16 * kTiles * 8 * sizeof(float);
-  const auto blocks = static_cast<unsigned>((out + 15) / 16);
-  CUDA_RETURN_IF_ERROR(LaunchDependent(SkinnyKernel<YT, kTiles>, dim3(blocks), dim3(warps * 32),
-                                       smem, s, static_cast<const __nv_bfloat16*>(w), out, in,
+  const size_t smem = static_cast<size_t>(warps) * 16 * kM * kTiles * 8 * sizeof(float);
+  const auto blocks = static_cast<unsigned>((out + 16 * kM - 1) / (16 * kM));
+  CUDA_RETURN_IF_ERROR(LaunchDependent(SkinnyKernel<YT, kTiles, kM, kUnroll>, dim3(blocks),
+                                       dim3(warps * 32), smem, s,
+                                       static_cast<const __nv_bfloat16*>(w), out, in,
                                        static_cast<const __nv_bfloat16*>(x), x_rs,
                                        static_cast<int>(rows), static_cast<YT*>(y), y_rs, slice));
   return absl::OkStatus();
 }
 
+// Two W tiles per warp where there are enough of them to keep every SM busy (~2 blocks per SM
+// of an H100) and the reduction fits the default 48 KB of shared memory.
+template <typename YT, int kTiles>
+absl::Status LaunchTiles(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
+                         int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
+  const int warps = static_cast<int>(std::clamp<int64_t>((in + kSlice / 2) / kSlice, 1, kMaxWarps));
+  const bool two = (kTiles > 1 || SkinnyEnv("MS_SKINNY_M2_ALL", 0)) && out >= SkinnyEnv("MS_SKINNY_M2_OUT", 8192) &&
+                   warps * 32 * kTiles * 8 * 4 <= 48 * 1024;
+  const bool u4 = SkinnyEnv("MS_SKINNY_UNROLL", 2) == 4;
+  if (two && u4) return Launch<YT, kTiles, 2, 4>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
+  if (two) return Launch<YT, kTiles, 2, 2>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
+  if (u4) return Launch<YT, kTiles, 1, 4>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
+  return Launch<YT, kTiles, 1, 2>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
+}
+
 template <typename YT>
 absl::Status LaunchRows(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
                         int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
-  if (rows <= 8) return Launch<YT, 1>(w, out, in, x, x_rs, rows, y, y_rs, s);
-  if (rows <= 16) return Launch<YT, 2>(w, out, in, x, x_rs, rows, y, y_rs, s);
-  if (rows <= 32) return Launch<YT, 4>(w, out, in, x, x_rs, rows, y, y_rs, s);
-  return Launch<YT, 8>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  if (rows <= 8) return LaunchTiles<YT, 1>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  if (rows <= 16) return LaunchTiles<YT, 2>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  if (rows <= 32) return LaunchTiles<YT, 4>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  return LaunchTiles<YT, 8>(w, out, in, x, x_rs, rows, y, y_rs, s);
 }
 
 }  // namespace
@@ -142,7 +182,7 @@ absl::Status LaunchRows(const void* w, int64_t out, int64_t in, const void* x, i
 bool SkinnyFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t x_row_stride,
                 int64_t rows, DType y_dtype) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return w_dtype == DType::kBF16 && rows >= 2 && rows <= kSkinnyMaxRows && in % 8 == 0 &&
+  return w_dtype == DType::kBF16 && rows >= 2 && rows <= std::min(kSkinnyMaxRows, SkinnyEnv("MS_SKINNY_MAX_ROWS", 64)) && in % 8 == 0 &&
          x_row_stride % 8 == 0 && aligned(w) && aligned(x) &&
          (y_dtype == DType::kF32 || y_dtype == DType::kBF16);
 }

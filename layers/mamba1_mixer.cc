@@ -145,6 +145,9 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
     s.num_state_blocks = ssm.num_blocks;
     s.state_block_stride = ssm.block_stride;
     s.state_block_in = bt.decode_blocks;
+    // In a model step nothing before the update writes a decode sequence's state (the previous
+    // step has ended; prefills write theirs after it).
+    s.read_state_before_wait = true;
     RETURN_IF_ERROR(RunMamba1StateUpdate(s, *ctx.stream));
   }
   if (bt.num_prefill > 0) {
