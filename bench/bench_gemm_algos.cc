@@ -2,9 +2,9 @@
 // default algorithm) against every algorithm cuBLASLt's heuristics offer for the same product:
 // is there a faster one for the skinny decode shapes? Weights rotate over enough copies that
 // they never sit in L2 (as in a 64-layer step). Prints, per shape and batch, the time of the
-// default, of the best cuBLASLt algorithm, of Linear's own kernel (the one-row GEMV at batch 1,
-// the few-row tensor-core kernel at 4-64), and the weights'
-// bandwidth time (the roofline).
+// default, of the best cuBLASLt algorithm, of Linear's own kernel where Linear uses one (the
+// one-row GEMV at batch 1, the few-row tensor-core kernel at 2-16 rows and >= 1024 outputs; "-"
+// where Linear calls cuBLAS), and the weights' bandwidth time (the roofline).
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -164,8 +164,10 @@ int Main() {
         ++tried;
         if (best < 0 || us < best) best = us;
       }
-      // Linear's own kernel: the one-row GEMV at 1 row, the few-row tensor-core kernel at 2-64.
-      const double gemv = TimeUs(s, [&](int i) {
+      // Linear's own kernel, where Linear::Forward would pick one.
+      const bool own =
+          m == 1 || SkinnyFits(DType::kBF16, sh.out, sh.in, w[0], x, sh.in, m, DType::kBF16);
+      const double gemv = !own ? -1.0 : TimeUs(s, [&](int i) {
         if (m == 1) return GemvCuda(w[i % kCopies], sh.out, sh.in, x, y, DType::kBF16, stream).ok();
         return SkinnyCuda(w[i % kCopies], sh.out, sh.in, x, sh.in, m, y, sh.out, DType::kBF16,
                           stream)

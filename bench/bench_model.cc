@@ -8,6 +8,7 @@
 //               [--steps 23] (a short run to profile: ncu --print-summary per-kernel ...)
 //               [--dependent_launch 0: every kernel launched plainly, to compare]
 //               [--arch 1: Mamba-1, the Mamba-2.8B shape]
+//               [--few_row 0: cuBLAS for 2-16 rows instead of Linear's few-row kernel]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "core/cuda_status.h"
 #include "core/dependent_launch.h"
 #include "core/status_macros.h"
+#include "layers/linear_skinny.h"
 #include "layers/mamba_model.h"
 #include "layers/weight_source.h"
 #include "state_manager/copy_spec.h"
@@ -115,11 +117,13 @@ struct Flags {
   int64_t layers = 64, batch = 0, decode_only = 0, steps = 23;
   int64_t dependent_launch = 1;
   int64_t arch = 2;
+  int64_t few_row = 1;
 };
 
 absl::Status Run(const Flags& f) {
   const int64_t layers = f.layers;
   SetDependentLaunch(f.dependent_launch != 0);
+  SetSkinnyEnabled(f.few_row != 0);
   ASSIGN_OR_RETURN(double bw, CopyBandwidthGBs());
   const config::ModelConfig m = f.arch == 1 ? Mamba_2p8b(layers) : Mamba2_2p7b(layers);
   RandomWeights weights(m, 7);
@@ -237,6 +241,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--steps") == 0) f.steps = v;
     if (std::strcmp(argv[i], "--dependent_launch") == 0) f.dependent_launch = v;
     if (std::strcmp(argv[i], "--arch") == 0) f.arch = v;
+    if (std::strcmp(argv[i], "--few_row") == 0) f.few_row = v;
   }
   absl::Status st = mambaserve::Run(f);
   if (!st.ok()) {

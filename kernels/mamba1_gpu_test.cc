@@ -210,6 +210,7 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
       o.initial_state[4] = false;
       o.final_state = o.initial_state;
       o.final_in_place = true;
+      o.delta_f32 = num_spec > 0;  // the general kernel reading an f32 delta
       const auto p = MakeScanProblem(o);
       const std::string what = absl::StrCat("dim ", sh.dim, " N ", sh.d_state, " spec ", num_spec);
       ScanOutputs got;
@@ -223,7 +224,9 @@ TEST_P(GpuDecodeTest, MatchesCpuAndOracle) {
 // for single tokens (tiles of 128 channels, partial last tiles, two groups of 128 channels, enough
 // sequences that blocks walk several items), the row kernel for speculative tokens. In place and
 // into separate output blocks (every fourth the null block); with the state read before the wait
-// for earlier kernels or after it.
+// for earlier kernels or after it; delta in x_dtype or f32 (with the early read on the streamed
+// kernel's single tokens, without it on the row kernel's speculative ones, so that each kernel
+// runs each option).
 TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
   SKIP_WITHOUT_GPU();
   const auto [mode, x_dtype, state_dtype] = GetParam();
@@ -234,8 +237,10 @@ TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
     for (int64_t num_spec : {0, 2}) {
       for (int variant = 0; variant < 4; ++variant) {
         const bool per_token_out = variant & 1, early = variant & 2;
+        const bool delta_f32 = num_spec == 0 ? early : !early;
         ScanProblemOptions o;
         o.read_state_before_wait = early;
+        o.delta_f32 = delta_f32;
         o.mode = mode;
         o.x_dtype = x_dtype;
         o.bc_dtype = x_dtype;
@@ -251,9 +256,9 @@ TEST_P(GpuDecodeTest, AlignedRowsMatchCpu) {
         o.final_state = o.initial_state;
         o.final_in_place = true;
         o.seed = 77 + c.dim;
-        const std::string what = absl::StrCat("dim ", c.dim, " G ", c.n_groups, " batch ", c.batch,
-                                              " spec ", num_spec, " out ", per_token_out,
-                                              " early state ", early);
+        const std::string what =
+            absl::StrCat("dim ", c.dim, " G ", c.n_groups, " batch ", c.batch, " spec ", num_spec,
+                         " out ", per_token_out, " early state ", early, " delta f32 ", delta_f32);
         ScanOutputs got;
         ASSERT_NO_FATAL_FAILURE(
             ExpectDecodeMatchesCpu(MakeScanProblem(o), num_spec, per_token_out, what, &got));

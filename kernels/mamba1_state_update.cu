@@ -28,7 +28,7 @@ using namespace scan_cuda;
 
 struct DecodeArgs {
   int64_t batch, D, N, dpg, tokens;
-  int x_dt, bc_dt;
+  int x_dt, bc_dt, delta_dt;
   const void* u;
   int64_t u_rs;
   const void* delta;
@@ -73,7 +73,7 @@ template <Discretization kMode>
 __device__ __forceinline__ TokenScalars LoadTokenScalars(const DecodeArgs& a, int64_t r, int64_t d,
                                                          float bias, float spb) {
   const float u = LoadElem(a.u, a.x_dt, r * a.u_rs + d);
-  const float dl = LoadElem(a.delta, a.x_dt, r * a.delta_rs + d);
+  const float dl = LoadElem(a.delta, a.delta_dt, r * a.delta_rs + d);
   const float ev = kMode == Discretization::kEventDriven ? a.tau[r] * spb : 0.0f;
   return MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
 }
@@ -472,12 +472,16 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
       char* st = smem + stage * a.stage_bytes;
       const int64_t b = b0 + k * m;
       const int esx = a.x_dt == kF32 ? 4 : 2, esbc = a.bc_dt == kF32 ? 4 : 2;
-      const int x_units = (valid * esx) >> 4;  // D * esx is a multiple of 16 (launch checks)
+      const int esd = a.delta_dt == kF32 ? 4 : 2;
+      // D * esx and D * esd are multiples of 16 (launch checks).
+      const int x_units = (valid * esx) >> 4, d_units = (valid * esd) >> 4;
       const char* u_src = static_cast<const char*>(a.u) + (b * a.u_rs + d0) * esx;
-      const char* dl_src = static_cast<const char*>(a.delta) + (b * a.delta_rs + d0) * esx;
+      const char* dl_src = static_cast<const char*>(a.delta) + (b * a.delta_rs + d0) * esd;
+      for (int u = tid; u < d_units; u += kThreads) {
+        CpAsync16(st + a.off_delta + u * 16, dl_src + u * 16);
+      }
       for (int u = tid; u < x_units; u += kThreads) {
         CpAsync16(st + a.off_u + u * 16, u_src + u * 16);
-        CpAsync16(st + a.off_delta + u * 16, dl_src + u * 16);
         if (a.z) {
           CpAsync16(st + a.off_z + u * 16,
                     static_cast<const char*>(a.z) + (b * a.z_rs + d0) * esx + u * 16);
@@ -524,7 +528,7 @@ __global__ void __launch_bounds__(128, 5) Mamba1DecodeStreamKernel(const DecodeA
       for (int j = 0; j < 16; ++j) h[j] = 0.0f;
     }
     const float u = LoadElem(st + a.off_u, a.x_dt, tid);
-    const float dl = LoadElem(st + a.off_delta, a.x_dt, tid);
+    const float dl = LoadElem(st + a.off_delta, a.delta_dt, tid);
     const float ev = kMode == Discretization::kEventDriven ? s_tau[k] * spb : 0.0f;
     const TokenScalars ts = MakeTokenScalars<kMode>(dl, bias, a.softplus, u, ev);
     float Bv[16], Cv[16];
@@ -660,6 +664,7 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   a.tokens = 1 + p.num_spec;
   a.x_dt = static_cast<int>(p.x_dtype);
   a.bc_dt = static_cast<int>(p.bc_dtype);
+  a.delta_dt = static_cast<int>(p.delta_dtype.value_or(p.x_dtype));
   a.u = p.u;
   a.u_rs = p.u_row_stride;
   a.delta = p.delta;
@@ -685,16 +690,6 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   a.blk_in = p.state_block_in;
   a.blk_out = p.state_block_out;
   a.early_state = p.read_state_before_wait;
-  // EXPERIMENT (remove before commit): MS_M1_PDL=0 launches plainly, 1 = dependent without early
-  // state, 2 (default) = as asked.
-  static const int pdl_knob = std::getenv("MS_M1_PDL") ? std::atoi(std::getenv("MS_M1_PDL")) : 2;
-  if (pdl_knob < 2) a.early_state = false;
-  const bool pdl_saved = DependentLaunchEnabled();
-  if (pdl_knob == 0) SetDependentLaunch(false);
-  struct RestorePdl {
-    bool on;
-    ~RestorePdl() { SetDependentLaunch(on); }
-  } restore_pdl{pdl_saved};
   const int npt = p.d_state <= 128 ? 4 : 8;
   int tpc = 1;
   while (tpc * npt < p.d_state) tpc *= 2;
@@ -715,15 +710,21 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
                  (p.n_groups == 1 ||
                   ((p.B_group_stride * esbc) % 16 == 0 && (p.C_group_stride * esbc) % 16 == 0));
   // The streamed kernel's eligibility and shared-memory stage (a.stage_bytes = 0: not eligible).
-  auto x_rows_ok = [&](const void* ptr, int64_t row_stride) {
-    const int64_t esx = DTypeSize(p.x_dtype);
-    return aligned16(ptr) && (row_stride * esx) % 16 == 0 && (p.dim * esx) % 16 == 0;
+  auto rows_ok = [&](const void* ptr, int64_t row_stride, DType dtype) {
+    const int64_t e = DTypeSize(dtype);
+    return aligned16(ptr) && (row_stride * e) % 16 == 0 && (p.dim * e) % 16 == 0;
   };
+  auto x_rows_ok = [&](const void* ptr, int64_t row_stride) {
+    return rows_ok(ptr, row_stride, p.x_dtype);
+  };
+  const DType delta_dtype = p.delta_dtype.value_or(p.x_dtype);
   const int64_t dpg = p.dim / p.n_groups;
   if (p.d_state == 16 && a.tokens == 1 && a.row_vec_state && a.row_vec_bc &&
       (p.n_groups == 1 || dpg % 128 == 0) && x_rows_ok(p.u, p.u_row_stride) &&
-      x_rows_ok(p.delta, p.delta_row_stride) && (!p.z || x_rows_ok(p.z, p.z_row_stride))) {
+      rows_ok(p.delta, p.delta_row_stride, delta_dtype) &&
+      (!p.z || x_rows_ok(p.z, p.z_row_stride))) {
     const int esx = static_cast<int>(DTypeSize(p.x_dtype));
+    const int esd = static_cast<int>(DTypeSize(delta_dtype));
     const int st_row = 16 * static_cast<int>(es);
     a.tiles = (p.dim + 127) / 128;
     a.st_units_log2 = st_row == 64 ? 2 : 1;
@@ -731,7 +732,7 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
     a.bc_units = static_cast<int>(esbc);  // 16 values of esbc bytes
     a.off_u = 128 * a.st_row_smem;
     a.off_delta = a.off_u + 128 * esx;
-    a.off_z = a.off_delta + 128 * esx;
+    a.off_z = a.off_delta + 128 * esd;
     a.off_B = a.off_z + 128 * esx;
     a.off_C = a.off_B + 16 * static_cast<int>(esbc);
     a.stage_bytes = (a.off_C + 16 * static_cast<int>(esbc) + 15) / 16 * 16;

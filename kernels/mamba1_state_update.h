@@ -17,6 +17,7 @@
 #define MAMBASERVE_KERNELS_MAMBA1_STATE_UPDATE_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "core/dtype.h"
@@ -34,12 +35,15 @@ struct Mamba1StateUpdateParams {
   int64_t d_state = 0;   // N, 1..256
   int64_t n_groups = 1;  // dim % n_groups == 0; channel d reads group d / (dim / n_groups)
 
-  DType x_dtype = DType::kBF16;   // u, delta, z, y
+  DType x_dtype = DType::kBF16;   // u, delta (unless delta_dtype), z, y
   DType bc_dtype = DType::kBF16;  // B, C
   const void* u = nullptr;        // [rows, dim], row stride u_row_stride
   int64_t u_row_stride = 0;
   const void* delta = nullptr;  // [rows, dim]
   int64_t delta_row_stride = 0;
+  // delta's dtype when it differs from x_dtype: the model passes dt_proj's f32 output as it is
+  // (no cast kernel between them in a decode step).
+  std::optional<DType> delta_dtype;
   const float* delta_bias = nullptr;  // [dim], optional
   bool delta_softplus = true;
   const float* A = nullptr;  // [dim, d_state] fp32

@@ -32,11 +32,16 @@ TEST_P(DecodeOracleTest, MatchesFloat64Oracle) {
   o.final_state = {true, true, false, true, true};
   o.final_in_place = true;
   o.seed = 900 + static_cast<int>(mode);
-  const auto p = MakeScanProblem(o);
-  Stream cpu;
-  auto out = RunDecode(p, 0, false, nullptr, cpu);
-  ASSERT_TRUE(out.ok()) << out.status();
-  ExpectPrefillMatchesOracle(p, *out, RunOracle(p), DiscretizationName(mode));
+  for (bool delta_f32 : {false, true}) {  // delta in x_dtype, or f32 as the model passes it
+    o.delta_f32 = delta_f32;
+    const auto p = MakeScanProblem(o);
+    Stream cpu;
+    auto out = RunDecode(p, 0, false, nullptr, cpu);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ExpectPrefillMatchesOracle(
+        p, *out, RunOracle(p),
+        absl::StrCat(DiscretizationName(mode), " delta f32 ", delta_f32).c_str());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModes, DecodeOracleTest, CpuModeDTypeMatrix(), ModeDTypesName());

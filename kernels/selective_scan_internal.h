@@ -45,7 +45,9 @@ void TokenStep(const Params& p, int64_t r, int64_t d, int64_t g, float sp_bias_A
                float* Bv, float* Cv) {
   const int64_t N = p.d_state;
   const float u = LoadAsFloat(p.u, p.x_dtype, r * p.u_row_stride + d);
-  const float dt_in = DtInput(LoadAsFloat(p.delta, p.x_dtype, r * p.delta_row_stride + d),
+  DType delta_dtype = p.x_dtype;
+  if constexpr (requires { p.delta_dtype; }) delta_dtype = p.delta_dtype.value_or(p.x_dtype);
+  const float dt_in = DtInput(LoadAsFloat(p.delta, delta_dtype, r * p.delta_row_stride + d),
                               p.delta_bias, d, p.delta_softplus);
   const float dt_decay = p.mode == Discretization::kEventDriven ? p.tau[r] * sp_bias_A : dt_in;
   for (int64_t n = 0; n < N; ++n) {

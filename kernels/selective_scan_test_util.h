@@ -135,8 +135,10 @@ struct ScanProblemOptions {
   uint64_t seed = 1;
   // CUDA launch geometry of the prefill (SelectiveScanParams::cuda_*; 0 = automatic).
   int cuda_time_segments = 0;
-  // Decode: Mamba1StateUpdateParams::read_state_before_wait.
+  // Decode: Mamba1StateUpdateParams::read_state_before_wait; delta passed as f32 (delta_dtype)
+  // whatever x_dtype (its values are x_dtype's, so the results do not change).
   bool read_state_before_wait = false;
+  bool delta_f32 = false;
 };
 
 // A packed-varlen prefill problem (also used, with lengths 1 + num_spec, for decodes).
@@ -357,6 +359,10 @@ inline absl::StatusOr<ScanOutputs> RunDecode(const ScanProblem& p, int64_t num_s
     ASSIGN_OR_RETURN(q.state_block_out, arr.Put(outb));
   }
   q.read_state_before_wait = p.o.read_state_before_wait;
+  if (p.o.delta_f32) {
+    ASSIGN_OR_RETURN(q.delta, arr.Put(ToBytes(p.delta, DType::kF32)));
+    q.delta_dtype = DType::kF32;
+  }
   RETURN_IF_ERROR(RunMamba1StateUpdate(q, stream));
   RETURN_IF_ERROR(stream.Synchronize());
   ScanOutputs out;

@@ -125,7 +125,7 @@ absl::Status Linear::Forward(const void* x, int64_t x_row_stride, int64_t num_to
 #if MAMBASERVE_HAS_CUDA
   if (GemvFits(dtype_, in_, weight_.data(), x, num_tokens, y_dtype)) {
     RETURN_IF_ERROR(GemvCuda(weight_.data(), out_, in_, x, y, y_dtype, stream));
-  } else if (SkinnyFits(dtype_, in_, weight_.data(), x, x_row_stride, num_tokens, y_dtype)) {
+  } else if (SkinnyFits(dtype_, out_, in_, weight_.data(), x, x_row_stride, num_tokens, y_dtype)) {
     RETURN_IF_ERROR(SkinnyCuda(weight_.data(), out_, in_, x, x_row_stride, num_tokens, y,
                                y_row_stride, y_dtype, stream));
   } else {

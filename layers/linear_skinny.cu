@@ -1,8 +1,11 @@
-// y = x W^T for 2-64 rows of x on tensor cores, streaming W once (batched decode: the products
-// are weight-bound, ~0.25-4 FLOP per weight byte). cuBLAS reaches 60-75% of the weights'
-// bandwidth time on the 2.7B model's in_proj / out_proj at 16 rows, and as a library kernel it
-// cannot start before the kernel ahead of it ends; this one is a programmatic dependent that
-// requests its first weights before it waits for x, like the one-row GEMV.
+// y = x W^T for 5-16 rows of x on tensor cores, streaming W once (batched decode: the products
+// are weight-bound, ~1-4 FLOP per weight byte). cuBLAS reaches 60-80% of the weights' bandwidth
+// time on the 2.7B model's in_proj / out_proj there, and as a library kernel it cannot start
+// before the kernel ahead of it ends; this one is a programmatic dependent that requests its
+// first weights before it waits for x, like the one-row GEMV. Measured on an H100
+// (bench/RESULTS.md, thirteenth session): out_proj 12.2-13.0 us at 2-8 rows against cuBLAS's
+// 14.2-20.6, the 16-layer model at batch 16 2-3% faster; from 32 rows on it loses to cuBLAS
+// (x is re-read from L2 for every 16-32 rows of W), so Linear stops at 16.
 //
 // A warp computes 16 output rows (mma.sync m16n8k16, W as the row-major A operand) for all rows
 // of x (n-tiles of 8) over a slice of K; the block's warps split K and add their partial tiles
@@ -14,8 +17,8 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 
 #include "core/cuda_status.h"
 #include "core/dependent_launch.cuh"
@@ -27,14 +30,16 @@
 namespace mambaserve {
 namespace {
 
-// EXPERIMENT (remove before commit): integer knobs read at launch.
-inline int64_t SkinnyEnv(const char* name, int64_t def) {
-  const char* v = std::getenv(name);
-  return v ? std::atoll(v) : def;
-}
-
 constexpr int kMaxWarps = 8;  // K slices per block
 constexpr int kSlice = 640;   // target K per warp: in_proj 4 slices, out_proj 8 (2.7B model)
+// 32-wide k steps of weight loads per batch, double-buffered: 4 measured 2-8% faster than 2 at
+// 2-16 rows except out_proj at <= 8 rows (within 3%).
+constexpr int kUnroll = 4;
+// Below this many outputs (tiles of 16) the grid leaves most SMs idle: the Mamba-1 x_proj's 192
+// outputs made 12 blocks and took 46 us at 64 rows; cuBLAS splits K across blocks instead.
+constexpr int64_t kMinOut = 1024;
+
+std::atomic<bool> g_enabled{true};
 
 __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                     uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -51,7 +56,7 @@ __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2
 // kTiles n-tiles of 8 rows of x; kM 16-row tiles of W per warp, so that each x fragment a warp
 // loads serves kM products (x is re-read from L2 once per 16 kM rows of W). Block: those 16 kM
 // rows, blockDim.x / 32 K slices of `slice` (a multiple of 32) each.
-template <typename YT, int kTiles, int kM, int kUnroll>
+template <typename YT, int kTiles, int kM>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     SkinnyKernel(const __nv_bfloat16* __restrict__ w, int64_t out, int64_t in,
                  const __nv_bfloat16* __restrict__ x, int64_t x_rs, int rows, YT* __restrict__ y,
@@ -139,51 +144,48 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   }
 }
 
-template <typename YT, int kTiles, int kM, int kUnroll>
+template <typename YT, int kTiles, int kM>
 absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
                     int64_t rows, void* y, int64_t y_rs, int warps, cudaStream_t s) {
   const int slice = static_cast<int>((in + warps * 32 - 1) / (warps * 32) * 32);
   const size_t smem = static_cast<size_t>(warps) * 16 * kM * kTiles * 8 * sizeof(float);
   const auto blocks = static_cast<unsigned>((out + 16 * kM - 1) / (16 * kM));
-  CUDA_RETURN_IF_ERROR(LaunchDependent(SkinnyKernel<YT, kTiles, kM, kUnroll>, dim3(blocks),
-                                       dim3(warps * 32), smem, s,
-                                       static_cast<const __nv_bfloat16*>(w), out, in,
+  CUDA_RETURN_IF_ERROR(LaunchDependent(SkinnyKernel<YT, kTiles, kM>, dim3(blocks), dim3(warps * 32),
+                                       smem, s, static_cast<const __nv_bfloat16*>(w), out, in,
                                        static_cast<const __nv_bfloat16*>(x), x_rs,
                                        static_cast<int>(rows), static_cast<YT*>(y), y_rs, slice));
   return absl::OkStatus();
 }
 
-// Two W tiles per warp where there are enough of them to keep every SM busy (~2 blocks per SM
-// of an H100) and the reduction fits the default 48 KB of shared memory.
+// Two W tiles per warp for two n-tiles where there are enough of them to keep every SM busy (~2
+// blocks per SM of an H100) and the reduction fits the default 48 KB of shared memory: in_proj
+// at 16 rows 24.6 us against 33.5 with one.
 template <typename YT, int kTiles>
 absl::Status LaunchTiles(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
                          int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
   const int warps = static_cast<int>(std::clamp<int64_t>((in + kSlice / 2) / kSlice, 1, kMaxWarps));
-  const bool two = (kTiles > 1 || SkinnyEnv("MS_SKINNY_M2_ALL", 0)) && out >= SkinnyEnv("MS_SKINNY_M2_OUT", 8192) &&
-                   warps * 32 * kTiles * 8 * 4 <= 48 * 1024;
-  const bool u4 = SkinnyEnv("MS_SKINNY_UNROLL", 2) == 4;
-  if (two && u4) return Launch<YT, kTiles, 2, 4>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
-  if (two) return Launch<YT, kTiles, 2, 2>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
-  if (u4) return Launch<YT, kTiles, 1, 4>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
-  return Launch<YT, kTiles, 1, 2>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
+  const bool two = kTiles > 1 && out >= 8192 && warps * 32 * kTiles * 8 * 4 <= 48 * 1024;
+  if (two) return Launch<YT, kTiles, 2>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
+  return Launch<YT, kTiles, 1>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
 }
 
 template <typename YT>
 absl::Status LaunchRows(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
                         int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
+  static_assert(kSkinnyMaxRows <= 16);
   if (rows <= 8) return LaunchTiles<YT, 1>(w, out, in, x, x_rs, rows, y, y_rs, s);
-  if (rows <= 16) return LaunchTiles<YT, 2>(w, out, in, x, x_rs, rows, y, y_rs, s);
-  if (rows <= 32) return LaunchTiles<YT, 4>(w, out, in, x, x_rs, rows, y, y_rs, s);
-  return LaunchTiles<YT, 8>(w, out, in, x, x_rs, rows, y, y_rs, s);
+  return LaunchTiles<YT, 2>(w, out, in, x, x_rs, rows, y, y_rs, s);
 }
 
 }  // namespace
 
-bool SkinnyFits(DType w_dtype, int64_t in, const void* w, const void* x, int64_t x_row_stride,
-                int64_t rows, DType y_dtype) {
+void SetSkinnyEnabled(bool on) { g_enabled = on; }
+
+bool SkinnyFits(DType w_dtype, int64_t out, int64_t in, const void* w, const void* x,
+                int64_t x_row_stride, int64_t rows, DType y_dtype) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return w_dtype == DType::kBF16 && rows >= 2 && rows <= std::min(kSkinnyMaxRows, SkinnyEnv("MS_SKINNY_MAX_ROWS", 64)) && in % 8 == 0 &&
-         x_row_stride % 8 == 0 && aligned(w) && aligned(x) &&
+  return g_enabled && w_dtype == DType::kBF16 && rows >= 2 && rows <= kSkinnyMaxRows &&
+         out >= kMinOut && in % 8 == 0 && x_row_stride % 8 == 0 && aligned(w) && aligned(x) &&
          (y_dtype == DType::kF32 || y_dtype == DType::kBF16);
 }
 

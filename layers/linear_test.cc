@@ -91,19 +91,21 @@ TEST(LinearGpu, MatchesOracle) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; runs on the GPU machine";
   CheckOn(Device::Cuda(0), DType::kF32, 1e-5);   // cuBLAS may use TF32-free fp32: ~1e-6
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5);  // inputs pre-rounded; fp32 accumulate
-  // 1-4 rows of bf16 with in % 8 == 0: the small-batch GEMV (odd out, unroll tails: 520 / 8 =
-  // 65 vectors per row); 5 rows: cuBLAS again.
+  // 1 row of bf16 with in % 8 == 0: the GEMV (odd out, unroll tails: 520 / 8 = 65 vectors per
+  // row); 2-5 rows and < 1024 outputs: cuBLAS.
   for (int64_t T : {1, 2, 3, 4, 5})
     CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {T, 520, 77, 528, 80});
-  // 2-64 rows: the few-row tensor-core kernel - 1, 2, 4 and 8 tiles of 8 rows, partial tiles,
-  // K slices with a tail (200 = 6 steps of 32 + 8), odd outputs, a bf16 y (rounded once:
-  // 2^-9 relative); 65 rows: cuBLAS.
-  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {9, 72, 17, 80, 20});
-  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {16, 2560, 1000, 2568, 1000});
-  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {33, 200, 45, 208, 50});
-  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {64, 5120, 300, 5120, 300});
-  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {65, 5120, 100, 5120, 100});
-  CheckOn(Device::Cuda(0), DType::kBF16, 4e-3, {24, 5120, 2560, 5128, 2568}, DType::kBF16);
+  // 2-16 rows and >= 1024 outputs: the few-row tensor-core kernel - 1 and 2 tiles of 8 rows,
+  // partial row tiles, a K slice with a tail (72 = 2 steps of 32 + 8; 200 = 6 + 8), partial W
+  // tiles (1031, 8200 outputs), two W tiles per warp (>= 8192 outputs and 9-16 rows), 8 K
+  // slices (5120), a bf16 y (rounded once: 2^-9 relative); 17 rows: cuBLAS.
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {2, 72, 1031, 80, 1040});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {7, 200, 1031, 208, 1031});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {9, 72, 1031, 80, 1040});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {12, 200, 8200, 208, 8200});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {16, 5120, 2560, 5128, 2560});
+  CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {17, 5120, 1100, 5120, 1100});
+  CheckOn(Device::Cuda(0), DType::kBF16, 4e-3, {13, 5120, 2560, 5128, 2568}, DType::kBF16);
   // One row: out_proj's and in_proj's shapes, and an odd row count.
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2560, 5120, 2560});
   CheckOn(Device::Cuda(0), DType::kBF16, 1e-5, {1, 5120, 2561, 5120, 2563});

@@ -106,11 +106,18 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
     RETURN_IF_ERROR(ctx.comm->AllReduceSum(xdbl, T * XP, DType::kF32, *ctx.stream));
   }
   RETURN_IF_ERROR(dt_proj_.Forward(xdbl, XP, T, dt32, Dl, DType::kF32, *ctx.stream, *ctx.blas));
-  // The scan reads delta in the activation dtype.
+  // The decode update reads dt_proj's f32 output as it is; the prefill scan reads delta in the
+  // activation dtype, so its rows (after the decode rows) are cast.
   void* delta = dt32;
-  if (dtype_ != DType::kF32) {
+  if (dtype_ != DType::kF32 && bt.num_prefill > 0) {
     ASSIGN_OR_RETURN(delta, ctx.workspace->Get(kLayerScratch + 5, T * Dl * es));
-    CopyRowsParams cast{T, Dl, nullptr, dt32, Dl, DType::kF32, delta, Dl, dtype_};
+    const CopyRowsParams cast{.num_rows = T - nd,
+                              .cols = Dl,
+                              .src = static_cast<char*>(dt32) + nd * Dl * 4,
+                              .src_row_stride = Dl,
+                              .dst = static_cast<char*>(delta) + nd * Dl * es,
+                              .dst_row_stride = Dl,
+                              .dst_dtype = dtype_};
     RETURN_IF_ERROR(RunCopyRows(cast, *ctx.stream));
   }
   auto* dc = static_cast<char*>(delta);
@@ -125,7 +132,8 @@ absl::Status Mamba1Mixer::Forward(const void* hidden, void* out, const StateTens
     s.bc_dtype = DType::kF32;
     s.u = xc;
     s.u_row_stride = Dl;
-    s.delta = delta;
+    s.delta = dt32;
+    s.delta_dtype = DType::kF32;
     s.delta_row_stride = Dl;
     s.delta_bias = static_cast<const float*>(dt_bias_.data());
     s.delta_softplus = true;

@@ -184,11 +184,12 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
   }
 }
 
-// Decode in bf16 on the GPU (the one-row GEMV at batch 1, the few-row tensor-core product at
-// batch 5, dependent launches, graphs) stays near the CPU model in f32 on the same weights: 1
-// norm group (at batch 1 with norm_before_gate false the norm rides on the state update and
-// out_proj's GEMV) and 2, both gate orders, 3 layers. bf16 rounds every activation (2^-8
-// relative), so 3e-2 relative RMS error; a wrong kernel errs by O(1).
+// Decode in bf16 on the GPU (the one-row GEMV at batch 1, the few-row tensor-core product for
+// in_proj at batch 5 - its 1024+ outputs - and cuBLAS for the rest, dependent launches, graphs)
+// stays near the CPU model in f32 on the same weights: 1 norm group (at batch 1 with
+// norm_before_gate false the norm rides on the state update and out_proj's GEMV) and 2, both gate
+// orders, 3 layers. bf16 rounds every activation (2^-8 relative), so 3e-2 relative RMS error; a
+// wrong kernel errs by O(1).
 TEST(DecodeGpu, Bf16DecodeNearCpuModel) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
   for (int64_t groups : {1, 2}) {
@@ -282,8 +283,8 @@ TEST(DecodeGraphTest2, CaptureUpFrontThenOnlyReplay) {
 
 // Dependent launches (core/dependent_launch.h; on by default on an H100) only let kernels start
 // early and wait inside: a model computes exactly the same logits with them switched off,
-// eagerly and in graphs, at batch 1 (the GEMV) and 3 (the few-row tensor-core product), Mamba-1 and
-// Mamba-2, bf16.
+// eagerly and in graphs, at batch 1 (the GEMV) and 3 (in_proj on the few-row tensor-core
+// product, the rest on cuBLAS), Mamba-1 and Mamba-2, bf16.
 TEST(DependentLaunch, SameLogitsWithAndWithout) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device; this test runs on the GPU machine";
   struct Restore {  // the switch is process-wide: back on however the test ends
