@@ -2,9 +2,9 @@
 // Column- and row-parallel variants differ only in which slice of W a rank loads and in the
 // all-reduce a row-parallel layer's caller runs after it; the product itself is here.
 //   CPU: OpenBLAS sgemm (fp32).
-//   CUDA: bf16 weights: one row of x on the one-row GEMV (linear_gemv.cu), 2-64 rows on the
-//   few-row tensor-core kernel (linear_skinny.cu); otherwise cuBLAS GemmEx, bf16/f16/f32
-//   inputs, fp32 accumulation, output in any of those dtypes.
+//   CUDA: bf16 weights: one row of x on the one-row GEMV (linear_gemv.cu), 2-16 rows with at
+//   least 1024 outputs on the few-row tensor-core kernel (linear_skinny.cu); otherwise cuBLAS
+//   GemmEx, bf16/f16/f32 inputs, fp32 accumulation, output in any of those dtypes.
 #ifndef MAMBASERVE_LAYERS_LINEAR_H_
 #define MAMBASERVE_LAYERS_LINEAR_H_
 
