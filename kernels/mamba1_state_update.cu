@@ -664,7 +664,8 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
   a.tokens = 1 + p.num_spec;
   a.x_dt = static_cast<int>(p.x_dtype);
   a.bc_dt = static_cast<int>(p.bc_dtype);
-  a.delta_dt = static_cast<int>(p.delta_dtype.value_or(p.x_dtype));
+  const DType delta_dtype = p.delta_dtype.value_or(p.x_dtype);
+  a.delta_dt = static_cast<int>(delta_dtype);
   a.u = p.u;
   a.u_rs = p.u_row_stride;
   a.delta = p.delta;
@@ -714,15 +715,11 @@ absl::Status RunMamba1StateUpdateCuda(const Mamba1StateUpdateParams& p, const St
     const int64_t e = DTypeSize(dtype);
     return aligned16(ptr) && (row_stride * e) % 16 == 0 && (p.dim * e) % 16 == 0;
   };
-  auto x_rows_ok = [&](const void* ptr, int64_t row_stride) {
-    return rows_ok(ptr, row_stride, p.x_dtype);
-  };
-  const DType delta_dtype = p.delta_dtype.value_or(p.x_dtype);
   const int64_t dpg = p.dim / p.n_groups;
   if (p.d_state == 16 && a.tokens == 1 && a.row_vec_state && a.row_vec_bc &&
-      (p.n_groups == 1 || dpg % 128 == 0) && x_rows_ok(p.u, p.u_row_stride) &&
+      (p.n_groups == 1 || dpg % 128 == 0) && rows_ok(p.u, p.u_row_stride, p.x_dtype) &&
       rows_ok(p.delta, p.delta_row_stride, delta_dtype) &&
-      (!p.z || x_rows_ok(p.z, p.z_row_stride))) {
+      (!p.z || rows_ok(p.z, p.z_row_stride, p.x_dtype))) {
     const int esx = static_cast<int>(DTypeSize(p.x_dtype));
     const int esd = static_cast<int>(DTypeSize(delta_dtype));
     const int st_row = 16 * static_cast<int>(es);

@@ -1,4 +1,4 @@
-// y = x W^T for 5-16 rows of x on tensor cores, streaming W once (batched decode: the products
+// y = x W^T for 2-16 rows of x on tensor cores, streaming W once (batched decode: the products
 // are weight-bound, ~1-4 FLOP per weight byte). cuBLAS reaches 60-80% of the weights' bandwidth
 // time on the 2.7B model's in_proj / out_proj there, and as a library kernel it cannot start
 // before the kernel ahead of it ends; this one is a programmatic dependent that requests its
@@ -144,11 +144,16 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   }
 }
 
+// Shared memory of the partial-tile reduction: [warps][16 kM][8 kTiles] floats.
+constexpr size_t ReductionBytes(int warps, int kM, int kTiles) {
+  return static_cast<size_t>(warps) * 16 * kM * 8 * kTiles * sizeof(float);
+}
+
 template <typename YT, int kTiles, int kM>
 absl::Status Launch(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
                     int64_t rows, void* y, int64_t y_rs, int warps, cudaStream_t s) {
   const int slice = static_cast<int>((in + warps * 32 - 1) / (warps * 32) * 32);
-  const size_t smem = static_cast<size_t>(warps) * 16 * kM * kTiles * 8 * sizeof(float);
+  const size_t smem = ReductionBytes(warps, kM, kTiles);
   const auto blocks = static_cast<unsigned>((out + 16 * kM - 1) / (16 * kM));
   CUDA_RETURN_IF_ERROR(LaunchDependent(SkinnyKernel<YT, kTiles, kM>, dim3(blocks), dim3(warps * 32),
                                        smem, s, static_cast<const __nv_bfloat16*>(w), out, in,
@@ -164,7 +169,7 @@ template <typename YT, int kTiles>
 absl::Status LaunchTiles(const void* w, int64_t out, int64_t in, const void* x, int64_t x_rs,
                          int64_t rows, void* y, int64_t y_rs, cudaStream_t s) {
   const int warps = static_cast<int>(std::clamp<int64_t>((in + kSlice / 2) / kSlice, 1, kMaxWarps));
-  const bool two = kTiles > 1 && out >= 8192 && warps * 32 * kTiles * 8 * 4 <= 48 * 1024;
+  const bool two = kTiles > 1 && out >= 8192 && ReductionBytes(warps, 2, kTiles) <= 48 * 1024;
   if (two) return Launch<YT, kTiles, 2>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
   return Launch<YT, kTiles, 1>(w, out, in, x, x_rs, rows, y, y_rs, warps, s);
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dependent_launch.h"
 #include "core/rel_error.h"
+#include "core/status_macros.h"
 #include "gtest/gtest.h"
 #include "layers/mamba_model.h"
 #include "layers/weight_source.h"
@@ -49,6 +50,25 @@ config::ModelConfig MakeConfig(config::Architecture arch) {
     m.set_dt_rank(8);
   }
   return m;
+}
+
+// The same weights on the GPU (in gpu_dtype) and on the CPU (f32), each with a pool of `blocks`
+// blocks of f32 state: the GPU-against-CPU model tests.
+struct GpuAndCpuModels {
+  std::unique_ptr<MambaModel> gpu, cpu;
+  StatePool pool_g, pool_c;
+};
+
+absl::StatusOr<GpuAndCpuModels> LoadGpuAndCpu(const config::ModelConfig& m,
+                                              const WeightSource& weights, DType gpu_dtype,
+                                              int64_t blocks) {
+  ASSIGN_OR_RETURN(auto gpu, MambaModel::Load(m, weights, Device::Cuda(0), gpu_dtype, nullptr));
+  ASSIGN_OR_RETURN(auto cpu, MambaModel::Load(m, weights, Device::Cpu(), DType::kF32, nullptr));
+  ASSIGN_OR_RETURN(StatePoolConfig pc_g, gpu->PoolConfig({DType::kF32, DType::kF32}));
+  ASSIGN_OR_RETURN(StatePoolConfig pc_c, cpu->PoolConfig({DType::kF32, DType::kF32}));
+  ASSIGN_OR_RETURN(StatePool pool_g, StatePool::Create(pc_g, blocks));
+  ASSIGN_OR_RETURN(StatePool pool_c, StatePool::Create(pc_c, blocks));
+  return GpuAndCpuModels{std::move(gpu), std::move(cpu), std::move(pool_g), std::move(pool_c)};
 }
 
 class DecodeGraphTest : public ::testing::TestWithParam<Case> {};
@@ -146,15 +166,9 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
   m.set_n_groups(2);
   m.set_n_layers(2);
   RandomWeights weights(m, /*seed=*/5);
-  auto gpu = MambaModel::Load(m, weights, Device::Cuda(0), DType::kF32, nullptr);
-  auto cpu = MambaModel::Load(m, weights, Device::Cpu(), DType::kF32, nullptr);
-  ASSERT_TRUE(gpu.ok() && cpu.ok());
-  auto pc_g = (*gpu)->PoolConfig({DType::kF32, DType::kF32});
-  auto pc_c = (*cpu)->PoolConfig({DType::kF32, DType::kF32});
-  ASSERT_TRUE(pc_g.ok() && pc_c.ok());
-  auto pool_g = StatePool::Create(*pc_g, 9);
-  auto pool_c = StatePool::Create(*pc_c, 9);
-  ASSERT_TRUE(pool_g.ok() && pool_c.ok());
+  auto models = LoadGpuAndCpu(m, weights, DType::kF32, 9);
+  ASSERT_TRUE(models.ok()) << models.status();
+  auto& [gpu, cpu, pool_g, pool_c] = *models;
   ForwardInput pre;
   for (int s = 0; s < 8; ++s) {
     for (int t = 0; t < 5 + s; ++t) pre.token_ids.push_back((s * 97 + t * 13) % 1031);
@@ -163,8 +177,8 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
     pre.final_blocks.push_back(1 + s);
   }
   std::vector<float> lg, lc;
-  ASSERT_TRUE((*gpu)->Forward(pre, *pool_g, &lg).ok());
-  ASSERT_TRUE((*cpu)->Forward(pre, *pool_c, &lc).ok());
+  ASSERT_TRUE(gpu->Forward(pre, pool_g, &lg).ok());
+  ASSERT_TRUE(cpu->Forward(pre, pool_c, &lc).ok());
   EXPECT_LT(RelRmsError(lg, lc), 1e-4) << "prefill";
   int step = 0;
   for (int n : {1, 3, 8, 8, 3}) {
@@ -176,8 +190,8 @@ TEST(DecodeGpu, WideModelEqualsCpuModel) {
       d.initial_blocks.push_back(1 + i);
       d.final_blocks.push_back(1 + i);
     }
-    ASSERT_TRUE((*gpu)->Forward(d, *pool_g, &lg).ok());
-    ASSERT_TRUE((*cpu)->Forward(d, *pool_c, &lc).ok());
+    ASSERT_TRUE(gpu->Forward(d, pool_g, &lg).ok());
+    ASSERT_TRUE(cpu->Forward(d, pool_c, &lc).ok());
     // fp32 everywhere; only the orders of summation differ (cuBLAS vs OpenBLAS, kernels).
     EXPECT_LT(RelRmsError(lg, lc), 1e-4) << "decode step " << step << " batch " << n;
     ++step;
@@ -203,15 +217,9 @@ TEST(DecodeGpu, Bf16DecodeNearCpuModel) {
         m.set_n_groups(groups);
         m.set_norm_before_gate(norm_before_gate);
         RandomWeights weights(m, /*seed=*/8);
-        auto gpu = MambaModel::Load(m, weights, Device::Cuda(0), DType::kBF16, nullptr);
-        auto cpu = MambaModel::Load(m, weights, Device::Cpu(), DType::kF32, nullptr);
-        ASSERT_TRUE(gpu.ok() && cpu.ok());
-        auto pc_g = (*gpu)->PoolConfig({DType::kF32, DType::kF32});
-        auto pc_c = (*cpu)->PoolConfig({DType::kF32, DType::kF32});
-        ASSERT_TRUE(pc_g.ok() && pc_c.ok());
-        auto pool_g = StatePool::Create(*pc_g, seqs + 1);
-        auto pool_c = StatePool::Create(*pc_c, seqs + 1);
-        ASSERT_TRUE(pool_g.ok() && pool_c.ok());
+        auto models = LoadGpuAndCpu(m, weights, DType::kBF16, seqs + 1);
+        ASSERT_TRUE(models.ok()) << models.status();
+        auto& [gpu, cpu, pool_g, pool_c] = *models;
         ForwardInput f;
         for (int32_t q = 0; q < seqs; ++q) {
           for (int32_t t = 0; t < 3 + q; ++t) f.token_ids.push_back((q * 53 + t * 29 + 5) % 301);
@@ -221,8 +229,8 @@ TEST(DecodeGpu, Bf16DecodeNearCpuModel) {
         }
         std::vector<float> lg, lc;
         for (int step = 0; step < 6; ++step) {
-          ASSERT_TRUE((*gpu)->Forward(f, *pool_g, &lg).ok());
-          ASSERT_TRUE((*cpu)->Forward(f, *pool_c, &lc).ok());
+          ASSERT_TRUE(gpu->Forward(f, pool_g, &lg).ok());
+          ASSERT_TRUE(cpu->Forward(f, pool_c, &lc).ok());
           EXPECT_LT(RelRmsError(lg, lc), 3e-2) << "step " << step;
           f.num_decode = seqs;
           f.token_ids.clear();
@@ -230,7 +238,7 @@ TEST(DecodeGpu, Bf16DecodeNearCpuModel) {
           f.initial_blocks = f.final_blocks;
           for (int32_t q = 0; q < seqs; ++q) f.token_ids.push_back((step * 37 + q * 7 + 11) % 301);
         }
-        EXPECT_GT((*gpu)->decode_graph_replays(), 0);
+        EXPECT_GT(gpu->decode_graph_replays(), 0);
       }
     }
   }
