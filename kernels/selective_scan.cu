@@ -1,11 +1,14 @@
 // CUDA Mamba-1 selective scan (prefill).
 //
-// Design: a thread owns one channel and kNPT = 16 of its states in registers (a channel with
-// more states takes tpc = N / 16 lanes, rounded up to a power of two, and reduces y with
-// shuffles). The per-(token, channel) work - softplus of dt, dt * u, and the finish D u,
-// silu(z) - is then shared by 16 states and y needs no shared memory, so the recurrence, at one
-// exponential per element, is most of the instructions. One thread block (128 threads) per
-// (sequence, tile of channels inside one B/C group, time segment).
+// Design: a thread owns kNPT states of one channel in registers: 8 when N <= 16, 16 above. A
+// channel takes tpc = N / kNPT lanes, rounded up to a power of two, and reduces y with shuffles.
+// The per-(token, channel) work - softplus of dt, dt * u, and the finish D u, silu(z) - is
+// shared by the states and y needs no shared memory, so the recurrence, at one exponential per
+// element, is most of the instructions. With two lanes per channel (N = 9..16, Mamba-1's usual
+// 16) each lane computes the per-token work of every other token and the pair swaps it, so
+// nothing is computed twice, while the halved state registers let twice the warps hide the
+// recurrence's latency. One thread block (128 threads) per (sequence, tile of channels inside
+// one B/C group, time segment).
 //
 // A block walks its rows in chunks of K: the raw rows of u, delta, z, B and C of chunk c + 1 are
 // copied into shared memory with cp.async while chunk c is computed (double buffering); B and C
@@ -34,8 +37,7 @@ namespace {
 using namespace scan_cuda;
 
 constexpr int kThreads = 128;
-constexpr int kNPTLog2 = 4;
-constexpr int kNPT = 1 << kNPTLog2;  // states of a channel per thread
+#include <cstdlib>  // EXPERIMENT knob
 
 struct ScanArgs {
   int64_t D, N, dpg, num_seqs;
@@ -161,6 +163,7 @@ struct Channel {
   float bias, spb, Dd;
 };
 
+template <int kNPT>
 __device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c, int64_t block,
                                             const float (&h)[kNPT]) {
   if (block == 0 || !c.valid) return;
@@ -178,7 +181,7 @@ __device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c,
 // (a warp's 32 channels are 64 contiguous bytes), and store the state after each block boundary
 // (sequence-local token nb, then the next). `first` is the sequence-local index of row 0 and
 // `tok0` its packed index.
-template <Discretization kMode, bool kAggregate, typename XT>
+template <Discretization kMode, bool kAggregate, int kNPT, int kPairUnroll, typename XT>
 __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, float (&h)[kNPT],
                                           float (&P)[kNPT], float& dsum, const float (&Ar)[kNPT],
                                           const char* raw_u, const char* raw_delta,
@@ -228,12 +231,70 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
       if (writes_y) *yt = FromF<XT>(yv);
     }
   };
+  // Tokens t and t + 1 on a channel's two lanes (kNPT = 8, tpc = 2): lane `sub` computes the
+  // scalars of token t + sub and takes the other token's from its partner; both lanes advance
+  // their 8 states through both tokens; each lane gets its token's sum over the partner's states
+  // with one shuffle and finishes that token's y. `yt` is y's row t + sub.
+  auto step_pair = [&](int t, XT* yt) {
+    const int mine = t + c.sub;
+    const float uu = ToF(u[mine * c.x_row]);
+    const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + mine] * c.spb : 0.0f;
+    const TokenScalars own =
+        MakeTokenScalars<kMode>(ToF(dl[mine * c.x_row]), c.bias, a.softplus, uu, ev);
+    TokenScalars partner;
+    partner.dt_in = __shfl_xor_sync(0xffffffffu, own.dt_in, 1);
+    partner.dt_decay = __shfl_xor_sync(0xffffffffu, own.dt_decay, 1);
+    partner.xin = __shfl_xor_sync(0xffffffffu, own.xin, 1);
+    partner.u = __shfl_xor_sync(0xffffffffu, own.u, 1);
+    const TokenScalars ts[2] = {c.sub ? partner : own, c.sub ? own : partner};
+    float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const float* Bt = s_B + (t + k) * c.npad + c.sub * kNPT;
+      const float* Ct = s_C + (t + k) * c.npad + c.sub * kNPT;
+      if (kAggregate && kExpDecayMode<kMode>) dsum += ts[k].dt_decay;
+#pragma unroll
+      for (int j = 0; j < kNPT; j += 4) {
+        const float4 b4 = *reinterpret_cast<const float4*>(Bt + j);
+        const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
+        float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (!kAggregate) {
+          const float4 c4 = *reinterpret_cast<const float4*>(Ct + j);
+          cv[0] = c4.x, cv[1] = c4.y, cv[2] = c4.z, cv[3] = c4.w;
+        }
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float2 kc = StepCoeffs<kMode>(Ar[j + q], bv[q], ts[k]);
+          h[j + q] = fmaf(kc.x, h[j + q], kc.y);
+          if (!kAggregate) {
+            acc[k][q & 1] = fmaf(cv[q], h[j + q], acc[k][q & 1]);
+          } else if (!kExpDecayMode<kMode>) {
+            P[j + q] *= kc.x;
+          }
+        }
+      }
+    }
+    if (!kAggregate) {
+      const float s0 = acc[0][0] + acc[0][1], s1 = acc[1][0] + acc[1][1];
+      float yv = (c.sub ? s1 : s0) + __shfl_xor_sync(0xffffffffu, c.sub ? s0 : s1, 1);
+      yv = fmaf(c.Dd, uu, yv);
+      if (a.z) yv *= DevSilu(ToF(z[mine * c.x_row]));
+      if (c.valid) *yt = FromF<XT>(yv);
+    }
+  };
   // Rows up to the next block boundary in one loop, then that boundary's state.
   int t = 0;
   while (t < rows) {
     const bool hit = !kAggregate && nb < first + rows;
     const int end = hit ? static_cast<int>(nb - first) + 1 : rows;
     // y's row pointer advances with t (a 64-bit multiply per token otherwise).
+    if constexpr (kNPT == 8) {
+      if (c.tpc == 2) {
+        XT* yp = y + (t + c.sub) * a.y_rs;
+#pragma unroll kPairUnroll
+        for (; t + 1 < end; t += 2, yp += 2 * a.y_rs) step_pair(t, yp);
+      }
+    }
     XT* yt = y + t * a.y_rs;
 #pragma unroll 2
     for (; t < end; ++t, yt += a.y_rs) step(t, yt);
@@ -245,11 +306,8 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
   }
 }
 
-// kMinBlocks blocks of 128 threads per SM: 5 (<= 102 registers, 8 bytes spilled) when the grid
-// is time segments of a few sequences, so that 16 segments of a 5120-channel sequence (640
-// blocks) are resident at once on 132 SMs; 4 (<= 128 registers, no spill) when the grid has no
-// time segments (b = 8 L = 4K on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md).
-template <Discretization kMode, bool kAggregate, int kMinBlocks>
+// kMinBlocks blocks of 128 threads per SM (MinBlocks below).
+template <Discretization kMode, bool kAggregate, int kNPT, int kMinBlocks, int kPairUnroll = 1>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(const ScanArgs a) {
   extern __shared__ __align__(16) char smem[];
   const int seq = blockIdx.y, segment = blockIdx.z;
@@ -350,14 +408,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(cons
     __syncthreads();
     const int64_t tok0 = t0 + cs;
     if (a.x_dt == kBF16) {
-      ScanChunk<kMode, kAggregate, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
+      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
                                                   raw_delta(stage), raw_z(stage), s_B, s_C, rows,
                                                   cs, tok0, nb);
     } else if (a.x_dt == kF16) {
-      ScanChunk<kMode, kAggregate, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
                                            raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     } else {
-      ScanChunk<kMode, kAggregate, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
                                           raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     }
     __syncthreads();
@@ -432,46 +490,108 @@ int LayOutChunk(ScanArgs& a, int K) {
   return a.off_C + K * a.npad * 4;
 }
 
-template <Discretization kMode, bool kAggregate, int kMinBlocks>
-absl::Status LaunchPass(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
-  auto kernel = SelectiveScanKernel<kMode, kAggregate, kMinBlocks>;
+// Blocks of 128 threads per SM each launch is compiled for. kNPT = 16: 5 (<= 102 registers,
+// 8 bytes spilled) for time segments, so that 16 segments of a 5120-channel sequence (640
+// blocks) are resident at once on 132 SMs; 4 (<= 128 registers, no spill) without (b = 8 L = 4K
+// on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md). kNPT = 8: 8 (<= 64 registers).
+template <int kNPT, bool kSegmented>
+constexpr int MinBlocks() {
+  if constexpr (kNPT == 8) return 8;
+  return kSegmented ? 5 : 4;
+}
+
+// Sets a kernel's shared-memory attributes; returns how many of its blocks an SM holds.
+template <typename Kernel>
+absl::Status PrepareKernel(Kernel kernel, int smem, int* blocks_per_sm) {
   // Several blocks per SM hide each other's barriers: give shared memory the whole carveout.
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                             cudaSharedmemCarveoutMaxShared));
   CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<grid, kThreads, smem, st>>>(a);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  CUDA_RETURN_IF_ERROR(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, kThreads, smem));
   return absl::OkStatus();
 }
 
-// S = 1: the scan with y alone. S > 1: the segment aggregates and their composition, then the
-// scan with y.
-template <Discretization kMode>
-absl::Status Launch(const ScanArgs& a, int smem, dim3 grid, cudaStream_t st) {
-  const dim3 scan_grid(grid.x, grid.y, static_cast<unsigned>(a.segments));
-  if (a.segments == 1) return LaunchPass<kMode, false, 4>(a, smem, scan_grid, st);
-  RETURN_IF_ERROR((LaunchPass<kMode, true, 5>(
-      a, smem, dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), st)));
-  const int64_t n = a.num_seqs * a.D * a.N;
-  ComposeSegmentStates<<<static_cast<unsigned>((n + 255) / 256), 256, 0, st>>>(a);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  return LaunchPass<kMode, false, 5>(a, smem, scan_grid, st);
+// Time segments for `blocks` (sequence, tile) blocks of sequences of `mean_len` tokens: as many
+// as the segmented launch keeps resident at once (up to 16) when the blocks alone fill fewer
+// than two thirds of it, each segment keeping >= 4 chunks; otherwise 1.
+int PickSegments(int64_t blocks, int64_t resident, int64_t mean_len, int K) {
+  if (3 * blocks >= 2 * resident) return 1;
+  const int64_t by_grid = resident / blocks, by_len = mean_len / (4LL * K);
+  return static_cast<int>(std::clamp<int64_t>(std::min(by_grid, by_len), 1, 16));
 }
 
+// S = 1: the scan with y alone. S > 1: the segment aggregates and their composition, then the
+// scan with y; the aggregates live in stream-ordered memory for the two launches.
+template <Discretization kMode, int kNPT, int kMinB8 = 8, int kUnroll = 1>
+absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int forced_segments,
+                    cudaStream_t st) {
+  constexpr int kMinS = kNPT == 8 ? kMinB8 : MinBlocks<kNPT, false>();
+  constexpr int kMinA = kNPT == 8 ? kMinB8 : MinBlocks<kNPT, true>();
+  auto single = SelectiveScanKernel<kMode, false, kNPT, kMinS, kUnroll>;
+  auto aggregate = SelectiveScanKernel<kMode, true, kNPT, kMinA, kUnroll>;
+  auto segmented = SelectiveScanKernel<kMode, false, kNPT, kMinA, kUnroll>;
+  int per_sm = 0, sms = 0, dev = 0;
+  RETURN_IF_ERROR(PrepareKernel(segmented, smem, &per_sm));
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  a.segments = forced_segments > 0
+                   ? forced_segments
+                   : PickSegments(static_cast<int64_t>(grid.x) * grid.y,
+                                  static_cast<int64_t>(per_sm) * sms, mean_len, a.K);
+  const dim3 scan_grid(grid.x, grid.y, static_cast<unsigned>(a.segments));
+  if (a.segments == 1) {
+    RETURN_IF_ERROR(PrepareKernel(single, smem, &per_sm));
+    single<<<scan_grid, kThreads, smem, st>>>(a);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(PrepareKernel(aggregate, smem, &per_sm));
+  const size_t agg_bytes =
+      sizeof(float2) * static_cast<size_t>(a.segments - 1) * a.num_seqs * a.D * a.N;
+  CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&a.agg), agg_bytes, st));
+  aggregate<<<dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), kThreads, smem, st>>>(
+      a);
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) {
+    const int64_t n = a.num_seqs * a.D * a.N;
+    ComposeSegmentStates<<<static_cast<unsigned>((n + 255) / 256), 256, 0, st>>>(a);
+    err = cudaGetLastError();
+  }
+  if (err == cudaSuccess) {
+    segmented<<<scan_grid, kThreads, smem, st>>>(a);
+    err = cudaGetLastError();
+  }
+  CUDA_RETURN_IF_ERROR(cudaFreeAsync(a.agg, st));
+  CUDA_RETURN_IF_ERROR(err);
+  return absl::OkStatus();
+}
+
+template <int kNPT>
 absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int smem, dim3 grid,
-                        cudaStream_t st) {
+                        int64_t mean_len, int forced_segments, cudaStream_t st) {
   switch (mode) {
     case Discretization::kDefault:
-      return Launch<Discretization::kDefault>(a, smem, grid, st);
+      if constexpr (kNPT == 8) {  // EXPERIMENT: MS_M1_PAIR = minblocks * 10 + unroll
+        const char* e = std::getenv("MS_M1_PAIR");
+        const int v = e ? std::atoi(e) : 81;
+        if (v == 61) return Launch<Discretization::kDefault, 8, 6, 1>(a, smem, grid, mean_len, forced_segments, st);
+        if (v == 62) return Launch<Discretization::kDefault, 8, 6, 2>(a, smem, grid, mean_len, forced_segments, st);
+        if (v == 82) return Launch<Discretization::kDefault, 8, 8, 2>(a, smem, grid, mean_len, forced_segments, st);
+        if (v == 71) return Launch<Discretization::kDefault, 8, 7, 1>(a, smem, grid, mean_len, forced_segments, st);
+      }
+      return Launch<Discretization::kDefault, kNPT>(a, smem, grid, mean_len, forced_segments, st);
     case Discretization::kZoh:
-      return Launch<Discretization::kZoh>(a, smem, grid, st);
+      return Launch<Discretization::kZoh, kNPT>(a, smem, grid, mean_len, forced_segments, st);
     case Discretization::kBilinear:
-      return Launch<Discretization::kBilinear>(a, smem, grid, st);
+      return Launch<Discretization::kBilinear, kNPT>(a, smem, grid, mean_len, forced_segments,
+                                                     st);
     case Discretization::kDirac:
-      return Launch<Discretization::kDirac>(a, smem, grid, st);
+      return Launch<Discretization::kDirac, kNPT>(a, smem, grid, mean_len, forced_segments, st);
     case Discretization::kEventDriven:
-      return Launch<Discretization::kEventDriven>(a, smem, grid, st);
+      return Launch<Discretization::kEventDriven, kNPT>(a, smem, grid, mean_len, forced_segments,
+                                                        st);
   }
   return absl::InvalidArgumentError("selective_scan: unknown discretization");
 }
@@ -525,12 +645,13 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.bnd = p.boundary_state_blocks;
   a.bnd_stride = p.boundary_blocks_stride;
 
-  // Channel geometry: tpc lanes of kNPT states per channel (a power of two), a block's channels
+  // Channel geometry: tpc lanes of npt states per channel (a power of two), a block's channels
   // inside one B/C group.
+  const int npt_log2 = p.d_state <= 16 ? 3 : 4, npt = 1 << npt_log2;
   a.tpc_log2 = 0;
-  while ((kNPT << a.tpc_log2) < p.d_state) ++a.tpc_log2;
-  a.npad = kNPT << a.tpc_log2;
-  a.npad_log2 = kNPTLog2 + a.tpc_log2;
+  while ((npt << a.tpc_log2) < p.d_state) ++a.tpc_log2;
+  a.npad = npt << a.tpc_log2;
+  a.npad_log2 = npt_log2 + a.tpc_log2;
   a.cpb = kThreads >> a.tpc_log2;
   a.tiles_per_group = static_cast<int>((a.dpg + a.cpb - 1) / a.cpb);
 
@@ -562,40 +683,16 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
   a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
   a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
-  // 24 rows per chunk keep a block's shared memory at 42 KB (bf16, N = 16), so that five blocks
-  // fit an SM as the registers allow; wide states take fewer.
+  // 24 rows per chunk keep a block's shared memory at 25 KB (bf16, N = 16: 64 channels per
+  // block), so that eight blocks fit an SM as the registers allow; wide states take fewer.
   int smem = LayOutChunk(a, 24);
   if (smem > 96 * 1024) smem = LayOutChunk(a, 8);
 
-  // Time segments: none when the (sequence, tile) blocks fill the GPU (two per SM); otherwise
-  // double them until they fill it four times over, up to 16, while a segment keeps >= 4 chunks.
-  int sms = 132;
-  {
-    int dev = 0;
-    CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
-    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
-  const int64_t blocks = p.num_seqs * p.n_groups * a.tiles_per_group;
-  a.segments = 1;
-  if (p.cuda_time_segments > 0) {
-    a.segments = p.cuda_time_segments;
-  } else if (blocks < 2LL * sms) {
-    const int64_t mean_len = p.num_tokens / p.num_seqs;
-    while (a.segments < 16 && blocks * a.segments < 4LL * sms &&
-           mean_len >= 2LL * a.segments * 4 * a.K) {
-      a.segments *= 2;
-    }
-  }
-  dim3 grid(static_cast<unsigned>(p.n_groups * a.tiles_per_group),
-            static_cast<unsigned>(p.num_seqs));
-  if (a.segments == 1) return LaunchMode(p.mode, a, smem, grid, st);
-  // The aggregates live in stream-ordered memory for the two launches.
-  const size_t agg_bytes =
-      sizeof(float2) * static_cast<size_t>(a.segments - 1) * p.num_seqs * p.dim * p.d_state;
-  CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&a.agg), agg_bytes, st));
-  const absl::Status launched = LaunchMode(p.mode, a, smem, grid, st);
-  CUDA_RETURN_IF_ERROR(cudaFreeAsync(a.agg, st));
-  return launched;
+  const dim3 grid(static_cast<unsigned>(p.n_groups * a.tiles_per_group),
+                  static_cast<unsigned>(p.num_seqs));
+  const int64_t mean_len = p.num_tokens / p.num_seqs;
+  if (npt == 8) return LaunchMode<8>(p.mode, a, smem, grid, mean_len, p.cuda_time_segments, st);
+  return LaunchMode<16>(p.mode, a, smem, grid, mean_len, p.cuda_time_segments, st);
 }
 
 }  // namespace mambaserve
