@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
     p.initial_state_block = dinit;
     p.final_state_block = dfin;
     std::vector<int> geometries = {0};  // automatic
-    if (sweep && cs.L == 4096) geometries.insert(geometries.end(), {1, 2, 4, 8, 16});
+    if (sweep && cs.L == 4096) geometries.insert(geometries.end(), {1, 2, 4, 6, 8, 10, 12, 16});
     for (int segments : geometries) {
       p.cuda_time_segments = segments;
       const double t = TimeIt([&] { CKS(RunSelectiveScan(p, stream)); }, st, 2, quick ? 5 : 9, 1);
