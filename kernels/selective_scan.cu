@@ -181,7 +181,7 @@ __device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c,
 // (a warp's 32 channels are 64 contiguous bytes), and store the state after each block boundary
 // (sequence-local token nb, then the next). `first` is the sequence-local index of row 0 and
 // `tok0` its packed index.
-template <Discretization kMode, bool kAggregate, int kNPT, int kPairUnroll, typename XT>
+template <Discretization kMode, bool kAggregate, int kNPT, int kPairUnroll, bool kPoly, typename XT>
 __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, float (&h)[kNPT],
                                           float (&P)[kNPT], float& dsum, const float (&Ar)[kNPT],
                                           const char* raw_u, const char* raw_delta,
@@ -196,7 +196,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     const float uu = ToF(u[t * c.x_row]);
     const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * c.spb : 0.0f;
     const TokenScalars ts =
-        MakeTokenScalars<kMode>(ToF(dl[t * c.x_row]), c.bias, a.softplus, uu, ev);
+        MakeTokenScalars<kMode, kPoly>(ToF(dl[t * c.x_row]), c.bias, a.softplus, uu, ev);
     const float* Bt = s_B + t * c.npad + c.sub * kNPT;
     const float* Ct = s_C + t * c.npad + c.sub * kNPT;
     if (kAggregate && kExpDecayMode<kMode>) dsum += ts.dt_decay;
@@ -240,7 +240,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     const float uu = ToF(u[mine * c.x_row]);
     const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + mine] * c.spb : 0.0f;
     const TokenScalars own =
-        MakeTokenScalars<kMode>(ToF(dl[mine * c.x_row]), c.bias, a.softplus, uu, ev);
+        MakeTokenScalars<kMode, kPoly>(ToF(dl[mine * c.x_row]), c.bias, a.softplus, uu, ev);
     TokenScalars partner;
     partner.dt_in = __shfl_xor_sync(0xffffffffu, own.dt_in, 1);
     partner.dt_decay = __shfl_xor_sync(0xffffffffu, own.dt_decay, 1);
@@ -307,7 +307,8 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
 }
 
 // kMinBlocks blocks of 128 threads per SM (MinBlocks below).
-template <Discretization kMode, bool kAggregate, int kNPT, int kMinBlocks, int kPairUnroll = 1>
+template <Discretization kMode, bool kAggregate, int kNPT, int kMinBlocks, int kPairUnroll = 1,
+          bool kPoly = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(const ScanArgs a) {
   extern __shared__ __align__(16) char smem[];
   const int seq = blockIdx.y, segment = blockIdx.z;
@@ -408,14 +409,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(cons
     __syncthreads();
     const int64_t tok0 = t0 + cs;
     if (a.x_dt == kBF16) {
-      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
+      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, kPoly, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
                                                   raw_delta(stage), raw_z(stage), s_B, s_C, rows,
                                                   cs, tok0, nb);
     } else if (a.x_dt == kF16) {
-      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, kPoly, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
                                            raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     } else {
-      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, kPoly, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
                                           raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     }
     __syncthreads();
@@ -524,14 +525,14 @@ int PickSegments(int64_t blocks, int64_t resident, int64_t mean_len, int K) {
 
 // S = 1: the scan with y alone. S > 1: the segment aggregates and their composition, then the
 // scan with y; the aggregates live in stream-ordered memory for the two launches.
-template <Discretization kMode, int kNPT, int kMinB8 = 8, int kUnroll = 1>
+template <Discretization kMode, int kNPT, int kMinB8 = 8, int kUnroll = 1, bool kPoly = false>
 absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int forced_segments,
                     cudaStream_t st) {
   constexpr int kMinS = kNPT == 8 ? kMinB8 : MinBlocks<kNPT, false>();
   constexpr int kMinA = kNPT == 8 ? kMinB8 : MinBlocks<kNPT, true>();
-  auto single = SelectiveScanKernel<kMode, false, kNPT, kMinS, kUnroll>;
-  auto aggregate = SelectiveScanKernel<kMode, true, kNPT, kMinA, kUnroll>;
-  auto segmented = SelectiveScanKernel<kMode, false, kNPT, kMinA, kUnroll>;
+  auto single = SelectiveScanKernel<kMode, false, kNPT, kMinS, kUnroll, kPoly>;
+  auto aggregate = SelectiveScanKernel<kMode, true, kNPT, kMinA, kUnroll, kPoly>;
+  auto segmented = SelectiveScanKernel<kMode, false, kNPT, kMinA, kUnroll, kPoly>;
   int per_sm = 0, sms = 0, dev = 0;
   RETURN_IF_ERROR(PrepareKernel(segmented, smem, &per_sm));
   CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
@@ -579,6 +580,8 @@ absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int smem, dim3 g
         if (v == 61) return Launch<Discretization::kDefault, 8, 6, 1>(a, smem, grid, mean_len, forced_segments, st);
         if (v == 62) return Launch<Discretization::kDefault, 8, 6, 2>(a, smem, grid, mean_len, forced_segments, st);
         if (v == 82) return Launch<Discretization::kDefault, 8, 8, 2>(a, smem, grid, mean_len, forced_segments, st);
+        if (v == 51) return Launch<Discretization::kDefault, 8, 5, 1>(a, smem, grid, mean_len, forced_segments, st);
+        if (v == 69) return Launch<Discretization::kDefault, 8, 6, 1, true>(a, smem, grid, mean_len, forced_segments, st);
         if (v == 71) return Launch<Discretization::kDefault, 8, 7, 1>(a, smem, grid, mean_len, forced_segments, st);
       }
       return Launch<Discretization::kDefault, kNPT>(a, smem, grid, mean_len, forced_segments, st);
