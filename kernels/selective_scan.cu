@@ -37,7 +37,6 @@ namespace {
 using namespace scan_cuda;
 
 constexpr int kThreads = 128;
-#include <cstdlib>  // EXPERIMENT knob
 
 struct ScanArgs {
   int64_t D, N, dpg, num_seqs;
@@ -174,6 +173,41 @@ __device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c,
   }
 }
 
+// Advances the thread's kNPT states by one token (B and C rows at the thread's first state).
+// Returns the token's sum of C h over these states (0 for an aggregate, which instead keeps the
+// decay product P of the modes that need it).
+template <Discretization kMode, bool kAggregate, int kNPT>
+__device__ __forceinline__ float AdvanceStates(const TokenScalars& ts, const float* Bt,
+                                               const float* Ct, const float (&Ar)[kNPT],
+                                               float (&h)[kNPT], float (&P)[kNPT]) {
+  constexpr int kChains = kNPT / 4;  // independent chains for the sum over the states
+  float acc[kChains] = {};
+#pragma unroll
+  for (int j = 0; j < kNPT; j += 4) {
+    const float4 b4 = *reinterpret_cast<const float4*>(Bt + j);
+    const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
+    float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (!kAggregate) {
+      const float4 c4 = *reinterpret_cast<const float4*>(Ct + j);
+      cv[0] = c4.x, cv[1] = c4.y, cv[2] = c4.z, cv[3] = c4.w;
+    }
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float2 k = StepCoeffs<kMode>(Ar[j + q], bv[q], ts);
+      h[j + q] = fmaf(k.x, h[j + q], k.y);
+      if (!kAggregate) {
+        acc[q % kChains] = fmaf(cv[q], h[j + q], acc[q % kChains]);
+      } else if (!kExpDecayMode<kMode>) {
+        P[j + q] *= k.x;
+      }
+    }
+  }
+  float sum = acc[0] + acc[1];
+#pragma unroll
+  for (int i = 2; i < kChains; i += 2) sum += acc[i] + acc[i + 1];
+  return sum;
+}
+
 // The rows of one chunk for one thread. kAggregate (the first launch): advance the states from
 // zero and keep what the segment's decay product needs - the sum of dt_decay for the modes whose
 // decay is exp(dt_decay A) (one exponential per state at the end), the running product P for
@@ -181,7 +215,7 @@ __device__ __forceinline__ void StoreStates(const ScanArgs& a, const Channel& c,
 // (a warp's 32 channels are 64 contiguous bytes), and store the state after each block boundary
 // (sequence-local token nb, then the next). `first` is the sequence-local index of row 0 and
 // `tok0` its packed index.
-template <Discretization kMode, bool kAggregate, int kNPT, int kPairUnroll, bool kPoly, typename XT>
+template <Discretization kMode, bool kAggregate, int kNPT, typename XT>
 __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, float (&h)[kNPT],
                                           float (&P)[kNPT], float& dsum, const float (&Ar)[kNPT],
                                           const char* raw_u, const char* raw_delta,
@@ -196,33 +230,12 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     const float uu = ToF(u[t * c.x_row]);
     const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + t] * c.spb : 0.0f;
     const TokenScalars ts =
-        MakeTokenScalars<kMode, kPoly>(ToF(dl[t * c.x_row]), c.bias, a.softplus, uu, ev);
+        MakeTokenScalars<kMode>(ToF(dl[t * c.x_row]), c.bias, a.softplus, uu, ev);
     const float* Bt = s_B + t * c.npad + c.sub * kNPT;
     const float* Ct = s_C + t * c.npad + c.sub * kNPT;
     if (kAggregate && kExpDecayMode<kMode>) dsum += ts.dt_decay;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four chains for the sum over the states
-#pragma unroll
-    for (int j = 0; j < kNPT; j += 4) {
-      const float4 b4 = *reinterpret_cast<const float4*>(Bt + j);
-      const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
-      float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if (!kAggregate) {
-        const float4 c4 = *reinterpret_cast<const float4*>(Ct + j);
-        cv[0] = c4.x, cv[1] = c4.y, cv[2] = c4.z, cv[3] = c4.w;
-      }
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 k = StepCoeffs<kMode>(Ar[j + q], bv[q], ts);
-        h[j + q] = fmaf(k.x, h[j + q], k.y);
-        if (!kAggregate) {
-          acc[q] = fmaf(cv[q], h[j + q], acc[q]);
-        } else if (!kExpDecayMode<kMode>) {
-          P[j + q] *= k.x;
-        }
-      }
-    }
+    float yv = AdvanceStates<kMode, kAggregate>(ts, Bt, Ct, Ar, h, P);
     if (!kAggregate) {
-      float yv = (acc[0] + acc[1]) + (acc[2] + acc[3]);
       for (int off = c.tpc / 2; off > 0; off /= 2) {
         yv += __shfl_xor_sync(0xffffffffu, yv, off, c.tpc);
       }
@@ -240,43 +253,23 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     const float uu = ToF(u[mine * c.x_row]);
     const float ev = kMode == Discretization::kEventDriven ? a.tau[tok0 + mine] * c.spb : 0.0f;
     const TokenScalars own =
-        MakeTokenScalars<kMode, kPoly>(ToF(dl[mine * c.x_row]), c.bias, a.softplus, uu, ev);
+        MakeTokenScalars<kMode>(ToF(dl[mine * c.x_row]), c.bias, a.softplus, uu, ev);
     TokenScalars partner;
     partner.dt_in = __shfl_xor_sync(0xffffffffu, own.dt_in, 1);
     partner.dt_decay = __shfl_xor_sync(0xffffffffu, own.dt_decay, 1);
     partner.xin = __shfl_xor_sync(0xffffffffu, own.xin, 1);
     partner.u = __shfl_xor_sync(0xffffffffu, own.u, 1);
     const TokenScalars ts[2] = {c.sub ? partner : own, c.sub ? own : partner};
-    float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+    float sums[2];
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
-      const float* Bt = s_B + (t + k) * c.npad + c.sub * kNPT;
-      const float* Ct = s_C + (t + k) * c.npad + c.sub * kNPT;
       if (kAggregate && kExpDecayMode<kMode>) dsum += ts[k].dt_decay;
-#pragma unroll
-      for (int j = 0; j < kNPT; j += 4) {
-        const float4 b4 = *reinterpret_cast<const float4*>(Bt + j);
-        const float bv[4] = {b4.x, b4.y, b4.z, b4.w};
-        float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (!kAggregate) {
-          const float4 c4 = *reinterpret_cast<const float4*>(Ct + j);
-          cv[0] = c4.x, cv[1] = c4.y, cv[2] = c4.z, cv[3] = c4.w;
-        }
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const float2 kc = StepCoeffs<kMode>(Ar[j + q], bv[q], ts[k]);
-          h[j + q] = fmaf(kc.x, h[j + q], kc.y);
-          if (!kAggregate) {
-            acc[k][q & 1] = fmaf(cv[q], h[j + q], acc[k][q & 1]);
-          } else if (!kExpDecayMode<kMode>) {
-            P[j + q] *= kc.x;
-          }
-        }
-      }
+      sums[k] = AdvanceStates<kMode, kAggregate>(ts[k], s_B + (t + k) * c.npad + c.sub * kNPT,
+                                                 s_C + (t + k) * c.npad + c.sub * kNPT, Ar, h, P);
     }
     if (!kAggregate) {
-      const float s0 = acc[0][0] + acc[0][1], s1 = acc[1][0] + acc[1][1];
-      float yv = (c.sub ? s1 : s0) + __shfl_xor_sync(0xffffffffu, c.sub ? s0 : s1, 1);
+      const float given = __shfl_xor_sync(0xffffffffu, c.sub ? sums[0] : sums[1], 1);
+      float yv = (c.sub ? sums[1] : sums[0]) + given;
       yv = fmaf(c.Dd, uu, yv);
       if (a.z) yv *= DevSilu(ToF(z[mine * c.x_row]));
       if (c.valid) *yt = FromF<XT>(yv);
@@ -291,7 +284,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     if constexpr (kNPT == 8) {
       if (c.tpc == 2) {
         XT* yp = y + (t + c.sub) * a.y_rs;
-#pragma unroll kPairUnroll
+#pragma unroll 1
         for (; t + 1 < end; t += 2, yp += 2 * a.y_rs) step_pair(t, yp);
       }
     }
@@ -307,8 +300,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
 }
 
 // kMinBlocks blocks of 128 threads per SM (MinBlocks below).
-template <Discretization kMode, bool kAggregate, int kNPT, int kMinBlocks, int kPairUnroll = 1,
-          bool kPoly = false>
+template <Discretization kMode, bool kAggregate, int kNPT, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(const ScanArgs a) {
   extern __shared__ __align__(16) char smem[];
   const int seq = blockIdx.y, segment = blockIdx.z;
@@ -409,14 +401,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(cons
     __syncthreads();
     const int64_t tok0 = t0 + cs;
     if (a.x_dt == kBF16) {
-      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, kPoly, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
+      ScanChunk<kMode, kAggregate, kNPT, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
                                                   raw_delta(stage), raw_z(stage), s_B, s_C, rows,
                                                   cs, tok0, nb);
     } else if (a.x_dt == kF16) {
-      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, kPoly, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+      ScanChunk<kMode, kAggregate, kNPT, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
                                            raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     } else {
-      ScanChunk<kMode, kAggregate, kNPT, kPairUnroll, kPoly, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
+      ScanChunk<kMode, kAggregate, kNPT, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
                                           raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
     }
     __syncthreads();
@@ -494,10 +486,11 @@ int LayOutChunk(ScanArgs& a, int K) {
 // Blocks of 128 threads per SM each launch is compiled for. kNPT = 16: 5 (<= 102 registers,
 // 8 bytes spilled) for time segments, so that 16 segments of a 5120-channel sequence (640
 // blocks) are resident at once on 132 SMs; 4 (<= 128 registers, no spill) without (b = 8 L = 4K
-// on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md). kNPT = 8: 8 (<= 64 registers).
+// on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md). kNPT = 8: 6 (<= 80 registers, no
+// spill; b = 8 L = 4K: 1557-1561 us against 1581-1603 for 8 blocks (64 registers) and 1590 for 7).
 template <int kNPT, bool kSegmented>
 constexpr int MinBlocks() {
-  if constexpr (kNPT == 8) return 8;
+  if constexpr (kNPT == 8) return 6;
   return kSegmented ? 5 : 4;
 }
 
@@ -525,14 +518,12 @@ int PickSegments(int64_t blocks, int64_t resident, int64_t mean_len, int K) {
 
 // S = 1: the scan with y alone. S > 1: the segment aggregates and their composition, then the
 // scan with y; the aggregates live in stream-ordered memory for the two launches.
-template <Discretization kMode, int kNPT, int kMinB8 = 8, int kUnroll = 1, bool kPoly = false>
+template <Discretization kMode, int kNPT>
 absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int forced_segments,
                     cudaStream_t st) {
-  constexpr int kMinS = kNPT == 8 ? kMinB8 : MinBlocks<kNPT, false>();
-  constexpr int kMinA = kNPT == 8 ? kMinB8 : MinBlocks<kNPT, true>();
-  auto single = SelectiveScanKernel<kMode, false, kNPT, kMinS, kUnroll, kPoly>;
-  auto aggregate = SelectiveScanKernel<kMode, true, kNPT, kMinA, kUnroll, kPoly>;
-  auto segmented = SelectiveScanKernel<kMode, false, kNPT, kMinA, kUnroll, kPoly>;
+  auto single = SelectiveScanKernel<kMode, false, kNPT, MinBlocks<kNPT, false>()>;
+  auto aggregate = SelectiveScanKernel<kMode, true, kNPT, MinBlocks<kNPT, true>()>;
+  auto segmented = SelectiveScanKernel<kMode, false, kNPT, MinBlocks<kNPT, true>()>;
   int per_sm = 0, sms = 0, dev = 0;
   RETURN_IF_ERROR(PrepareKernel(segmented, smem, &per_sm));
   CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
@@ -574,16 +565,6 @@ absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int smem, dim3 g
                         int64_t mean_len, int forced_segments, cudaStream_t st) {
   switch (mode) {
     case Discretization::kDefault:
-      if constexpr (kNPT == 8) {  // EXPERIMENT: MS_M1_PAIR = minblocks * 10 + unroll
-        const char* e = std::getenv("MS_M1_PAIR");
-        const int v = e ? std::atoi(e) : 81;
-        if (v == 61) return Launch<Discretization::kDefault, 8, 6, 1>(a, smem, grid, mean_len, forced_segments, st);
-        if (v == 62) return Launch<Discretization::kDefault, 8, 6, 2>(a, smem, grid, mean_len, forced_segments, st);
-        if (v == 82) return Launch<Discretization::kDefault, 8, 8, 2>(a, smem, grid, mean_len, forced_segments, st);
-        if (v == 51) return Launch<Discretization::kDefault, 8, 5, 1>(a, smem, grid, mean_len, forced_segments, st);
-        if (v == 69) return Launch<Discretization::kDefault, 8, 6, 1, true>(a, smem, grid, mean_len, forced_segments, st);
-        if (v == 71) return Launch<Discretization::kDefault, 8, 7, 1>(a, smem, grid, mean_len, forced_segments, st);
-      }
       return Launch<Discretization::kDefault, kNPT>(a, smem, grid, mean_len, forced_segments, st);
     case Discretization::kZoh:
       return Launch<Discretization::kZoh, kNPT>(a, smem, grid, mean_len, forced_segments, st);

@@ -62,21 +62,6 @@ __device__ __forceinline__ float DevSoftplus(float x) {
   return fmaxf(x, 0.0f) + fmaf(two_s * s2, poly, two_s);
 }
 
-// EXPERIMENT: log1p(e) = e q(e), q a degree-8 fit on [0, 1] (relative error 2.4e-7 in float32):
-// one special-function operation instead of two.
-__device__ __forceinline__ float DevSoftplusPoly(float x) {
-  const float e = FastExp2(-fabsf(x) * kLog2e);
-  float q = fmaf(e, 0.005232556257396936f, -0.0295046828687191f);
-  q = fmaf(e, q, 0.0782250389456749f);
-  q = fmaf(e, q, -0.13663168251514435f);
-  q = fmaf(e, q, 0.19105969369411469f);
-  q = fmaf(e, q, -0.24842973053455353f);
-  q = fmaf(e, q, 0.3331909477710724f);
-  q = fmaf(e, q, -0.4999949336051941f);
-  q = fmaf(e, q, 0.9999999403953552f);
-  return fmaf(e, q, fmaxf(x, 0.0f));
-}
-
 // silu(x) = x / (1 + exp(-x)) with the SFU exp and reciprocal (relative error ~1e-6; tends to 0
 // for x -> -inf and to x for x -> inf).
 __device__ __forceinline__ float DevSilu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
@@ -96,12 +81,12 @@ struct TokenScalars {
   float u;
 };
 
-template <Discretization kMode, bool kPoly = false>
+template <Discretization kMode>
 __device__ __forceinline__ TokenScalars MakeTokenScalars(float delta, float bias, bool softplus,
                                                          float u, float event_dt_decay) {
   TokenScalars s;
   const float dt = delta + bias;
-  s.dt_in = softplus ? (kPoly ? DevSoftplusPoly(dt) : DevSoftplus(dt)) : dt;
+  s.dt_in = softplus ? DevSoftplus(dt) : dt;
   s.dt_decay = kMode == Discretization::kEventDriven ? event_dt_decay : s.dt_in;
   s.u = u;
   // Discretize's dB_scale * u for the fast modes: dt_in (default, event) or 1 (dirac).
