@@ -1,14 +1,16 @@
 // CUDA Mamba-1 selective scan (prefill).
 //
-// Design: a thread owns kNPT states of one channel in registers: 8 when N <= 16, 16 above. A
-// channel takes tpc = N / kNPT lanes, rounded up to a power of two, and reduces y with shuffles.
-// The per-(token, channel) work - softplus of dt, dt * u, and the finish D u, silu(z) - is
-// shared by the states and y needs no shared memory, so the recurrence, at one exponential per
-// element, is most of the instructions. With two lanes per channel (N = 9..16, Mamba-1's usual
-// 16) each lane computes the per-token work of every other token and the pair swaps it, so
-// nothing is computed twice, while the halved state registers let twice the warps hide the
-// recurrence's latency. One thread block (128 threads) per (sequence, tile of channels inside
+// Design: a thread owns kNPT = 16 states of one channel in registers (a channel with more states
+// takes tpc = N / 16 lanes, rounded up to a power of two, and reduces y with shuffles). The
+// per-(token, channel) work - softplus of dt, dt * u, and the finish D u, silu(z) - is shared by
+// the states and y needs no shared memory, so the recurrence, at one exponential per element, is
+// most of the instructions. One thread block (128 threads) per (sequence, tile of channels inside
 // one B/C group, time segment).
+//
+// When N <= 16 and the batch fills the GPU without time segments, lanes own kNPT = 8 states
+// instead (two lanes per channel for N = 9..16, Mamba-1's usual 16): each lane computes the
+// per-token work of every other token and the pair swaps it, so nothing is computed twice,
+// while the halved state registers let twice the warps hide the recurrence's latency.
 //
 // A block walks its rows in chunks of K: the raw rows of u, delta, z, B and C of chunk c + 1 are
 // copied into shared memory with cp.async while chunk c is computed (double buffering); B and C
@@ -23,7 +25,9 @@
 // elements of all segments but the last are advanced twice; a batch that fills the GPU by itself
 // runs with S = 1, the last launch alone.
 #include <algorithm>
+#include <type_traits>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
@@ -483,15 +487,17 @@ int LayOutChunk(ScanArgs& a, int K) {
   return a.off_C + K * a.npad * 4;
 }
 
-// Blocks of 128 threads per SM each launch is compiled for. kNPT = 16: 5 (<= 102 registers,
-// 8 bytes spilled) for time segments, so that 16 segments of a 5120-channel sequence (640
-// blocks) are resident at once on 132 SMs; 4 (<= 128 registers, no spill) without (b = 8 L = 4K
-// on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md). kNPT = 8: 6 (<= 80 registers, no
-// spill; b = 8 L = 4K: 1557-1561 us against 1581-1603 for 8 blocks (64 registers) and 1590 for 7).
-template <int kNPT, bool kSegmented>
-constexpr int MinBlocks() {
-  if constexpr (kNPT == 8) return 6;
-  return kSegmented ? 5 : 4;
+// Blocks of 128 threads per SM each launch is compiled for. One lane per channel (kNPT = 16):
+// 5 (<= 102 registers, 8 bytes spilled) for time segments, so that 16 segments of a 5120-channel
+// sequence (640 blocks) are resident at once on 132 SMs; 4 (<= 128 registers, no spill) without
+// (b = 8 L = 4K on an H100: 1900 vs 1980 us, bench/RESULTS_mamba1.md). Two lanes (kNPT = 8): 6
+// (<= 80 registers, no spill; b = 8 L = 4K: 1557-1561 us against 1581-1603 for 8 blocks).
+constexpr int kSegmentedMinBlocks = 5, kSingleMinBlocks = 4, kPairMinBlocks = 6;
+
+bool SmCount(int* sms) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  return cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess;
 }
 
 // Sets a kernel's shared-memory attributes; returns how many of its blocks an SM holds.
@@ -518,16 +524,15 @@ int PickSegments(int64_t blocks, int64_t resident, int64_t mean_len, int K) {
 
 // S = 1: the scan with y alone. S > 1: the segment aggregates and their composition, then the
 // scan with y; the aggregates live in stream-ordered memory for the two launches.
-template <Discretization kMode, int kNPT>
+template <Discretization kMode>
 absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int forced_segments,
                     cudaStream_t st) {
-  auto single = SelectiveScanKernel<kMode, false, kNPT, MinBlocks<kNPT, false>()>;
-  auto aggregate = SelectiveScanKernel<kMode, true, kNPT, MinBlocks<kNPT, true>()>;
-  auto segmented = SelectiveScanKernel<kMode, false, kNPT, MinBlocks<kNPT, true>()>;
-  int per_sm = 0, sms = 0, dev = 0;
+  auto single = SelectiveScanKernel<kMode, false, 16, kSingleMinBlocks>;
+  auto aggregate = SelectiveScanKernel<kMode, true, 16, kSegmentedMinBlocks>;
+  auto segmented = SelectiveScanKernel<kMode, false, 16, kSegmentedMinBlocks>;
+  int per_sm = 0, sms = 0;
   RETURN_IF_ERROR(PrepareKernel(segmented, smem, &per_sm));
-  CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
-  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (!SmCount(&sms)) return absl::InternalError("selective_scan: no CUDA device");
   a.segments = forced_segments > 0
                    ? forced_segments
                    : PickSegments(static_cast<int64_t>(grid.x) * grid.y,
@@ -560,24 +565,94 @@ absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int force
   return absl::OkStatus();
 }
 
-template <int kNPT>
-absl::Status LaunchMode(Discretization mode, const ScanArgs& a, int smem, dim3 grid,
-                        int64_t mean_len, int forced_segments, cudaStream_t st) {
+// Two lanes of 8 states per channel (N <= 16), only where its blocks fill the GPU without time
+// segments: there it wins (b = 8 L = 4K: 1542 against 1776 us), while with segments it lost (b = 1
+// L = 64K: 5248 against 4711 us; its aggregate pass costs more per channel, and one lane per
+// channel already had ~5 warps per scheduler there). Returns whether it launched.
+template <Discretization kMode>
+absl::StatusOr<bool> LaunchPairs(ScanArgs a, int smem, dim3 grid, int64_t mean_len,
+                                 int forced_segments, cudaStream_t st) {
+  if (forced_segments > 1) return false;
+  auto kernel = SelectiveScanKernel<kMode, false, 8, kPairMinBlocks>;
+  int per_sm = 0, sms = 0;
+  RETURN_IF_ERROR(PrepareKernel(kernel, smem, &per_sm));
+  if (!SmCount(&sms)) return absl::InternalError("selective_scan: no CUDA device");
+  if (forced_segments == 0 && PickSegments(static_cast<int64_t>(grid.x) * grid.y,
+                                           static_cast<int64_t>(per_sm) * sms, mean_len,
+                                           a.K) > 1) {
+    return false;
+  }
+  a.segments = 1;
+  kernel<<<grid, kThreads, smem, st>>>(a);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return true;
+}
+
+// Calls f with the discretisation as a compile-time constant.
+template <typename F>
+auto WithMode(Discretization mode, F&& f) -> decltype(f(
+    std::integral_constant<Discretization, Discretization::kDefault>{})) {
+  using D = Discretization;
   switch (mode) {
-    case Discretization::kDefault:
-      return Launch<Discretization::kDefault, kNPT>(a, smem, grid, mean_len, forced_segments, st);
-    case Discretization::kZoh:
-      return Launch<Discretization::kZoh, kNPT>(a, smem, grid, mean_len, forced_segments, st);
-    case Discretization::kBilinear:
-      return Launch<Discretization::kBilinear, kNPT>(a, smem, grid, mean_len, forced_segments,
-                                                     st);
-    case Discretization::kDirac:
-      return Launch<Discretization::kDirac, kNPT>(a, smem, grid, mean_len, forced_segments, st);
-    case Discretization::kEventDriven:
-      return Launch<Discretization::kEventDriven, kNPT>(a, smem, grid, mean_len, forced_segments,
-                                                        st);
+    case D::kDefault:
+      return f(std::integral_constant<D, D::kDefault>{});
+    case D::kZoh:
+      return f(std::integral_constant<D, D::kZoh>{});
+    case D::kBilinear:
+      return f(std::integral_constant<D, D::kBilinear>{});
+    case D::kDirac:
+      return f(std::integral_constant<D, D::kDirac>{});
+    case D::kEventDriven:
+      return f(std::integral_constant<D, D::kEventDriven>{});
   }
   return absl::InvalidArgumentError("selective_scan: unknown discretization");
+}
+
+// Channel geometry for npt = 2^npt_log2 states per lane: tpc lanes per channel (a power of two),
+// a block's channels inside one B/C group; the raw rows' copy units and the shared-memory layout.
+// Returns the shared memory a block needs.
+int SetGeometry(ScanArgs& a, const SelectiveScanParams& p, int npt_log2) {
+  const int npt = 1 << npt_log2;
+  a.tpc_log2 = 0;
+  while ((npt << a.tpc_log2) < p.d_state) ++a.tpc_log2;
+  a.npad = npt << a.tpc_log2;
+  a.npad_log2 = npt_log2 + a.tpc_log2;
+  a.cpb = kThreads >> a.tpc_log2;
+  a.tiles_per_group = static_cast<int>((a.dpg + a.cpb - 1) / a.cpb);
+
+  // Raw rows and their copy units. A tile's first channel is g * dpg + k * cpb, so the units
+  // must divide those offsets too.
+  const int cpb = a.cpb;
+  a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
+  a.seg_bc = RoundUp16(p.d_state * a.esbc);
+  const int64_t tail_x = (a.dpg % cpb) * a.esx;
+  auto x_vec = [&](const void* ptr, int64_t row_stride) {
+    if (ptr == nullptr) return 16;
+    const int v = PickVec(reinterpret_cast<uintptr_t>(ptr),
+                          {row_stride * a.esx, cpb * a.esx, a.dpg * a.esx, tail_x});
+    return a.esx == 4 ? std::max(v, 4) : v;  // fp32 rows are always 4-byte aligned
+  };
+  a.vec_u = x_vec(p.u, p.u_row_stride);
+  a.vec_delta = x_vec(p.delta, p.delta_row_stride);
+  a.vec_z = x_vec(p.z, p.z_row_stride);
+  auto bc_vec = [&](const void* ptr, int64_t row_stride, int64_t group_stride) {
+    const int v = PickVec(reinterpret_cast<uintptr_t>(ptr),
+                          {row_stride * a.esbc, group_stride * a.esbc, p.d_state * a.esbc});
+    return a.esbc == 4 ? std::max(v, 4) : v;
+  };
+  a.vec_B = bc_vec(p.B, p.B_row_stride, p.B_group_stride);
+  a.vec_C = bc_vec(p.C, p.C_row_stride, p.C_group_stride);
+  const int64_t x_row_bytes = std::min<int64_t>(cpb, a.dpg) * a.esx;
+  a.upr_log2_x = UnitsLog2(x_row_bytes, tail_x, a.vec_u);
+  a.upr_log2_delta = UnitsLog2(x_row_bytes, tail_x, a.vec_delta);
+  a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
+  a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
+  a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
+  // 24 rows per chunk keep a block's shared memory at 42 KB (one lane per channel, bf16, N = 16;
+  // 25 KB with two lanes), so that five (six) blocks fit an SM as the registers allow; wide
+  // states take fewer.
+  const int smem = LayOutChunk(a, 24);
+  return smem > 96 * 1024 ? LayOutChunk(a, 8) : smem;
 }
 
 }  // namespace
@@ -629,54 +704,24 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
   a.bnd = p.boundary_state_blocks;
   a.bnd_stride = p.boundary_blocks_stride;
 
-  // Channel geometry: tpc lanes of npt states per channel (a power of two), a block's channels
-  // inside one B/C group.
-  const int npt_log2 = p.d_state <= 16 ? 3 : 4, npt = 1 << npt_log2;
-  a.tpc_log2 = 0;
-  while ((npt << a.tpc_log2) < p.d_state) ++a.tpc_log2;
-  a.npad = npt << a.tpc_log2;
-  a.npad_log2 = npt_log2 + a.tpc_log2;
-  a.cpb = kThreads >> a.tpc_log2;
-  a.tiles_per_group = static_cast<int>((a.dpg + a.cpb - 1) / a.cpb);
-
-  // Raw rows and their copy units. A tile's first channel is g * dpg + k * cpb, so the units
-  // must divide those offsets too.
-  const int cpb = a.cpb;
-  a.seg_x = RoundUp16(static_cast<int64_t>(cpb) * a.esx);
-  a.seg_bc = RoundUp16(p.d_state * a.esbc);
-  const int64_t tail_x = (a.dpg % cpb) * a.esx;
-  auto x_vec = [&](const void* ptr, int64_t row_stride) {
-    if (ptr == nullptr) return 16;
-    const int v = PickVec(reinterpret_cast<uintptr_t>(ptr),
-                          {row_stride * a.esx, cpb * a.esx, a.dpg * a.esx, tail_x});
-    return a.esx == 4 ? std::max(v, 4) : v;  // fp32 rows are always 4-byte aligned
-  };
-  a.vec_u = x_vec(p.u, p.u_row_stride);
-  a.vec_delta = x_vec(p.delta, p.delta_row_stride);
-  a.vec_z = x_vec(p.z, p.z_row_stride);
-  auto bc_vec = [&](const void* ptr, int64_t row_stride, int64_t group_stride) {
-    const int v = PickVec(reinterpret_cast<uintptr_t>(ptr),
-                          {row_stride * a.esbc, group_stride * a.esbc, p.d_state * a.esbc});
-    return a.esbc == 4 ? std::max(v, 4) : v;
-  };
-  a.vec_B = bc_vec(p.B, p.B_row_stride, p.B_group_stride);
-  a.vec_C = bc_vec(p.C, p.C_row_stride, p.C_group_stride);
-  const int64_t x_row_bytes = std::min<int64_t>(cpb, a.dpg) * a.esx;
-  a.upr_log2_x = UnitsLog2(x_row_bytes, tail_x, a.vec_u);
-  a.upr_log2_delta = UnitsLog2(x_row_bytes, tail_x, a.vec_delta);
-  a.upr_log2_z = UnitsLog2(x_row_bytes, tail_x, a.vec_z);
-  a.upr_log2_B = UnitsLog2(p.d_state * a.esbc, 0, a.vec_B);
-  a.upr_log2_C = UnitsLog2(p.d_state * a.esbc, 0, a.vec_C);
-  // 24 rows per chunk keep a block's shared memory at 25 KB (bf16, N = 16: 64 channels per
-  // block), so that eight blocks fit an SM as the registers allow; wide states take fewer.
-  int smem = LayOutChunk(a, 24);
-  if (smem > 96 * 1024) smem = LayOutChunk(a, 8);
-
-  const dim3 grid(static_cast<unsigned>(p.n_groups * a.tiles_per_group),
-                  static_cast<unsigned>(p.num_seqs));
   const int64_t mean_len = p.num_tokens / p.num_seqs;
-  if (npt == 8) return LaunchMode<8>(p.mode, a, smem, grid, mean_len, p.cuda_time_segments, st);
-  return LaunchMode<16>(p.mode, a, smem, grid, mean_len, p.cuda_time_segments, st);
+  auto grid_of = [&](const ScanArgs& g) {
+    return dim3(static_cast<unsigned>(p.n_groups * g.tiles_per_group),
+                static_cast<unsigned>(p.num_seqs));
+  };
+  if (p.d_state <= 16) {
+    ScanArgs pa = a;
+    const int smem = SetGeometry(pa, p, 3);
+    ASSIGN_OR_RETURN(const bool launched, WithMode(p.mode, [&](auto m) {
+                       return LaunchPairs<decltype(m)::value>(pa, smem, grid_of(pa), mean_len,
+                                                              p.cuda_time_segments, st);
+                     }));
+    if (launched) return absl::OkStatus();
+  }
+  const int smem = SetGeometry(a, p, 4);
+  return WithMode(p.mode, [&](auto m) {
+    return Launch<decltype(m)::value>(a, smem, grid_of(a), mean_len, p.cuda_time_segments, st);
+  });
 }
 
 }  // namespace mambaserve
