@@ -406,14 +406,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) SelectiveScanKernel(cons
     const int64_t tok0 = t0 + cs;
     if (a.x_dt == kBF16) {
       ScanChunk<kMode, kAggregate, kNPT, __nv_bfloat16>(a, c, h, P, dsum, Ar, raw_u(stage),
-                                                  raw_delta(stage), raw_z(stage), s_B, s_C, rows,
-                                                  cs, tok0, nb);
+                                                        raw_delta(stage), raw_z(stage), s_B, s_C,
+                                                        rows, cs, tok0, nb);
     } else if (a.x_dt == kF16) {
-      ScanChunk<kMode, kAggregate, kNPT, __half>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
-                                           raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
+      ScanChunk<kMode, kAggregate, kNPT, __half>(a, c, h, P, dsum, Ar, raw_u(stage),
+                                                 raw_delta(stage), raw_z(stage), s_B, s_C, rows, cs,
+                                                 tok0, nb);
     } else {
-      ScanChunk<kMode, kAggregate, kNPT, float>(a, c, h, P, dsum, Ar, raw_u(stage), raw_delta(stage),
-                                          raw_z(stage), s_B, s_C, rows, cs, tok0, nb);
+      ScanChunk<kMode, kAggregate, kNPT, float>(a, c, h, P, dsum, Ar, raw_u(stage),
+                                                raw_delta(stage), raw_z(stage), s_B, s_C, rows, cs,
+                                                tok0, nb);
     }
     __syncthreads();
   }
@@ -548,8 +550,7 @@ absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int force
   const size_t agg_bytes =
       sizeof(float2) * static_cast<size_t>(a.segments - 1) * a.num_seqs * a.D * a.N;
   CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&a.agg), agg_bytes, st));
-  aggregate<<<dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), kThreads, smem, st>>>(
-      a);
+  aggregate<<<dim3(grid.x, grid.y, static_cast<unsigned>(a.segments - 1)), kThreads, smem, st>>>(a);
   cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) {
     const int64_t n = a.num_seqs * a.D * a.N;
@@ -578,8 +579,7 @@ absl::StatusOr<bool> LaunchPairs(ScanArgs a, int smem, dim3 grid, int64_t mean_l
   RETURN_IF_ERROR(PrepareKernel(kernel, smem, &per_sm));
   if (!SmCount(&sms)) return absl::InternalError("selective_scan: no CUDA device");
   if (forced_segments == 0 && PickSegments(static_cast<int64_t>(grid.x) * grid.y,
-                                           static_cast<int64_t>(per_sm) * sms, mean_len,
-                                           a.K) > 1) {
+                                           static_cast<int64_t>(per_sm) * sms, mean_len, a.K) > 1) {
     return false;
   }
   a.segments = 1;
@@ -590,8 +590,8 @@ absl::StatusOr<bool> LaunchPairs(ScanArgs a, int smem, dim3 grid, int64_t mean_l
 
 // Calls f with the discretisation as a compile-time constant.
 template <typename F>
-auto WithMode(Discretization mode, F&& f) -> decltype(f(
-    std::integral_constant<Discretization, Discretization::kDefault>{})) {
+auto WithMode(Discretization mode, F&& f)
+    -> decltype(f(std::integral_constant<Discretization, Discretization::kDefault>{})) {
   using D = Discretization;
   switch (mode) {
     case D::kDefault:
