@@ -496,9 +496,10 @@ int LayOutChunk(ScanArgs& a, int K) {
 // (<= 80 registers, no spill; b = 8 L = 4K: 1557-1561 us against 1581-1603 for 8 blocks).
 constexpr int kSegmentedMinBlocks = 5, kSingleMinBlocks = 4, kPairMinBlocks = 6;
 
+// The current device's SM count; false if it cannot be read.
 bool SmCount(int* sms) {
   int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
   return cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess;
 }
 
