@@ -248,7 +248,8 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
       if (writes_y) *yt = FromF<XT>(yv);
     }
   };
-  // Tokens t and t + 1 on a channel's two lanes (kNPT = 8, tpc = 2): lane `sub` computes the
+  // Tokens t and t + 1 on a channel's two lanes (kNPT = 8, tpc = 2; never an aggregate, see
+  // LaunchPairs): lane `sub` computes the
   // scalars of token t + sub and takes the other token's from its partner; both lanes advance
   // their 8 states through both tokens; each lane gets its token's sum over the partner's states
   // with one shuffle and finishes that token's y. `yt` is y's row t + sub.
@@ -267,17 +268,14 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     float sums[2];
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
-      if (kAggregate && kExpDecayMode<kMode>) dsum += ts[k].dt_decay;
-      sums[k] = AdvanceStates<kMode, kAggregate>(ts[k], s_B + (t + k) * c.npad + c.sub * kNPT,
-                                                 s_C + (t + k) * c.npad + c.sub * kNPT, Ar, h, P);
+      sums[k] = AdvanceStates<kMode, false>(ts[k], s_B + (t + k) * c.npad + c.sub * kNPT,
+                                            s_C + (t + k) * c.npad + c.sub * kNPT, Ar, h, P);
     }
-    if (!kAggregate) {
-      const float given = __shfl_xor_sync(0xffffffffu, c.sub ? sums[0] : sums[1], 1);
-      float yv = (c.sub ? sums[1] : sums[0]) + given;
-      yv = fmaf(c.Dd, uu, yv);
-      if (a.z) yv *= DevSilu(ToF(z[mine * c.x_row]));
-      if (c.valid) *yt = FromF<XT>(yv);
-    }
+    const float given = __shfl_xor_sync(0xffffffffu, c.sub ? sums[0] : sums[1], 1);
+    float yv = (c.sub ? sums[1] : sums[0]) + given;
+    yv = fmaf(c.Dd, uu, yv);
+    if (a.z) yv *= DevSilu(ToF(z[mine * c.x_row]));
+    if (c.valid) *yt = FromF<XT>(yv);
   };
   // Rows up to the next block boundary in one loop, then that boundary's state.
   int t = 0;
@@ -285,7 +283,7 @@ __device__ __forceinline__ void ScanChunk(const ScanArgs& a, const Channel& c, f
     const bool hit = !kAggregate && nb < first + rows;
     const int end = hit ? static_cast<int>(nb - first) + 1 : rows;
     // y's row pointer advances with t (a 64-bit multiply per token otherwise).
-    if constexpr (kNPT == 8) {
+    if constexpr (kNPT == 8 && !kAggregate) {
       if (c.tpc == 2) {
         XT* yp = y + (t + c.sub) * a.y_rs;
 #pragma unroll 1
@@ -496,24 +494,27 @@ int LayOutChunk(ScanArgs& a, int K) {
 // (<= 80 registers, no spill; b = 8 L = 4K: 1557-1561 us against 1581-1603 for 8 blocks).
 constexpr int kSegmentedMinBlocks = 5, kSingleMinBlocks = 4, kPairMinBlocks = 6;
 
-// The current device's SM count; false if it cannot be read.
-bool SmCount(int* sms) {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  return cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess;
-}
-
-// Sets a kernel's shared-memory attributes; returns how many of its blocks an SM holds.
+// Sets a kernel's shared-memory attributes for `smem` bytes per block.
 template <typename Kernel>
-absl::Status PrepareKernel(Kernel kernel, int smem, int* blocks_per_sm) {
+absl::Status SetSmem(Kernel kernel, int smem) {
   // Several blocks per SM hide each other's barriers: give shared memory the whole carveout.
   CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                             cudaSharedmemCarveoutMaxShared));
   CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  CUDA_RETURN_IF_ERROR(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_sm, kernel, kThreads, smem));
   return absl::OkStatus();
+}
+
+// SetSmem, then how many of the kernel's blocks the GPU holds at once.
+template <typename Kernel>
+absl::StatusOr<int64_t> PrepareKernel(Kernel kernel, int smem) {
+  RETURN_IF_ERROR(SetSmem(kernel, smem));
+  int per_sm = 0, sms = 0, dev = 0;
+  CUDA_RETURN_IF_ERROR(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  return static_cast<int64_t>(per_sm) * sms;
 }
 
 // Time segments for `blocks` (sequence, tile) blocks of sequences of `mean_len` tokens: as many
@@ -533,21 +534,18 @@ absl::Status Launch(ScanArgs a, int smem, dim3 grid, int64_t mean_len, int force
   auto single = SelectiveScanKernel<kMode, false, 16, kSingleMinBlocks>;
   auto aggregate = SelectiveScanKernel<kMode, true, 16, kSegmentedMinBlocks>;
   auto segmented = SelectiveScanKernel<kMode, false, 16, kSegmentedMinBlocks>;
-  int per_sm = 0, sms = 0;
-  RETURN_IF_ERROR(PrepareKernel(segmented, smem, &per_sm));
-  if (!SmCount(&sms)) return absl::InternalError("selective_scan: no CUDA device");
+  ASSIGN_OR_RETURN(const int64_t resident, PrepareKernel(segmented, smem));
   a.segments = forced_segments > 0
                    ? forced_segments
-                   : PickSegments(static_cast<int64_t>(grid.x) * grid.y,
-                                  static_cast<int64_t>(per_sm) * sms, mean_len, a.K);
+                   : PickSegments(static_cast<int64_t>(grid.x) * grid.y, resident, mean_len, a.K);
   const dim3 scan_grid(grid.x, grid.y, static_cast<unsigned>(a.segments));
   if (a.segments == 1) {
-    RETURN_IF_ERROR(PrepareKernel(single, smem, &per_sm));
+    RETURN_IF_ERROR(SetSmem(single, smem));
     single<<<scan_grid, kThreads, smem, st>>>(a);
     CUDA_RETURN_IF_LAUNCH_ERROR();
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(PrepareKernel(aggregate, smem, &per_sm));
+  RETURN_IF_ERROR(SetSmem(aggregate, smem));
   const size_t agg_bytes =
       sizeof(float2) * static_cast<size_t>(a.segments - 1) * a.num_seqs * a.D * a.N;
   CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&a.agg), agg_bytes, st));
@@ -576,11 +574,9 @@ absl::StatusOr<bool> LaunchPairs(ScanArgs a, int smem, dim3 grid, int64_t mean_l
                                  int forced_segments, cudaStream_t st) {
   if (forced_segments > 1) return false;
   auto kernel = SelectiveScanKernel<kMode, false, 8, kPairMinBlocks>;
-  int per_sm = 0, sms = 0;
-  RETURN_IF_ERROR(PrepareKernel(kernel, smem, &per_sm));
-  if (!SmCount(&sms)) return absl::InternalError("selective_scan: no CUDA device");
-  if (forced_segments == 0 && PickSegments(static_cast<int64_t>(grid.x) * grid.y,
-                                           static_cast<int64_t>(per_sm) * sms, mean_len, a.K) > 1) {
+  ASSIGN_OR_RETURN(const int64_t resident, PrepareKernel(kernel, smem));
+  if (forced_segments == 0 &&
+      PickSegments(static_cast<int64_t>(grid.x) * grid.y, resident, mean_len, a.K) > 1) {
     return false;
   }
   a.segments = 1;
