@@ -1,7 +1,10 @@
 // Benchmark of the fused SSD chunked scan (prefill) on a Mamba2-2.7B layer: H=80, P=64, G=1,
 // N=128, Q=256, bf16 inputs, fp32 state pool (final states written), dt_softplus, D per head,
 // no z. Shapes: b=1 L=4096, 16384, 65536 and b=8 L=4096 (packed varlen).
-//   bench_ssd_prefill [--anchor_run=ms1,ms2,ms3,ms4] [--iters=N] [--impl=tc|seq]
+//   bench_ssd_prefill [--anchor_run=ms1,ms2,ms3,ms4] [--iters=N] [--impl=tc|seq] [--profile]
+//                     [--segs]
+// --profile: also time with stages left out (MS_SSD_PROFILE_SKIP; wrong output).
+// --segs: also time every shape at forced segment counts (calibrates SsdAutoSegments).
 // --anchor_run: mamba_ssm Triton times measured in the same run (bench/mamba_ssm_anchor.py),
 // printed next to the DESIGN.md anchor numbers.
 #include <cuda_bf16.h>
@@ -48,7 +51,8 @@ int main(int argc, char** argv) {
   using namespace mambaserve;
   std::vector<double> anchor_run;
   int iters = 20;
-  bool profile = false;  // also time with stages left out (MS_SSD_PROFILE_SKIP; wrong output)
+  bool profile = false;
+  bool sweep_segs = false;
   SsdCudaImpl impl = SsdCudaImpl::kTensorCore;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -65,6 +69,8 @@ int main(int argc, char** argv) {
       iters = std::atoi(a.c_str() + 8);
     } else if (a == "--profile") {
       profile = true;
+    } else if (a == "--segs") {
+      sweep_segs = true;
     } else if (a == "--impl=seq") {
       impl = SsdCudaImpl::kSequential;
     }
@@ -149,9 +155,11 @@ int main(int argc, char** argv) {
   std::printf("D2D copy bandwidth (1 GiB cudaMemcpy, read+write): %.1f GB/s\n", copy_gbs);
   std::printf("impl: %s, iters %d (median), warmup 3\n",
               impl == SsdCudaImpl::kTensorCore ? "tensor-core fused" : "sequential", iters);
-  std::printf("| shape | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours |%s\n",
-              anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
-  std::printf("|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
+  std::printf(
+      "| shape | segments | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours "
+      "|%s\n",
+      anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
+  std::printf("|---|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
   int si = 0;
   std::vector<std::string> profile_lines;
   for (const Shape& sh : shapes) {
@@ -226,10 +234,15 @@ int main(int argc, char** argv) {
         line += buf;
       }
       unsetenv("MS_SSD_PROFILE_SKIP");
-      for (int segs : {1, 4, 8, 16}) {
+      profile_lines.push_back(line);
+    }
+    if (sweep_segs) {
+      std::string line = std::string("  segments ") + sh.label + ":";
+      for (int segs : {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64}) {
+        if (sh.L / segs < 128) break;
         p.cuda_num_segments = segs;
         char buf[64];
-        std::snprintf(buf, sizeof buf, " segs%d=%.4f", segs, time_it());
+        std::snprintf(buf, sizeof buf, " %d=%.4f", segs, time_it());
         line += buf;
       }
       p.cuda_num_segments = 0;
@@ -244,8 +257,9 @@ int main(int argc, char** argv) {
     const double flops =
         static_cast<double>(T) / Q * H * (2.0 * Q * Q * N + 2.0 * Q * Q * P + 4.0 * Q * N * P);
     const double gbs = bytes / (ms * 1e-3) / 1e9;
-    std::printf("| %s | %.4f | %.0f | %.1f%% | %.1f | %.2f | %.2fx |", sh.label, ms, gbs,
-                100.0 * gbs / copy_gbs, flops / (ms * 1e-3) / 1e12, sh.anchor_ms,
+    const int auto_segs = SsdAutoSegments(sh.b * H, sh.L, prop.multiProcessorCount);
+    std::printf("| %s | %d | %.4f | %.0f | %.1f%% | %.1f | %.2f | %.2fx |", sh.label, auto_segs, ms,
+                gbs, 100.0 * gbs / copy_gbs, flops / (ms * 1e-3) / 1e12, sh.anchor_ms,
                 sh.anchor_ms / ms);
     if (!anchor_run.empty()) {
       const double a = si < static_cast<int>(anchor_run.size()) ? anchor_run[si] : 0.0;

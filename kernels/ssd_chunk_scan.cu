@@ -202,18 +202,18 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
 
 // Loads a (kT x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
 // zero elsewhere. vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
-template <int kCols, int kPitch>
+template <int kCols, int kPitch, int kBlockThreads = kThreads>
 __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t row_stride,
                                          int rows_valid, int cols_valid, bool vec) {
   if (vec) {
     constexpr int kChunks = kT * kCols / 8;
-    for (int idx = threadIdx.x; idx < kChunks; idx += kThreads) {
+    for (int idx = threadIdx.x; idx < kChunks; idx += kBlockThreads) {
       const int r = idx / (kCols / 8), c = (idx % (kCols / 8)) * 8;
       const bool v = r < rows_valid && c < cols_valid;
       CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
     }
   } else {
-    for (int idx = threadIdx.x; idx < kT * kCols; idx += kThreads) {
+    for (int idx = threadIdx.x; idx < kT * kCols; idx += kBlockThreads) {
       const int r = idx / kCols, c = idx % kCols;
       dst[r * kPitch + c] =
           (r < rows_valid && c < cols_valid) ? src[r * row_stride + c] : __float2bfloat16_rn(0.0f);
@@ -222,16 +222,20 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
 }
 
 // Sequence segments (more CTAs when sequences x heads are too few to fill the GPU): with
-// num_segs > 1 each sequence is cut into num_segs segments at sub-chunk boundaries. Mode
-// kStatePass computes each segment's end state from a zero state (and its total log decay)
-// into the workspace; SsdCombineKernel turns those into every segment's incoming state; mode
-// kMain then runs every segment from its incoming state. num_segs == 1: kMain only, no workspace.
-enum SegMode : int { kMain = 0, kStatePass = 1 };
+// num_segs > 1 each sequence is cut into num_segs segments at sub-chunk boundaries, and every
+// segment runs once, in parallel: segment 0 from the sequence's initial state, the others from
+// a zero state. Their y and boundary states then lack the incoming state's term
+// C_t exp(cum_t) S_in (cum_t: dt*A summed from the segment's first token through t). The main
+// kernel writes each segment's end state E_k, its total log decay and exp(cum_t) of its tokens
+// to the workspace; SsdCombineKernel turns E into every segment's incoming state S_in (and
+// writes the final state); SsdCorrectKernel adds the missing term to y and the boundary states
+// (one (tokens x N) x (N x P) mma per head and segment, plus a read and write of y). Nothing is
+// computed twice. num_segs == 1: the main kernel only, no workspace.
 struct SegArgs {
   int num_segs = 1;
-  int mode = kMain;
-  float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32 incoming states
+  float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k, then S_in
   float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
+  float* decay = nullptr;      // (H, num_tokens) exp(cum_t) for tokens of segments >= 1
 };
 
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
@@ -255,7 +259,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   Smem& sm = *reinterpret_cast<Smem*>(tc_smem_raw);
   const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
   const int hd = blockIdx.y;
-  const bool state_pass = sa.mode == kStatePass;
   const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int gq = lane >> 2, t4 = lane & 3;
@@ -265,12 +268,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const SeqInfo q = GetSeq(p, s);
   const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
   const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
-  if (state_pass && seg == sa.num_segs - 1) return;  // its end state is never needed
-  // Incoming state: the pool's initial block, or (segments) the workspace.
-  const float* ws_in =
-      sa.num_segs > 1 && !state_pass
-          ? sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N)
-          : nullptr;
   const int64_t g = GroupOf(p, hd);
   const float A = p.A[hd];
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
@@ -294,13 +291,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int e = 0; e < 4; ++e) {
       const int n = 16 * nb + gq + 8 * (e >> 1), pp = 32 * ph + 8 * j + 2 * t4 + (e & 1);
       float v = 0.0f;
-      if (n < cols_n && pp < cols_p) {
-        if (ws_in != nullptr) {
-          v = ws_in[(p0 + pp) * N + n];
-        } else if (q.init_block != 0 && !state_pass) {
-          v = LoadF(p.state, p.state_dtype,
-                    q.init_block * p.state_block_stride + sbase + pp * N + n);
-        }
+      // Segments >= 1 start from zero (SsdCorrectKernel adds their incoming state's term).
+      if (n < cols_n && pp < cols_p && q.init_block != 0 && seg == 0) {
+        v = LoadF(p.state, p.state_dtype, q.init_block * p.state_block_stride + sbase + pp * N + n);
       }
       hacc[j][e] = v;
     }
@@ -343,10 +336,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                           vec_in);
     LoadTile<kN, kPitchBC>(sm.b[buf], bg + t * p.B_token_stride, p.B_token_stride, len_c, cols_n,
                            vec_in);
-    if (!state_pass) {
-      LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c, cols_n,
-                             vec_in);
-    }
+    LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c, cols_n,
+                           vec_in);
   };
   // D for this thread's output channels pp = 16*cq + 8*j + 2*t4 + e.
   float dcoef[2][2];
@@ -373,7 +364,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           j < len_c ? LoadF(p.dt, p.dt_dtype, (q.t0 + pos + j) * p.dt_token_stride + hd) : 0.0f;
     }
   };
-  auto scan_dt = [&](int buf, int len_c) {
+  // base: dt*A summed over this segment's earlier sub-chunks (for the segment decay output).
+  float* decay_out = sa.decay != nullptr && seg > 0 ? sa.decay + hd * p.num_tokens + q.t0 : nullptr;
+  auto scan_dt = [&](int buf, int64_t pos, int len_c, float base) {
     float carry = 0.0f, cumv[2], dv[2];
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
@@ -402,6 +395,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int j = lane + 32 * hf;
       sm.w[buf][j] = __expf(carry - cumv[hf]) * dv[hf];
       sm.ecum[buf][j] = __expf(cumv[hf]);
+      if (decay_out != nullptr && j < len_c) decay_out[pos + j] = __expf(base + cumv[hf]);
     }
   };
 
@@ -412,7 +406,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     load(0, pos_begin, l0);
     if (warp == kDtWarp) {
       load_dt(pos_begin, l0);
-      scan_dt(0, l0);
+      scan_dt(0, pos_begin, l0, 0.0f);
       if (pos_begin + l0 < pos_end) load_dt(pos_begin + l0, sub_len(pos_begin + l0));
     }
   }
@@ -422,7 +416,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   int64_t y_pos = -1;
   int y_len = 0;
   auto flush_y = [&]() {
-    if (y_mode != 2 || y_pos < 0 || (skip & 16) || state_pass) return;
+    if (y_mode != 2 || y_pos < 0 || (skip & 16)) return;
     const int r = tid >> 3, c8 = (tid & 7) * 8;
     if (r < y_len && c8 < cols_p) {
       bf16_t* dst = static_cast<bf16_t*>(p.y) + (q.t0 + y_pos + r) * p.y_token_stride +
@@ -452,7 +446,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // dt and cum of the next sub-chunk into the other buffer (last read before S1), then the raw
     // dt of the one after.
     if (warp == kDtWarp && next < pos_end) {
-      scan_dt(buf ^ 1, len_next);
+      scan_dt(buf ^ 1, next, len_next, seg_logdec);
       const int64_t after = next + len_next;
       if (after < pos_end) load_dt(after, sub_len(after));
     }
@@ -475,7 +469,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) cb[j][e] = ya[j][e] = 0.0f;
     }
-    if (!(skip & 2) && !state_pass) {
+    if (!(skip & 2)) {
 #pragma unroll 1
       for (int kk = 0; kk < kN / 16; ++kk) {
         uint32_t fa[4], fb[4], fh[4];
@@ -504,7 +498,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         ya[j][1] *= s0;
         ya[j][2] *= s1;
         ya[j][3] *= s1;
-        if (do_cb && !state_pass) {
+        if (do_cb) {
           const int c0 = 16 * cq + 8 * j + 2 * t4, c1 = c0 + 1;
           const float w0 = dtv[c0], w1 = dtv[c1];
           const float cc0 = cum[c0], cc1 = cum[c1];
@@ -520,7 +514,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();  // S2: G and xw visible; every read of sm.h done
 
     // Y += G X over the causal k-blocks kk <= rb.
-    if (!(skip & 4) && !state_pass) {
+    if (!(skip & 4)) {
       uint32_t fa[2][4], fx[2][4];
       auto load2 = [&](int kk, int sl) {
         Ldsm4(fa[sl], &sm.g[(16 * rb + (lane & 15)) * kPitchG + 16 * kk + (lane >> 4) * 8]);
@@ -539,7 +533,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     // Epilogue: + D x, * silu(z), store y.
-    if (!(skip & 16) && !state_pass) {
+    if (!(skip & 16)) {
 #pragma unroll
       for (int e2 = 0; e2 < 2; ++e2) {
         const int i = 16 * rb + gq + 8 * e2;
@@ -603,20 +597,18 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
-      if (!state_pass) {
-        write_sh();
-        const int32_t bb = BoundaryBlock(p, q, q.off + next);
-        if (bb != 0) store_state(bb);
-      }
+      write_sh();
+      const int32_t bb = BoundaryBlock(p, q, q.off + next);
+      if (bb != 0) store_state(bb);
     }
     __syncthreads();  // S3: this sub-chunk's buffers may be overwritten
     pos = next;
     buf ^= 1;
   }
   flush_y();
-  if (state_pass) {  // local end state -> workspace slot seg + 1, and the segment's log decay
+  if (sa.num_segs > 1) {  // end state E_seg -> workspace slot seg, and the segment's log decay
     float* out =
-        sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg + 1) * p.num_heads + hd) * (P * N);
+        sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -630,34 +622,204 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     return;
   }
-  if (q.final_block != 0 && seg == sa.num_segs - 1) store_state(q.final_block);
+  if (q.final_block != 0) store_state(q.final_block);  // one segment: E is the final state
 }
 
-// Incoming state of every segment: slot 0 = the initial state (pool block or zeros), slot k =
-// exp(logdec[k-1]) * slot[k-1] + local end state of segment k-1 (written there by the state
-// pass). Grid (num_seqs, H), threads over P*N.
+// Incoming state of every segment, in place of the end states: S_in(1) = E_0 (segment 0 ran
+// from the initial state), S_in(k) = exp(logdec[k-1]) S_in(k-1) + E_{k-1}; the sequence's final
+// state exp(logdec[last]) S_in(last) + E_last goes to its final block. Grid (num_seqs, H),
+// threads over P*N.
 __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   const int s = blockIdx.x, hd = blockIdx.y;
   const int64_t PN = p.head_dim * p.d_state;
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : PN;
-  const int32_t ib = p.initial_state_block ? p.initial_state_block[s] : 0;
+  const int32_t fb = p.final_state_block ? p.final_state_block[s] : 0;
   float* base = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN;
   const int64_t slot_stride = p.num_heads * PN;
   const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
   for (int64_t e = threadIdx.x; e < PN; e += blockDim.x) {
-    float h = ib == 0 ? 0.0f
-                      : LoadF(p.state, p.state_dtype, ib * p.state_block_stride + hd * hstride + e);
-    base[e] = h;
+    float h = base[e];
     for (int k = 1; k < sa.num_segs; ++k) {
-      h = __expf(logdec[(k - 1) * p.num_heads]) * h + base[k * slot_stride + e];
+      const float end_k = base[k * slot_stride + e];
       base[k * slot_stride + e] = h;
+      h = __expf(logdec[k * p.num_heads]) * h + end_k;
     }
+    if (fb != 0) StoreF(p.state, p.state_dtype, fb * p.state_block_stride + hd * hstride + e, h);
+  }
+}
+
+// The incoming state's term of segments >= 1: y_t += exp(cum_t) C_t S_in (times silu(z_t) with
+// gating), and exp(cum) S_in added to each boundary state the segment wrote. Grid as the main
+// kernel's; 4 warps, warp w owns rows 16w.. of each 64-token tile and all 64 channels.
+constexpr int kCorrThreads = 128;
+struct __align__(16) CorrSmem {
+  bf16_t h[kN * kPitchH];  // S_in (n, p), bf16 (as the main kernel's C h_in product)
+  bf16_t c[2][kT * kPitchBC];
+};
+
+__global__ void __launch_bounds__(kCorrThreads)
+    SsdCorrectKernel(SsdChunkScanParams p, int cut_len, bool vec_in, bool vec_y, SegArgs sa) {
+  extern __shared__ __align__(16) uint8_t corr_smem_raw[];
+  CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
+  const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
+  if (seg == 0) return;
+  const int hd = blockIdx.y;
+  const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gq = lane >> 2, t4 = lane & 3;
+  const int64_t N = p.d_state, P = p.head_dim;
+  const int cols_p = static_cast<int>(P - p0 < kP ? P - p0 : kP);
+  const int cols_n = static_cast<int>(N);
+  const SeqInfo q = GetSeq(p, s);
+  const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
+  const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
+  if (pos_begin >= pos_end) return;
+  const float* s_in = sa.ws +
+                      ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
+                      p0 * N;  // (pp, n) at pp * N + n
+  for (int idx = tid; idx < kN * kP; idx += kCorrThreads) {
+    const int pp = idx / kN, n = idx % kN;
+    const float v = pp < cols_p && n < cols_n ? s_in[pp * N + n] : 0.0f;
+    sm.h[n * kPitchH + pp] = __float2bfloat16_rn(v);
+  }
+  const bf16_t* cg = static_cast<const bf16_t*>(p.C) + GroupOf(p, hd) * p.C_group_stride;
+  const float* decay = sa.decay + hd * p.num_tokens + q.t0;
+  const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
+  auto sub_len = [&](int64_t pos) -> int {
+    const int64_t a = q.off + pos;
+    const int64_t l = cut_len - (a & (cut_len - 1));
+    return static_cast<int>(pos_end - pos < l ? pos_end - pos : l);
+  };
+  auto load_c = [&](int buf, int64_t pos, int len_c) {
+    LoadTile<kN, kPitchBC, kCorrThreads>(sm.c[buf], cg + (q.t0 + pos) * p.C_token_stride,
+                                         p.C_token_stride, len_c, cols_n, vec_in);
+  };
+  load_c(0, pos_begin, sub_len(pos_begin));
+  CpAsyncCommit();
+  int buf = 0;
+  for (int64_t pos = pos_begin; pos < pos_end;) {
+    const int len_c = sub_len(pos);
+    const int64_t next = pos + len_c;
+    if (next < pos_end) load_c(buf ^ 1, next, sub_len(next));
+    CpAsyncCommit();
+    // This thread's y and z (rows 16*warp + gq + 8*e2, channels 8*c + 2*t4 + {0,1}) and row
+    // factors, loaded before the wait so their latency overlaps the C tile's.
+    float yv[2][8][2], gate[2][8][2], fac[2];
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      const int i = 16 * warp + gq + 8 * e2;
+      const bool row_ok = i < len_c;
+      const int64_t t = q.t0 + pos + i;
+      fac[e2] = row_ok ? decay[pos + i] : 0.0f;
+      const bf16_t* yrow =
+          static_cast<const bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
+      const bf16_t* zrow = p.z == nullptr ? nullptr
+                                          : static_cast<const bf16_t*>(p.z) + t * p.z_token_stride +
+                                                hd * p.z_head_stride + p0;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const int pp = 8 * c + 2 * t4;
+        float y0 = 0.0f, y1 = 0.0f, g0 = 1.0f, g1 = 1.0f;
+        if (row_ok && pp < cols_p) {
+          const bool two = pp + 1 < cols_p;
+          if (vec_y && two) {
+            const bf162_t v = *reinterpret_cast<const bf162_t*>(yrow + pp);
+            y0 = __low2float(v);
+            y1 = __high2float(v);
+          } else {
+            y0 = __bfloat162float(yrow[pp]);
+            if (two) y1 = __bfloat162float(yrow[pp + 1]);
+          }
+          if (zrow != nullptr) {
+            g0 = __bfloat162float(zrow[pp]);
+            g1 = two ? __bfloat162float(zrow[pp + 1]) : 0.0f;
+          }
+        }
+        yv[e2][c][0] = y0;
+        yv[e2][c][1] = y1;
+        gate[e2][c][0] = g0;
+        gate[e2][c][1] = g1;
+      }
+    }
+    CpAsyncWait<1>();
+    __syncthreads();  // the C tile (and, the first time, S_in) visible
+    const bf16_t* sC = sm.c[buf];
+    float acc[8][4];
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
+    }
+#pragma unroll 2
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      uint32_t fa[4];
+      Ldsm4(fa, &sC[(16 * warp + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+#pragma unroll
+      for (int cq = 0; cq < 4; ++cq) {
+        uint32_t fh[4];
+        Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
+                         (lane >> 4) * 8]);
+        Mma(acc[2 * cq], fa, fh[0], fh[1]);
+        Mma(acc[2 * cq + 1], fa, fh[2], fh[3]);
+      }
+    }
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      const int i = 16 * warp + gq + 8 * e2;
+      if (i >= len_c) continue;
+      bf16_t* yrow = static_cast<bf16_t*>(p.y) + (q.t0 + pos + i) * p.y_token_stride +
+                     hd * p.y_head_stride + p0;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const int pp = 8 * c + 2 * t4;
+        if (pp >= cols_p) continue;
+        const bool two = pp + 1 < cols_p;
+        float f0 = fac[e2], f1 = fac[e2];
+        if (p.z != nullptr) {
+          f0 *= Silu(gate[e2][c][0]);
+          f1 *= Silu(gate[e2][c][1]);
+        }
+        const float v0 = yv[e2][c][0] + f0 * acc[c][2 * e2];
+        const float v1 = yv[e2][c][1] + f1 * acc[c][2 * e2 + 1];
+        if (vec_y && two) {
+          *reinterpret_cast<uint32_t*>(yrow + pp) = PackBf16(v0, v1);
+        } else {
+          yrow[pp] = __float2bfloat16_rn(v0);
+          if (two) yrow[pp + 1] = __float2bfloat16_rn(v1);
+        }
+      }
+    }
+    // A boundary state at the tile's end: + exp(cum of its last token) S_in, in fp32.
+    const int32_t bb = BoundaryBlock(p, q, q.off + next);
+    if (bb != 0) {
+      const float f = decay[next - 1];
+      const int64_t sbase = bb * p.state_block_stride + hd * hstride + p0 * N;
+      for (int idx = tid; idx < cols_p * cols_n; idx += kCorrThreads) {
+        const int64_t off = sbase + idx;  // (pp, n) at pp * N + n, as s_in
+        StoreF(p.state, p.state_dtype, off, LoadF(p.state, p.state_dtype, off) + f * s_in[idx]);
+      }
+    }
+    __syncthreads();  // every read of sm.c[buf] done before it is refilled
+    pos = next;
+    buf ^= 1;
   }
 }
 
 }  // namespace tc
 
 bool Aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
+int SmCount() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      return 132;
+    }
+    return n;
+  }();
+  return sms;
+}
 
 }  // namespace
 
@@ -689,30 +851,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
-    // Segments per sequence: enough CTAs for ~4 per SM when sequences x heads are few, with
-    // segments of >= 512 tokens on average (num_tokens / num_seqs bounds the mean length).
-    int num_segs = p.cuda_num_segments;
-    if (num_segs <= 0) {
-      static int sms = [] {
-        int dev = 0, n = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-          return 132;
-        }
-        return n;
-      }();
-      const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
-      num_segs = 1;
-      // Measured on H100 (bench/RESULTS_ssd.md): with the present per-SM throughput the
-      // segmented path is slower than one CTA per (sequence, head) even at b=1, H=80, so auto
-      // does not segment (kAutoSegments = false); the path stays for explicit use and tests.
-      constexpr bool kAutoSegments = false;
-      if (kAutoSegments && ctas < 2 * sms) {
-        const int64_t want = (4 * sms + ctas - 1) / ctas;
-        const int64_t by_len = (p.num_tokens / p.num_seqs) / 512;
-        num_segs = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, by_len, 64})));
-      }
-    }
+    const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
+    const int num_segs = p.cuda_num_segments > 0
+                             ? p.cuda_num_segments
+                             : SsdAutoSegments(ctas, p.num_tokens / p.num_seqs, SmCount());
     MS_CHECK_ARG(p.num_seqs * num_segs <= 0x7fffffff, "ssd cuda: too many segments");
     // Profiling switch (never set in production): MS_SSD_PROFILE_SKIP is a bit mask of stages
     // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads); the output
@@ -723,6 +865,11 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                     static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
     tc::SegArgs sa;
     sa.num_segs = num_segs;
+    const int corr_smem = static_cast<int>(sizeof(tc::CorrSmem));
+    if (num_segs > 1) {
+      CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+          &tc::SsdCorrectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem));
+    }
     if (num_segs == 1) {
       kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
       CUDA_RETURN_IF_LAUNCH_ERROR();
@@ -731,13 +878,15 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     // Workspace (stream-ordered allocation, freed after the kernels on the same stream).
     const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
+    const int64_t decay_floats = p.num_heads * p.num_tokens;
     void* ws = nullptr;
-    CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ws, (ws_floats + ld_floats) * sizeof(float), st));
+    CUDA_RETURN_IF_ERROR(
+        cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st));
     sa.ws = static_cast<float*>(ws);
     sa.ws_logdec = sa.ws + ws_floats;
-    sa.mode = tc::kStatePass;
+    sa.decay = sa.ws_logdec + ld_floats;
     kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
-    absl::Status launch = CudaStatus(cudaGetLastError(), "ssd state pass", __FILE__, __LINE__);
+    absl::Status launch = CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__);
     if (launch.ok()) {
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
                                   static_cast<unsigned>(p.num_heads)),
@@ -745,9 +894,9 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok()) {
-      sa.mode = tc::kMain;
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
-      launch.Update(CudaStatus(cudaGetLastError(), "ssd main pass", __FILE__, __LINE__));
+      tc::SsdCorrectKernel<<<grid, tc::kCorrThreads, corr_smem, st>>>(p, cut_len, vec_in,
+                                                                      y_mode >= 1, sa);
+      launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
     return launch;

@@ -84,8 +84,9 @@ TEST(SsdChunkScanGpu, MatchesOracleAndCpuOnShapeMatrix) {
     // CPU reference on a copy.
     Problem cpu = ssd_test::MakeProblem(c);
     ASSERT_TRUE(RunSsdChunkScanCpu(cpu.p).ok());
-    // (impl, segments per sequence): the tensor-core path also with forced segments (the
-    // state pass + combine + main pass used when sequences x heads are few).
+    // (impl, segments per sequence): the tensor-core path also with forced segments (segments
+    // from zero states, the combine and the correction pass, used when sequences x heads are
+    // few).
     std::vector<std::pair<SsdCudaImpl, int>> runs = {{SsdCudaImpl::kSequential, 0}};
     if (c.dtype == DType::kBF16 && c.N <= 128) {
       runs.push_back({SsdCudaImpl::kTensorCore, 0});
@@ -113,11 +114,16 @@ TEST(SsdChunkScanGpu, MatchesOracleAndCpuOnShapeMatrix) {
   }
 }
 
-// A packed varlen batch equals its sequences run one at a time, on the GPU (tensor cores).
-TEST(SsdChunkScanGpu, PackedBatchEqualsSequencesOneByOne) {
+// A packed varlen batch equals its sequences run one at a time, on the GPU (tensor cores), with
+// one segment per sequence and with three (a fixed count: the automatic one depends on the
+// batch, and segments change the rounding).
+class SsdPackedGpu : public ::testing::TestWithParam<int> {};
+
+TEST_P(SsdPackedGpu, PackedBatchEqualsSequencesOneByOne) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device on this machine; runs on the GPU machine";
   auto stream = Stream::Create(Device::Cuda(0));
   ASSERT_TRUE(stream.ok()) << stream.status();
+  const int segs = GetParam();
   Case c;
   c.seqlens = {130, 1, 64, 257};
   c.H = 4, c.P = 64, c.G = 2, c.N = 128, c.Q = 64;
@@ -126,7 +132,7 @@ TEST(SsdChunkScanGpu, PackedBatchEqualsSequencesOneByOne) {
   c.final_states = true;
   Problem pr = ssd_test::MakeProblem(c);
   std::vector<uint8_t> y_packed, st_packed;
-  RunOnGpu(pr, SsdCudaImpl::kTensorCore, *stream, &y_packed, &st_packed);
+  RunOnGpu(pr, SsdCudaImpl::kTensorCore, *stream, &y_packed, &st_packed, segs);
   const int64_t esz = DTypeSize(c.dtype);
   for (size_t s = 0; s < c.seqlens.size(); ++s) {
     Problem one = pr;  // same buffers, one sequence
@@ -136,7 +142,7 @@ TEST(SsdChunkScanGpu, PackedBatchEqualsSequencesOneByOne) {
     one.prefix = {pr.prefix[s]};
     one.p.num_seqs = 1;
     std::vector<uint8_t> y1, st1;
-    RunOnGpu(one, SsdCudaImpl::kTensorCore, *stream, &y1, &st1);
+    RunOnGpu(one, SsdCudaImpl::kTensorCore, *stream, &y1, &st1, segs);
     for (int64_t t = pr.cu[s]; t < pr.cu[s + 1]; ++t) {
       const int64_t row = t * pr.p.y_token_stride * esz;
       ASSERT_EQ(0, std::memcmp(y1.data() + row, y_packed.data() + row, c.H * c.P * esz))
@@ -150,6 +156,8 @@ TEST(SsdChunkScanGpu, PackedBatchEqualsSequencesOneByOne) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Segments, SsdPackedGpu, ::testing::Values(1, 3));
 
 }  // namespace
 }  // namespace mambaserve
