@@ -627,8 +627,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // Incoming state of every segment, in place of the end states: S_in(1) = E_0 (segment 0 ran
 // from the initial state), S_in(k) = exp(logdec[k-1]) S_in(k-1) + E_{k-1}; the sequence's final
-// state exp(logdec[last]) S_in(last) + E_last goes to its final block. Grid (num_seqs, H),
-// threads over P*N.
+// state exp(logdec[last]) S_in(last) + E_last goes to its final block. Grid (num_seqs, H,
+// ceil(P*N / kCombineSpan)), kCombineThreads threads over a span of P*N each.
+constexpr int kCombineThreads = 256;
+constexpr int kCombineSpan = 1024;
 __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   const int s = blockIdx.x, hd = blockIdx.y;
   const int64_t PN = p.head_dim * p.d_state;
@@ -637,7 +639,9 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   float* base = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN;
   const int64_t slot_stride = p.num_heads * PN;
   const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
-  for (int64_t e = threadIdx.x; e < PN; e += blockDim.x) {
+  const int64_t e_end = std::min<int64_t>(PN, (blockIdx.z + 1) * int64_t{kCombineSpan});
+  for (int64_t e = blockIdx.z * int64_t{kCombineSpan} + threadIdx.x; e < e_end;
+       e += kCombineThreads) {
     float h = base[e];
     for (int k = 1; k < sa.num_segs; ++k) {
       const float end_k = base[k * slot_stride + e];
@@ -888,9 +892,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
     absl::Status launch = CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__);
     if (launch.ok()) {
+      const int64_t spans = (p.head_dim * p.d_state + tc::kCombineSpan - 1) / tc::kCombineSpan;
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
-                                  static_cast<unsigned>(p.num_heads)),
-                             256, 0, st>>>(p, sa);
+                                  static_cast<unsigned>(p.num_heads), static_cast<unsigned>(spans)),
+                             tc::kCombineThreads, 0, st>>>(p, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok()) {
