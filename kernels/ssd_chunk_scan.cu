@@ -200,20 +200,20 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// Loads a (kT x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
+// Loads a (kRows x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
 // zero elsewhere. vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
-template <int kCols, int kPitch, int kBlockThreads = kThreads>
+template <int kCols, int kPitch, int kBlockThreads = kThreads, int kRows = kT>
 __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t row_stride,
                                          int rows_valid, int cols_valid, bool vec) {
   if (vec) {
-    constexpr int kChunks = kT * kCols / 8;
+    constexpr int kChunks = kRows * kCols / 8;
     for (int idx = threadIdx.x; idx < kChunks; idx += kBlockThreads) {
       const int r = idx / (kCols / 8), c = (idx % (kCols / 8)) * 8;
       const bool v = r < rows_valid && c < cols_valid;
       CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
     }
   } else {
-    for (int idx = threadIdx.x; idx < kT * kCols; idx += kBlockThreads) {
+    for (int idx = threadIdx.x; idx < kRows * kCols; idx += kBlockThreads) {
       const int r = idx / kCols, c = idx % kCols;
       dst[r * kPitch + c] =
           (r < rows_valid && c < cols_valid) ? src[r * row_stride + c] : __float2bfloat16_rn(0.0f);
@@ -653,19 +653,24 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
 }
 
 // The incoming state's term of segments >= 1: y_t += exp(cum_t) C_t S_in (times silu(z_t) with
-// gating), and exp(cum) S_in added to each boundary state the segment wrote. Grid as the main
-// kernel's; 4 warps, warp w owns rows 16w.. of each 64-token tile and all 64 channels.
-constexpr int kCorrThreads = 128;
+// gating), and exp(cum) S_in added to each boundary state the segment wrote. Each token is
+// independent, so the work is cut into spans of kCorrSpan tokens: grid (num_seqs * num_segs *
+// parts, H, channel tiles); a CTA loads its segment's S_in once and takes spans part,
+// part + parts, ... of the segment. 8 warps; warp w owns rows 16w.. of the span and all 64
+// channels of the tile.
+constexpr int kCorrThreads = 256;
+constexpr int kCorrSpan = 128;
 struct __align__(16) CorrSmem {
   bf16_t h[kN * kPitchH];  // S_in (n, p), bf16 (as the main kernel's C h_in product)
-  bf16_t c[2][kT * kPitchBC];
+  bf16_t c[kCorrSpan * kPitchBC];
 };
 
-__global__ void __launch_bounds__(kCorrThreads)
-    SsdCorrectKernel(SsdChunkScanParams p, int cut_len, bool vec_in, bool vec_y, SegArgs sa) {
+__global__ void __launch_bounds__(kCorrThreads, 2)
+    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_in, bool vec_y, SegArgs sa) {
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
   CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
-  const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
+  const int part = blockIdx.x % parts;
+  const int s = blockIdx.x / parts / sa.num_segs, seg = blockIdx.x / parts % sa.num_segs;
   if (seg == 0) return;
   const int hd = blockIdx.y;
   const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
@@ -675,9 +680,10 @@ __global__ void __launch_bounds__(kCorrThreads)
   const int cols_p = static_cast<int>(P - p0 < kP ? P - p0 : kP);
   const int cols_n = static_cast<int>(N);
   const SeqInfo q = GetSeq(p, s);
+  const int cut_len = static_cast<int>(p.chunk_size < kT ? p.chunk_size : kT);
   const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
   const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
-  if (pos_begin >= pos_end) return;
+  if (pos_begin + static_cast<int64_t>(part) * kCorrSpan >= pos_end) return;
   const float* s_in = sa.ws +
                       ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
                       p0 * N;  // (pp, n) at pp * N + n
@@ -689,102 +695,85 @@ __global__ void __launch_bounds__(kCorrThreads)
   const bf16_t* cg = static_cast<const bf16_t*>(p.C) + GroupOf(p, hd) * p.C_group_stride;
   const float* decay = sa.decay + hd * p.num_tokens + q.t0;
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
-  auto sub_len = [&](int64_t pos) -> int {
-    const int64_t a = q.off + pos;
-    const int64_t l = cut_len - (a & (cut_len - 1));
-    return static_cast<int>(pos_end - pos < l ? pos_end - pos : l);
-  };
-  auto load_c = [&](int buf, int64_t pos, int len_c) {
-    LoadTile<kN, kPitchBC, kCorrThreads>(sm.c[buf], cg + (q.t0 + pos) * p.C_token_stride,
-                                         p.C_token_stride, len_c, cols_n, vec_in);
-  };
-  load_c(0, pos_begin, sub_len(pos_begin));
-  CpAsyncCommit();
-  int buf = 0;
-  for (int64_t pos = pos_begin; pos < pos_end;) {
-    const int len_c = sub_len(pos);
-    const int64_t next = pos + len_c;
-    if (next < pos_end) load_c(buf ^ 1, next, sub_len(next));
+  for (int64_t span = pos_begin + static_cast<int64_t>(part) * kCorrSpan; span < pos_end;
+       span += static_cast<int64_t>(parts) * kCorrSpan) {
+    const int rows = static_cast<int>(pos_end - span < kCorrSpan ? pos_end - span : kCorrSpan);
+    LoadTile<kN, kPitchBC, kCorrThreads, kCorrSpan>(sm.c, cg + (q.t0 + span) * p.C_token_stride,
+                                                    p.C_token_stride, rows, cols_n, vec_in);
     CpAsyncCommit();
-    // This thread's y and z (rows 16*warp + gq + 8*e2, channels 8*c + 2*t4 + {0,1}) and row
-    // factors, loaded before the wait so their latency overlaps the C tile's.
-    float yv[2][8][2], gate[2][8][2], fac[2];
+    // This thread's y (rows 16*warp + gq + 8*e2, channels 8*c + 2*t4 + {0,1}, as bf16 pairs)
+    // and row factors, loaded before the wait so their latency overlaps the C tile's (z, rare
+    // here - the models gate in the norm - is read in the epilogue).
+    bf162_t yv[2][8];
+    float fac[2];
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       const int i = 16 * warp + gq + 8 * e2;
-      const bool row_ok = i < len_c;
-      const int64_t t = q.t0 + pos + i;
-      fac[e2] = row_ok ? decay[pos + i] : 0.0f;
+      const bool row_ok = i < rows;
+      const int64_t t = q.t0 + span + i;
+      fac[e2] = row_ok ? decay[span + i] : 0.0f;
       const bf16_t* yrow =
           static_cast<const bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
-      const bf16_t* zrow = p.z == nullptr ? nullptr
-                                          : static_cast<const bf16_t*>(p.z) + t * p.z_token_stride +
-                                                hd * p.z_head_stride + p0;
 #pragma unroll
       for (int c = 0; c < 8; ++c) {
         const int pp = 8 * c + 2 * t4;
-        float y0 = 0.0f, y1 = 0.0f, g0 = 1.0f, g1 = 1.0f;
+        const bf16_t zero = __float2bfloat16_rn(0.0f);
+        bf162_t yy(zero, zero);
         if (row_ok && pp < cols_p) {
           const bool two = pp + 1 < cols_p;
           if (vec_y && two) {
-            const bf162_t v = *reinterpret_cast<const bf162_t*>(yrow + pp);
-            y0 = __low2float(v);
-            y1 = __high2float(v);
+            yy = *reinterpret_cast<const bf162_t*>(yrow + pp);
           } else {
-            y0 = __bfloat162float(yrow[pp]);
-            if (two) y1 = __bfloat162float(yrow[pp + 1]);
-          }
-          if (zrow != nullptr) {
-            g0 = __bfloat162float(zrow[pp]);
-            g1 = two ? __bfloat162float(zrow[pp + 1]) : 0.0f;
+            yy = bf162_t(yrow[pp], two ? yrow[pp + 1] : zero);
           }
         }
-        yv[e2][c][0] = y0;
-        yv[e2][c][1] = y1;
-        gate[e2][c][0] = g0;
-        gate[e2][c][1] = g1;
+        yv[e2][c] = yy;
       }
     }
-    CpAsyncWait<1>();
-    __syncthreads();  // the C tile (and, the first time, S_in) visible
-    const bf16_t* sC = sm.c[buf];
+    CpAsyncWait<0>();
+    __syncthreads();  // the C rows (and, the first time, S_in) visible
     float acc[8][4];
 #pragma unroll
     for (int c = 0; c < 8; ++c) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
     }
+    if (16 * warp < rows) {
 #pragma unroll 2
-    for (int kk = 0; kk < kN / 16; ++kk) {
-      uint32_t fa[4];
-      Ldsm4(fa, &sC[(16 * warp + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+      for (int kk = 0; kk < kN / 16; ++kk) {
+        uint32_t fa[4];
+        Ldsm4(fa, &sm.c[(16 * warp + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
 #pragma unroll
-      for (int cq = 0; cq < 4; ++cq) {
-        uint32_t fh[4];
-        Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
-                         (lane >> 4) * 8]);
-        Mma(acc[2 * cq], fa, fh[0], fh[1]);
-        Mma(acc[2 * cq + 1], fa, fh[2], fh[3]);
+        for (int cq = 0; cq < 4; ++cq) {
+          uint32_t fh[4];
+          Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
+                           (lane >> 4) * 8]);
+          Mma(acc[2 * cq], fa, fh[0], fh[1]);
+          Mma(acc[2 * cq + 1], fa, fh[2], fh[3]);
+        }
       }
     }
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       const int i = 16 * warp + gq + 8 * e2;
-      if (i >= len_c) continue;
-      bf16_t* yrow = static_cast<bf16_t*>(p.y) + (q.t0 + pos + i) * p.y_token_stride +
-                     hd * p.y_head_stride + p0;
+      if (i >= rows) continue;
+      const int64_t t = q.t0 + span + i;
+      bf16_t* yrow = static_cast<bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
+      const bf16_t* zrow = p.z == nullptr ? nullptr
+                                          : static_cast<const bf16_t*>(p.z) + t * p.z_token_stride +
+                                                hd * p.z_head_stride + p0;
 #pragma unroll
       for (int c = 0; c < 8; ++c) {
         const int pp = 8 * c + 2 * t4;
         if (pp >= cols_p) continue;
         const bool two = pp + 1 < cols_p;
         float f0 = fac[e2], f1 = fac[e2];
-        if (p.z != nullptr) {
-          f0 *= Silu(gate[e2][c][0]);
-          f1 *= Silu(gate[e2][c][1]);
+        if (zrow != nullptr) {
+          f0 *= Silu(__bfloat162float(zrow[pp]));
+          if (two) f1 *= Silu(__bfloat162float(zrow[pp + 1]));
         }
-        const float v0 = yv[e2][c][0] + f0 * acc[c][2 * e2];
-        const float v1 = yv[e2][c][1] + f1 * acc[c][2 * e2 + 1];
+        const float v0 = __low2float(yv[e2][c]) + f0 * acc[c][2 * e2];
+        const float v1 = __high2float(yv[e2][c]) + f1 * acc[c][2 * e2 + 1];
         if (vec_y && two) {
           *reinterpret_cast<uint32_t*>(yrow + pp) = PackBf16(v0, v1);
         } else {
@@ -793,19 +782,21 @@ __global__ void __launch_bounds__(kCorrThreads)
         }
       }
     }
-    // A boundary state at the tile's end: + exp(cum of its last token) S_in, in fp32.
-    const int32_t bb = BoundaryBlock(p, q, q.off + next);
-    if (bb != 0) {
-      const float f = decay[next - 1];
-      const int64_t sbase = bb * p.state_block_stride + hd * hstride + p0 * N;
-      for (int idx = tid; idx < cols_p * cols_n; idx += kCorrThreads) {
-        const int64_t off = sbase + idx;  // (pp, n) at pp * N + n, as s_in
-        StoreF(p.state, p.state_dtype, off, LoadF(p.state, p.state_dtype, off) + f * s_in[idx]);
+    // Boundary states after positions in (span, span + rows]: + exp(cum) S_in, in fp32.
+    if (p.block_size > 0) {
+      const int64_t first = ((q.off + span) / p.block_size + 1) * p.block_size;
+      for (int64_t a = first; a <= q.off + span + rows; a += p.block_size) {
+        const int32_t bb = BoundaryBlock(p, q, a);
+        if (bb == 0) continue;
+        const float f = decay[a - q.off - 1];
+        const int64_t sbase = bb * p.state_block_stride + hd * hstride + p0 * N;
+        for (int idx = tid; idx < cols_p * cols_n; idx += kCorrThreads) {
+          const int64_t off = sbase + idx;  // (pp, n) at pp * N + n, as s_in
+          StoreF(p.state, p.state_dtype, off, LoadF(p.state, p.state_dtype, off) + f * s_in[idx]);
+        }
       }
     }
-    __syncthreads();  // every read of sm.c[buf] done before it is refilled
-    pos = next;
-    buf ^= 1;
+    __syncthreads();  // every read of sm.c done before the next span refills it
   }
 }
 
@@ -859,9 +850,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const int num_segs = p.cuda_num_segments > 0
                              ? p.cuda_num_segments
                              : SsdAutoSegments(ctas, p.num_tokens / p.num_seqs, SmCount());
-    MS_CHECK_ARG(p.num_seqs * num_segs <= 0x7fffffff, "ssd cuda: too many segments");
+    MS_CHECK_ARG(p.num_seqs * num_segs * 64 <= 0x7fffffff, "ssd cuda: too many segments");
     // Profiling switch (never set in production): MS_SSD_PROFILE_SKIP is a bit mask of stages
-    // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads); the output
+    // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads, 64 the
+    // segments' combine and correction); the output
     // is then wrong. bench_ssd_prefill --profile uses it to attribute time to stages.
     const char* skip_env = std::getenv("MS_SSD_PROFILE_SKIP");
     const int skip = skip_env ? std::atoi(skip_env) : 0;
@@ -891,16 +883,24 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     sa.decay = sa.ws_logdec + ld_floats;
     kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
     absl::Status launch = CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__);
-    if (launch.ok()) {
+    if (launch.ok() && !(skip & 64)) {
       const int64_t spans = (p.head_dim * p.d_state + tc::kCombineSpan - 1) / tc::kCombineSpan;
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
                                   static_cast<unsigned>(p.num_heads), static_cast<unsigned>(spans)),
                              tc::kCombineThreads, 0, st>>>(p, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
     }
-    if (launch.ok()) {
-      tc::SsdCorrectKernel<<<grid, tc::kCorrThreads, corr_smem, st>>>(p, cut_len, vec_in,
-                                                                      y_mode >= 1, sa);
+    if (launch.ok() && !(skip & 64)) {
+      // Parts per segment: about eight CTAs per SM in all, each taking >= one span.
+      const int64_t items = p.num_seqs * num_segs * p.num_heads * ptiles;
+      const int64_t spans = std::max<int64_t>(
+          1, (p.num_tokens / p.num_seqs / num_segs + tc::kCorrSpan - 1) / tc::kCorrSpan);
+      const int parts =
+          static_cast<int>(std::clamp<int64_t>((8 * SmCount() + items - 1) / items, 1, spans));
+      const dim3 cgrid(static_cast<unsigned>(p.num_seqs * num_segs * parts),
+                       static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
+      tc::SsdCorrectKernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in,
+                                                                       y_mode >= 1, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
