@@ -847,42 +847,54 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
     const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
-    const int num_segs = p.cuda_num_segments > 0
-                             ? p.cuda_num_segments
-                             : SsdAutoSegments(ctas, p.num_tokens / p.num_seqs, SmCount());
+    int num_segs = p.cuda_num_segments > 0
+                       ? p.cuda_num_segments
+                       : SsdAutoSegments(ctas, p.num_tokens / p.num_seqs, SmCount());
     MS_CHECK_ARG(p.num_seqs * num_segs * 64 <= 0x7fffffff, "ssd cuda: too many segments");
     // Profiling switch (never set in production): MS_SSD_PROFILE_SKIP is a bit mask of stages
     // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads, 64 the
-    // segments' combine and correction); the output
-    // is then wrong. bench_ssd_prefill --profile uses it to attribute time to stages.
+    // segments' combine and correction); the output is then wrong. bench_ssd_prefill --profile
+    // and --segs use it to attribute time to stages.
     const char* skip_env = std::getenv("MS_SSD_PROFILE_SKIP");
     const int skip = skip_env ? std::atoi(skip_env) : 0;
+    // Segments' workspace (stream-ordered allocation, freed after the kernels on the same
+    // stream). Automatic segments only make the call faster: without room for the workspace the
+    // sequences run whole instead of failing the call.
+    const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
+    const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
+    const int64_t decay_floats = p.num_heads * p.num_tokens;
+    void* ws = nullptr;
+    if (num_segs > 1) {
+      const cudaError_t e =
+          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st);
+      if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
+        (void)cudaGetLastError();
+        num_segs = 1;
+      } else {
+        CUDA_RETURN_IF_ERROR(e);
+      }
+    }
     const dim3 grid(static_cast<unsigned>(p.num_seqs * num_segs),
                     static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
     tc::SegArgs sa;
     sa.num_segs = num_segs;
-    const int corr_smem = static_cast<int>(sizeof(tc::CorrSmem));
-    if (num_segs > 1) {
-      CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-          &tc::SsdCorrectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem));
-    }
     if (num_segs == 1) {
       kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
       CUDA_RETURN_IF_LAUNCH_ERROR();
       return absl::OkStatus();
     }
-    // Workspace (stream-ordered allocation, freed after the kernels on the same stream).
-    const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
-    const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
-    const int64_t decay_floats = p.num_heads * p.num_tokens;
-    void* ws = nullptr;
-    CUDA_RETURN_IF_ERROR(
-        cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st));
+    const int corr_smem = static_cast<int>(sizeof(tc::CorrSmem));
+    absl::Status launch =
+        CudaStatus(cudaFuncSetAttribute(&tc::SsdCorrectKernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
+                   "ssd correction smem", __FILE__, __LINE__);
     sa.ws = static_cast<float*>(ws);
     sa.ws_logdec = sa.ws + ws_floats;
     sa.decay = sa.ws_logdec + ld_floats;
-    kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
-    absl::Status launch = CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__);
+    if (launch.ok()) {
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
+      launch.Update(CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__));
+    }
     if (launch.ok() && !(skip & 64)) {
       const int64_t spans = (p.head_dim * p.d_state + tc::kCombineSpan - 1) / tc::kCombineSpan;
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
