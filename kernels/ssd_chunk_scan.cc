@@ -74,7 +74,7 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
 // the correction pass (about kCorrectionCost of a token-step per token and CTA, spread over every
 // SM). The constants come from bench_ssd_prefill's segment sweep (bench/RESULTS_ssd.md).
 int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms) {
-  constexpr double kCtaOverheadTokens = 45.0;
+  constexpr double kCtaOverheadTokens = 64.0;
   constexpr double kCorrectionCost = 0.12;
   constexpr int64_t kMinSegmentTokens = 256;
   if (ctas <= 0 || sms <= 0 || mean_len <= 0) return 1;

@@ -25,7 +25,6 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "core/buffer.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "kernels/cp_async.cuh"
@@ -237,7 +236,6 @@ struct SegArgs {
   float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k, then S_in
   float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
   float* decay = nullptr;      // (H, num_tokens) exp(cum_t) for tokens of segments >= 1
-  bf16_t* sin_t = nullptr;     // (num_seqs, num_segs, H, N, P) bf16: S_in transposed, for mma
 };
 
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
@@ -630,51 +628,36 @@ __global__ void __launch_bounds__(kThreads, 1)
 // Incoming state of every segment, in place of the end states: S_in(1) = E_0 (segment 0 ran
 // from the initial state), S_in(k) = exp(logdec[k-1]) S_in(k-1) + E_{k-1}; the sequence's final
 // state exp(logdec[last]) S_in(last) + E_last goes to its final block. Grid (num_seqs, H,
-// ceil(P*N / kCombineThreads)), one element (p, n) per thread; the end states are loaded
-// kCombineBatch at a time so the loads overlap (one dependent load per segment was
-// latency-bound: 38-75 us at b = 1 L = 4K with 3-5 segments).
+// ceil(P*N / kCombineSpan)), kCombineThreads threads over a span of P*N each.
 constexpr int kCombineThreads = 256;
-constexpr int kCombineBatch = 8;
+constexpr int kCombineSpan = 1024;
 __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   const int s = blockIdx.x, hd = blockIdx.y;
   const int64_t PN = p.head_dim * p.d_state;
-  const int64_t e = static_cast<int64_t>(blockIdx.z) * kCombineThreads + threadIdx.x;
-  if (e >= PN) return;
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : PN;
   const int32_t fb = p.final_state_block ? p.final_state_block[s] : 0;
-  float* slot = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN + e;
+  float* base = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN;
   const int64_t slot_stride = p.num_heads * PN;
   const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
-  bf16_t* sin_t = sa.sin_t + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN +
-                  (e % p.d_state) * p.head_dim + e / p.d_state;  // (n, p) of this (p, n)
-  float h = slot[0];
-  for (int k0 = 1; k0 < sa.num_segs; k0 += kCombineBatch) {
-    float end[kCombineBatch], dec[kCombineBatch];
-#pragma unroll
-    for (int j = 0; j < kCombineBatch; ++j) {
-      const int k = k0 + j;
-      end[j] = k < sa.num_segs ? slot[k * slot_stride] : 0.0f;
-      dec[j] = k < sa.num_segs ? logdec[k * p.num_heads] : 0.0f;
+  const int64_t e_end = std::min<int64_t>(PN, (blockIdx.z + 1) * int64_t{kCombineSpan});
+  for (int64_t e = blockIdx.z * int64_t{kCombineSpan} + threadIdx.x; e < e_end;
+       e += kCombineThreads) {
+    float h = base[e];
+    for (int k = 1; k < sa.num_segs; ++k) {
+      const float end_k = base[k * slot_stride + e];
+      base[k * slot_stride + e] = h;
+      h = __expf(logdec[k * p.num_heads]) * h + end_k;
     }
-#pragma unroll
-    for (int j = 0; j < kCombineBatch; ++j) {
-      const int k = k0 + j;
-      if (k < sa.num_segs) {
-        slot[k * slot_stride] = h;
-        sin_t[k * slot_stride] = __float2bfloat16_rn(h);
-        h = __expf(dec[j]) * h + end[j];
-      }
-    }
+    if (fb != 0) StoreF(p.state, p.state_dtype, fb * p.state_block_stride + hd * hstride + e, h);
   }
-  if (fb != 0) StoreF(p.state, p.state_dtype, fb * p.state_block_stride + hd * hstride + e, h);
 }
 
 // The incoming state's term of segments >= 1: y_t += exp(cum_t) C_t S_in (times silu(z_t) with
 // gating), and exp(cum) S_in added to each boundary state the segment wrote. Each token is
-// independent, so the work is cut into spans of kCorrSpan tokens: grid (num_seqs * (num_segs -
-// 1) * parts, H, channel tiles); a CTA loads its segment's S_in (bf16, from the combine) once and
-// takes spans part, part + parts, ... of the segment (parts is about the spans of a segment, so
-// usually one). 8 warps; warp w owns rows 16w.. of the span and all 64 channels of the tile.
+// independent, so the work is cut into spans of kCorrSpan tokens: grid (num_seqs * num_segs *
+// parts, H, channel tiles); a CTA loads its segment's S_in once and takes spans part,
+// part + parts, ... of the segment. 8 warps; warp w owns rows 16w.. of the span and all 64
+// channels of the tile.
 constexpr int kCorrThreads = 256;
 constexpr int kCorrSpan = 128;
 struct __align__(16) CorrSmem {
@@ -683,13 +666,12 @@ struct __align__(16) CorrSmem {
 };
 
 __global__ void __launch_bounds__(kCorrThreads, 2)
-    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_in, bool vec_sin, bool vec_y,
-                     SegArgs sa) {
+    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_in, bool vec_y, SegArgs sa) {
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
   CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
   const int part = blockIdx.x % parts;
-  const int s = blockIdx.x / parts / (sa.num_segs - 1);
-  const int seg = 1 + blockIdx.x / parts % (sa.num_segs - 1);
+  const int s = blockIdx.x / parts / sa.num_segs, seg = blockIdx.x / parts % sa.num_segs;
+  if (seg == 0) return;
   const int hd = blockIdx.y;
   const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -702,10 +684,14 @@ __global__ void __launch_bounds__(kCorrThreads, 2)
   const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
   const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
   if (pos_begin + static_cast<int64_t>(part) * kCorrSpan >= pos_end) return;
-  const int64_t slot = (static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd;
-  const float* s_in = sa.ws + slot * (P * N) + p0 * N;  // fp32, (pp, n) at pp * N + n
-  LoadTile<kP, kPitchH, kCorrThreads, kN>(sm.h, sa.sin_t + slot * (P * N) + p0, P, cols_n, cols_p,
-                                          vec_sin);
+  const float* s_in = sa.ws +
+                      ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
+                      p0 * N;  // (pp, n) at pp * N + n
+  for (int idx = tid; idx < kN * kP; idx += kCorrThreads) {
+    const int pp = idx / kN, n = idx % kN;
+    const float v = pp < cols_p && n < cols_n ? s_in[pp * N + n] : 0.0f;
+    sm.h[n * kPitchH + pp] = __float2bfloat16_rn(v);
+  }
   const bf16_t* cg = static_cast<const bf16_t*>(p.C) + GroupOf(p, hd) * p.C_group_stride;
   const float* decay = sa.decay + hd * p.num_tokens + q.t0;
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
@@ -877,12 +863,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
     const int64_t decay_floats = p.num_heads * p.num_tokens;
-    const int64_t sin_floats = (ws_floats + 1) / 2;  // the bf16 copy of S_in
     void* ws = nullptr;
     if (num_segs > 1) {
-      RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));
-      const cudaError_t e = cudaMallocAsync(
-          &ws, (ws_floats + ld_floats + decay_floats + sin_floats) * sizeof(float), st);
+      const cudaError_t e =
+          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st);
       if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
         (void)cudaGetLastError();
         num_segs = 1;
@@ -904,32 +888,31 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
         CudaStatus(cudaFuncSetAttribute(&tc::SsdCorrectKernel,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
                    "ssd correction smem", __FILE__, __LINE__);
-    // [E / S_in fp32][S_in bf16 (16-byte aligned when P % 8 == 0)][log decays][exp(cum)]
     sa.ws = static_cast<float*>(ws);
-    sa.sin_t = reinterpret_cast<bf16_t*>(sa.ws + ws_floats);
-    sa.ws_logdec = sa.ws + ws_floats + sin_floats;
+    sa.ws_logdec = sa.ws + ws_floats;
     sa.decay = sa.ws_logdec + ld_floats;
     if (launch.ok()) {
       kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
-      const int64_t spans =
-          (p.head_dim * p.d_state + tc::kCombineThreads - 1) / tc::kCombineThreads;
+      const int64_t spans = (p.head_dim * p.d_state + tc::kCombineSpan - 1) / tc::kCombineSpan;
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
                                   static_cast<unsigned>(p.num_heads), static_cast<unsigned>(spans)),
                              tc::kCombineThreads, 0, st>>>(p, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
-      // Parts per segment: one per span of a mean-length segment (longer ones loop).
+      // Parts per segment: about eight CTAs per SM in all, each taking >= one span.
+      const int64_t items = p.num_seqs * num_segs * p.num_heads * ptiles;
       const int64_t spans = std::max<int64_t>(
           1, (p.num_tokens / p.num_seqs / num_segs + tc::kCorrSpan - 1) / tc::kCorrSpan);
-      const int parts = static_cast<int>(std::min<int64_t>(spans, 4096));
-      const dim3 cgrid(static_cast<unsigned>(p.num_seqs * (num_segs - 1) * parts),
+      const int parts =
+          static_cast<int>(std::clamp<int64_t>((8 * SmCount() + items - 1) / items, 1, spans));
+      const dim3 cgrid(static_cast<unsigned>(p.num_seqs * num_segs * parts),
                        static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
-      tc::SsdCorrectKernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(
-          p, parts, vec_in, p.head_dim % 8 == 0, y_mode >= 1, sa);
+      tc::SsdCorrectKernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in,
+                                                                       y_mode >= 1, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
