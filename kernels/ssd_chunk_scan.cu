@@ -846,10 +846,9 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
-    const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
-    int num_segs = p.cuda_num_segments > 0
-                       ? p.cuda_num_segments
-                       : SsdAutoSegments(ctas, p.num_tokens / p.num_seqs, SmCount());
+    // Segments only when asked for (tests, bench --segs): with the combine and correction passes
+    // they were still slower end to end than one CTA per head at b = 1 (bench/RESULTS_ssd.md).
+    const int num_segs = p.cuda_num_segments > 0 ? p.cuda_num_segments : 1;
     MS_CHECK_ARG(p.num_seqs * num_segs * 64 <= 0x7fffffff, "ssd cuda: too many segments");
     // Profiling switch (never set in production): MS_SSD_PROFILE_SKIP is a bit mask of stages
     // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads, 64 the
@@ -858,21 +857,14 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const char* skip_env = std::getenv("MS_SSD_PROFILE_SKIP");
     const int skip = skip_env ? std::atoi(skip_env) : 0;
     // Segments' workspace (stream-ordered allocation, freed after the kernels on the same
-    // stream). Automatic segments only make the call faster: without room for the workspace the
-    // sequences run whole instead of failing the call.
+    // stream).
     const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
     const int64_t decay_floats = p.num_heads * p.num_tokens;
     void* ws = nullptr;
     if (num_segs > 1) {
-      const cudaError_t e =
-          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st);
-      if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
-        (void)cudaGetLastError();
-        num_segs = 1;
-      } else {
-        CUDA_RETURN_IF_ERROR(e);
-      }
+      CUDA_RETURN_IF_ERROR(
+          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st));
     }
     const dim3 grid(static_cast<unsigned>(p.num_seqs * num_segs),
                     static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
