@@ -1,5 +1,6 @@
 #include "core/buffer.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -44,6 +45,26 @@ absl::StatusOr<int64_t> DeviceFreeMemory(Device device) {
   return static_cast<int64_t>(free_bytes);
 #else
   return absl::FailedPreconditionError("DeviceFreeMemory: built without CUDA");
+#endif
+}
+
+absl::Status KeepFreedStreamMemory(Device device) {
+  if (!device.is_cuda()) return absl::InvalidArgumentError("KeepFreedStreamMemory: not a GPU");
+#if MAMBASERVE_HAS_CUDA
+  constexpr int kMaxDevices = 64;
+  static std::atomic<bool> done[kMaxDevices];
+  if (device.index < 0 || device.index >= kMaxDevices) {
+    return absl::InvalidArgumentError(absl::StrCat("KeepFreedStreamMemory: device ", device.index));
+  }
+  if (done[device.index].load(std::memory_order_acquire)) return absl::OkStatus();
+  cudaMemPool_t pool = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetDefaultMemPool(&pool, device.index));
+  uint64_t keep = uint64_t{1} << 30;
+  CUDA_RETURN_IF_ERROR(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  done[device.index].store(true, std::memory_order_release);
+  return absl::OkStatus();
+#else
+  return NoCuda();
 #endif
 }
 

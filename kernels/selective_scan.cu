@@ -29,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "core/buffer.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "kernels/cp_async.cuh"
@@ -661,6 +662,7 @@ absl::Status RunSelectiveScanCuda(const SelectiveScanParams& p, const Stream& st
       p.state_dtype == DType::kF32 || p.state_dtype == DType::kBF16 || p.state_dtype == DType::kF16,
       "selective_scan: bad state dtype");
   cudaStream_t st = static_cast<cudaStream_t>(stream.handle());
+  RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));  // time segments' workspace
   ScanArgs a{};
   a.D = p.dim;
   a.N = p.d_state;
