@@ -57,8 +57,9 @@ absl::StatusOr<int64_t> DeviceFreeMemory(Device device);
 // Makes `device`'s default stream-ordered pool (cudaMallocAsync) keep up to 1 GiB of freed
 // memory across synchronisations. Its default releases everything at each one, so a kernel's
 // per-call workspace was mapped afresh after every step's sync (about 0.1 ms for 20-40 MB on an
-// H100; the Mamba-1 scan at b = 1 L = 4K went from 425 to 365 us: bench/RESULTS_mamba1.md). Idempotent and cheap after the first call per device;
-// kernels that cudaMallocAsync a workspace call it first. FailedPrecondition without CUDA.
+// H100; the Mamba-1 scan at b = 1 L = 4K went from 425 to 365 us: bench/RESULTS_mamba1.md).
+// Idempotent and cheap after the first call per device; kernels that cudaMallocAsync a workspace
+// call it first. FailedPrecondition without CUDA.
 absl::Status KeepFreedStreamMemory(Device device);
 
 // Sets nbytes to zero.
