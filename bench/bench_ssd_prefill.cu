@@ -4,7 +4,7 @@
 //   bench_ssd_prefill [--anchor_run=ms1,ms2,ms3,ms4] [--iters=N] [--impl=tc|seq] [--profile]
 //                     [--segs]
 // --profile: also time with stages left out (MS_SSD_PROFILE_SKIP; wrong output).
-// --segs: also time every shape at forced segment counts.
+// --segs: also time every shape at forced segment counts (calibrates SsdAutoSegments).
 // --anchor_run: mamba_ssm Triton times measured in the same run (bench/mamba_ssm_anchor.py),
 // printed next to the DESIGN.md anchor numbers.
 #include <cuda_bf16.h>
@@ -156,10 +156,10 @@ int main(int argc, char** argv) {
   std::printf("impl: %s, iters %d (median), warmup 3\n",
               impl == SsdCudaImpl::kTensorCore ? "tensor-core fused" : "sequential", iters);
   std::printf(
-      "| shape | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours "
+      "| shape | segments | ms | GB/s | %% copy BW | TFLOP/s | anchor ms (DESIGN) | anchor/ours "
       "|%s\n",
       anchor_run.empty() ? "" : " anchor ms (same run) | anchor/ours (same run) |");
-  std::printf("|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
+  std::printf("|---|---|---|---|---|---|---|---|%s\n", anchor_run.empty() ? "" : "---|---|");
   int si = 0;
   std::vector<std::string> profile_lines;
   for (const Shape& sh : shapes) {
@@ -261,8 +261,9 @@ int main(int argc, char** argv) {
     const double flops =
         static_cast<double>(T) / Q * H * (2.0 * Q * Q * N + 2.0 * Q * Q * P + 4.0 * Q * N * P);
     const double gbs = bytes / (ms * 1e-3) / 1e9;
-    std::printf("| %s | %.4f | %.0f | %.1f%% | %.1f | %.2f | %.2fx |", sh.label, ms, gbs,
-                100.0 * gbs / copy_gbs, flops / (ms * 1e-3) / 1e12, sh.anchor_ms,
+    const int auto_segs = SsdAutoSegments(sh.b * H, sh.L, prop.multiProcessorCount);
+    std::printf("| %s | %d | %.4f | %.0f | %.1f%% | %.1f | %.2f | %.2fx |", sh.label, auto_segs, ms,
+                gbs, 100.0 * gbs / copy_gbs, flops / (ms * 1e-3) / 1e12, sh.anchor_ms,
                 sh.anchor_ms / ms);
     if (!anchor_run.empty()) {
       const double a = si < static_cast<int>(anchor_run.size()) ? anchor_run[si] : 0.0;

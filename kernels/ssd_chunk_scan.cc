@@ -70,6 +70,30 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
   return absl::OkStatus();
 }
 
+// The cost model: waves x (segment length + a fixed cost per CTA, in token-steps of one SM) plus
+// the correction pass (about kCorrectionCost of a token-step per token and CTA, spread over every
+// SM). The constants come from bench_ssd_prefill's segment sweep (bench/RESULTS_ssd.md).
+int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms) {
+  constexpr double kCtaOverheadTokens = 45.0;
+  constexpr double kCorrectionCost = 0.12;
+  constexpr int64_t kMinSegmentTokens = 256;
+  if (ctas <= 0 || sms <= 0 || mean_len <= 0) return 1;
+  int best = 1;
+  double best_cost = 0.0;
+  for (int segs = 1; segs <= 64; ++segs) {
+    const int64_t seg_len = ((mean_len + segs - 1) / segs + 63) / 64 * 64;
+    if (segs > 1 && seg_len < kMinSegmentTokens) break;
+    const int64_t waves = (segs * ctas + sms - 1) / sms;
+    double cost = static_cast<double>(waves) * (static_cast<double>(seg_len) + kCtaOverheadTokens);
+    if (segs > 1) cost += kCorrectionCost * static_cast<double>(mean_len * ctas) / sms;
+    if (segs == 1 || cost < best_cost) {
+      best = segs;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 absl::Status RunSsdChunkScan(const SsdChunkScanParams& p, const Stream& stream) {
   RETURN_IF_ERROR(ValidateSsdChunkScanParams(p));
   if (!stream.is_cuda()) return RunSsdChunkScanCpu(p);

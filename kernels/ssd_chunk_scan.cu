@@ -25,6 +25,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "core/buffer.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "kernels/cp_async.cuh"
@@ -236,6 +237,7 @@ struct SegArgs {
   float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k, then S_in
   float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
   float* decay = nullptr;      // (H, num_tokens) exp(cum_t) for tokens of segments >= 1
+  int cut_len = kT;            // sub-chunk grid of the segment starts (SegBegin)
 };
 
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
@@ -252,8 +254,7 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
 }
 
 __global__ void __launch_bounds__(kThreads, 1)
-    SsdTensorCoreKernel(SsdChunkScanParams p, int cut_len, bool vec_in, int y_mode, int skip,
-                        SegArgs sa) {
+    SsdTensorCoreKernel(SsdChunkScanParams p, bool vec_in, int y_mode, int skip, SegArgs sa) {
   // y_mode: 0 scalar stores, 1 4-byte stores, 2 staged in smem and stored 16 bytes per thread.
   extern __shared__ __align__(16) uint8_t tc_smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(tc_smem_raw);
@@ -266,6 +267,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int cols_p = static_cast<int>(P - p0 < kP ? P - p0 : kP);
   const int cols_n = static_cast<int>(N);
   const SeqInfo q = GetSeq(p, s);
+  const int cut_len = sa.cut_len;
   const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
   const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
   const int64_t g = GroupOf(p, hd);
@@ -626,52 +628,103 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // Incoming state of every segment, in place of the end states: S_in(1) = E_0 (segment 0 ran
-// from the initial state), S_in(k) = exp(logdec[k-1]) S_in(k-1) + E_{k-1}; the sequence's final
-// state exp(logdec[last]) S_in(last) + E_last goes to its final block. Grid (num_seqs, H,
-// ceil(P*N / kCombineSpan)), kCombineThreads threads over a span of P*N each.
+// from the initial state), S_in(k) = exp(logdec[k-1]) S_in(k-1) + E_{k-1}. The sequence's final
+// state exp(logdec[last]) S_in(last) + E_last goes to its final block, and every boundary state
+// that a segment k >= 1 wrote gets its missing term exp(cum) S_in(k) here (the same element, in
+// fp32). Grid (num_seqs, H, ceil(P*N / kCombineThreads)), one element (p, n) per thread; the
+// end states are loaded kCombineBatch at a time so the loads overlap (one dependent load per
+// segment was latency-bound).
 constexpr int kCombineThreads = 256;
-constexpr int kCombineSpan = 1024;
+constexpr int kCombineBatch = 8;
 __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   const int s = blockIdx.x, hd = blockIdx.y;
   const int64_t PN = p.head_dim * p.d_state;
+  const int64_t e = static_cast<int64_t>(blockIdx.z) * kCombineThreads + threadIdx.x;
+  if (e >= PN) return;
+  const SeqInfo q = GetSeq(p, s);
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : PN;
-  const int32_t fb = p.final_state_block ? p.final_state_block[s] : 0;
-  float* base = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN;
+  const int64_t state_e = hd * hstride + e;  // + block * state_block_stride
+  float* slot = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN + e;
   const int64_t slot_stride = p.num_heads * PN;
   const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
-  const int64_t e_end = std::min<int64_t>(PN, (blockIdx.z + 1) * int64_t{kCombineSpan});
-  for (int64_t e = blockIdx.z * int64_t{kCombineSpan} + threadIdx.x; e < e_end;
-       e += kCombineThreads) {
-    float h = base[e];
-    for (int k = 1; k < sa.num_segs; ++k) {
-      const float end_k = base[k * slot_stride + e];
-      base[k * slot_stride + e] = h;
-      h = __expf(logdec[k * p.num_heads]) * h + end_k;
+  const float* decay = sa.decay + hd * p.num_tokens + q.t0;
+  float h = slot[0];
+  for (int k0 = 1; k0 < sa.num_segs; k0 += kCombineBatch) {
+    float end[kCombineBatch], dec[kCombineBatch];
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) {
+      const int k = k0 + j;
+      end[j] = k < sa.num_segs ? slot[k * slot_stride] : 0.0f;
+      dec[j] = k < sa.num_segs ? logdec[k * p.num_heads] : 0.0f;
     }
-    if (fb != 0) StoreF(p.state, p.state_dtype, fb * p.state_block_stride + hd * hstride + e, h);
+    for (int j = 0; j < kCombineBatch && k0 + j < sa.num_segs; ++j) {
+      const int k = k0 + j;
+      slot[k * slot_stride] = h;
+      if (p.block_size > 0) {  // boundary states after positions in (begin, end] of segment k
+        const int64_t begin = SegBegin(q.len, q.off, sa.num_segs, k, sa.cut_len);
+        const int64_t last = q.off + SegBegin(q.len, q.off, sa.num_segs, k + 1, sa.cut_len);
+        for (int64_t a = ((q.off + begin) / p.block_size + 1) * p.block_size; a <= last;
+             a += p.block_size) {
+          const int32_t bb = BoundaryBlock(p, q, a);
+          if (bb == 0) continue;
+          const int64_t off = bb * p.state_block_stride + state_e;
+          StoreF(p.state, p.state_dtype, off,
+                 LoadF(p.state, p.state_dtype, off) + decay[a - q.off - 1] * h);
+        }
+      }
+      h = __expf(dec[j]) * h + end[j];
+    }
+  }
+  if (q.final_block != 0) {
+    StoreF(p.state, p.state_dtype, q.final_block * p.state_block_stride + state_e, h);
   }
 }
 
-// The incoming state's term of segments >= 1: y_t += exp(cum_t) C_t S_in (times silu(z_t) with
-// gating), and exp(cum) S_in added to each boundary state the segment wrote. Each token is
-// independent, so the work is cut into spans of kCorrSpan tokens: grid (num_seqs * num_segs *
-// parts, H, channel tiles); a CTA loads its segment's S_in once and takes spans part,
-// part + parts, ... of the segment. 8 warps; warp w owns rows 16w.. of the span and all 64
-// channels of the tile.
-constexpr int kCorrThreads = 256;
-constexpr int kCorrSpan = 128;
+// The incoming state's term in y for segments >= 1: y_t += exp(cum_t) C_t S_in (times
+// silu(z_t) with gating). Tokens are independent and the pass streams y (read and written once)
+// and C, so each warp streams its own steps of kCorrRows tokens through a kCorrStages-deep
+// cp.async ring of C rows and y rows, with no barrier after the prologue: the CTA shares only
+// S_in, converted once to bf16 (n, p) for the mma. Grid (num_seqs * (num_segs - 1) * parts, H,
+// channel tiles); a CTA takes one of `parts` contiguous pieces of its segment, and its warps
+// take that piece's steps in turn.
+constexpr int kCorrWarps = 4;
+constexpr int kCorrThreads = 32 * kCorrWarps;
+constexpr int kCorrRows = 16;  // tokens per warp step: one m16 row tile
+constexpr int kCorrStages = 3;
 struct __align__(16) CorrSmem {
-  bf16_t h[kN * kPitchH];  // S_in (n, p), bf16 (as the main kernel's C h_in product)
-  bf16_t c[kCorrSpan * kPitchBC];
+  bf16_t h[kN * kPitchH];  // S_in (n, p)
+  bf16_t c[kCorrWarps][kCorrStages][kCorrRows * kPitchBC];
+  bf16_t y[kCorrWarps][kCorrStages][kCorrRows * kPitchX];  // updated in place, then stored
 };
 
-__global__ void __launch_bounds__(kCorrThreads, 2)
-    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_in, bool vec_y, SegArgs sa) {
+// One warp copies rows r < rows of a (kCorrRows x kCols) tile from src (row stride) to dst
+// (pitch kPitch); zero at rows >= rows or cols >= cols_valid. vec: 16-byte cp.async.
+template <int kCols, int kPitch>
+__device__ __forceinline__ void WarpLoadRows(bf16_t* dst, const bf16_t* src, int64_t row_stride,
+                                             int rows, int cols_valid, bool vec, int lane) {
+  if (vec) {
+#pragma unroll
+    for (int idx = lane; idx < kCorrRows * kCols / 8; idx += 32) {
+      const int r = idx / (kCols / 8), c = (idx % (kCols / 8)) * 8;
+      const bool v = r < rows && c < cols_valid;
+      CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
+    }
+  } else {
+    for (int idx = lane; idx < kCorrRows * kCols; idx += 32) {
+      const int r = idx / kCols, c = idx % kCols;
+      dst[r * kPitch + c] =
+          (r < rows && c < cols_valid) ? src[r * row_stride + c] : __float2bfloat16_rn(0.0f);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kCorrThreads)
+    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_c, bool vec_y, SegArgs sa) {
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
   CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
   const int part = blockIdx.x % parts;
-  const int s = blockIdx.x / parts / sa.num_segs, seg = blockIdx.x / parts % sa.num_segs;
-  if (seg == 0) return;
+  const int s = blockIdx.x / parts / (sa.num_segs - 1);
+  const int seg = 1 + blockIdx.x / parts % (sa.num_segs - 1);
   const int hd = blockIdx.y;
   const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -680,123 +733,116 @@ __global__ void __launch_bounds__(kCorrThreads, 2)
   const int cols_p = static_cast<int>(P - p0 < kP ? P - p0 : kP);
   const int cols_n = static_cast<int>(N);
   const SeqInfo q = GetSeq(p, s);
-  const int cut_len = static_cast<int>(p.chunk_size < kT ? p.chunk_size : kT);
-  const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
-  const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
-  if (pos_begin + static_cast<int64_t>(part) * kCorrSpan >= pos_end) return;
-  const float* s_in = sa.ws +
-                      ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
-                      p0 * N;  // (pp, n) at pp * N + n
+  const int64_t seg_begin = SegBegin(q.len, q.off, sa.num_segs, seg, sa.cut_len);
+  const int64_t seg_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, sa.cut_len);
+  const int64_t per_part = ((seg_end - seg_begin + kCorrRows - 1) / kCorrRows + parts - 1) / parts;
+  const int64_t first = seg_begin + part * per_part * kCorrRows;
+  const int64_t last = std::min<int64_t>(seg_end, first + per_part * kCorrRows);
+  if (first >= last) return;  // the whole CTA
+  const int steps = static_cast<int>((last - first + kCorrRows - 1) / kCorrRows);
+  const int my_steps = (steps - warp + kCorrWarps - 1) / kCorrWarps;  // this warp's: warp + 4i
+  const bf16_t* cg =
+      static_cast<const bf16_t*>(p.C) + GroupOf(p, hd) * p.C_group_stride + q.t0 * p.C_token_stride;
+  bf16_t* yg = static_cast<bf16_t*>(p.y) + q.t0 * p.y_token_stride + hd * p.y_head_stride + p0;
+  const float* decay = sa.decay + hd * p.num_tokens + q.t0;
+  auto step_row = [&](int i) {
+    return first + static_cast<int64_t>(warp + kCorrWarps * i) * kCorrRows;
+  };
+  auto issue = [&](int i) {  // this warp's step i into stage i % kCorrStages
+    if (i < my_steps) {
+      const int64_t r0 = step_row(i);
+      const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
+      WarpLoadRows<kN, kPitchBC>(sm.c[warp][i % kCorrStages], cg + r0 * p.C_token_stride,
+                                 p.C_token_stride, rows, cols_n, vec_c, lane);
+      WarpLoadRows<kP, kPitchX>(sm.y[warp][i % kCorrStages], yg + r0 * p.y_token_stride,
+                                p.y_token_stride, rows, cols_p, vec_y, lane);
+    }
+    CpAsyncCommit();  // empty groups keep the wait count uniform
+  };
+#pragma unroll
+  for (int i = 0; i < kCorrStages - 1; ++i) issue(i);
+  // S_in (p, n) fp32 from the combine -> bf16 (n, p), zero beyond the tile; overlaps the loads.
+  const float* s_in =
+      sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) + p0 * N;
   for (int idx = tid; idx < kN * kP; idx += kCorrThreads) {
     const int pp = idx / kN, n = idx % kN;
     const float v = pp < cols_p && n < cols_n ? s_in[pp * N + n] : 0.0f;
     sm.h[n * kPitchH + pp] = __float2bfloat16_rn(v);
   }
-  const bf16_t* cg = static_cast<const bf16_t*>(p.C) + GroupOf(p, hd) * p.C_group_stride;
-  const float* decay = sa.decay + hd * p.num_tokens + q.t0;
-  const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
-  for (int64_t span = pos_begin + static_cast<int64_t>(part) * kCorrSpan; span < pos_end;
-       span += static_cast<int64_t>(parts) * kCorrSpan) {
-    const int rows = static_cast<int>(pos_end - span < kCorrSpan ? pos_end - span : kCorrSpan);
-    LoadTile<kN, kPitchBC, kCorrThreads, kCorrSpan>(sm.c, cg + (q.t0 + span) * p.C_token_stride,
-                                                    p.C_token_stride, rows, cols_n, vec_in);
-    CpAsyncCommit();
-    // This thread's y (rows 16*warp + gq + 8*e2, channels 8*c + 2*t4 + {0,1}, as bf16 pairs)
-    // and row factors, loaded before the wait so their latency overlaps the C tile's (z, rare
-    // here - the models gate in the norm - is read in the epilogue).
-    bf162_t yv[2][8];
+  __syncthreads();
+  for (int i = 0; i < my_steps; ++i) {
+    issue(i + kCorrStages - 1);
+    const int64_t r0 = step_row(i);
+    const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
     float fac[2];
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
-      const int i = 16 * warp + gq + 8 * e2;
-      const bool row_ok = i < rows;
-      const int64_t t = q.t0 + span + i;
-      fac[e2] = row_ok ? decay[span + i] : 0.0f;
-      const bf16_t* yrow =
-          static_cast<const bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
-#pragma unroll
-      for (int c = 0; c < 8; ++c) {
-        const int pp = 8 * c + 2 * t4;
-        const bf16_t zero = __float2bfloat16_rn(0.0f);
-        bf162_t yy(zero, zero);
-        if (row_ok && pp < cols_p) {
-          const bool two = pp + 1 < cols_p;
-          if (vec_y && two) {
-            yy = *reinterpret_cast<const bf162_t*>(yrow + pp);
-          } else {
-            yy = bf162_t(yrow[pp], two ? yrow[pp + 1] : zero);
-          }
-        }
-        yv[e2][c] = yy;
-      }
+      const int r = gq + 8 * e2;
+      fac[e2] = r < rows ? decay[r0 + r] : 0.0f;
     }
-    CpAsyncWait<0>();
-    __syncthreads();  // the C rows (and, the first time, S_in) visible
+    CpAsyncWait<kCorrStages - 1>();
+    __syncwarp();
+    const bf16_t* sc = sm.c[warp][i % kCorrStages];
+    bf16_t* ys = sm.y[warp][i % kCorrStages];
     float acc[8][4];
 #pragma unroll
     for (int c = 0; c < 8; ++c) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
     }
-    if (16 * warp < rows) {
 #pragma unroll 2
-      for (int kk = 0; kk < kN / 16; ++kk) {
-        uint32_t fa[4];
-        Ldsm4(fa, &sm.c[(16 * warp + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      uint32_t fa[4];
+      Ldsm4(fa, &sc[(lane & 15) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
 #pragma unroll
-        for (int cq = 0; cq < 4; ++cq) {
-          uint32_t fh[4];
-          Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
-                           (lane >> 4) * 8]);
-          Mma(acc[2 * cq], fa, fh[0], fh[1]);
-          Mma(acc[2 * cq + 1], fa, fh[2], fh[3]);
-        }
+      for (int cq = 0; cq < 4; ++cq) {
+        uint32_t fh[4];
+        Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
+                         (lane >> 4) * 8]);
+        Mma(acc[2 * cq], fa, fh[0], fh[1]);
+        Mma(acc[2 * cq + 1], fa, fh[2], fh[3]);
       }
     }
+    // acc[c][e]: row gq + 8 (e >> 1), channel 8c + 2 t4 + (e & 1); y += fac * acc in smem.
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
-      const int i = 16 * warp + gq + 8 * e2;
-      if (i >= rows) continue;
-      const int64_t t = q.t0 + span + i;
-      bf16_t* yrow = static_cast<bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
-      const bf16_t* zrow = p.z == nullptr ? nullptr
-                                          : static_cast<const bf16_t*>(p.z) + t * p.z_token_stride +
-                                                hd * p.z_head_stride + p0;
+      const int r = gq + 8 * e2;
+      if (r >= rows) continue;
+      const bf16_t* zrow = p.z == nullptr
+                               ? nullptr
+                               : static_cast<const bf16_t*>(p.z) +
+                                     (q.t0 + r0 + r) * p.z_token_stride + hd * p.z_head_stride + p0;
 #pragma unroll
       for (int c = 0; c < 8; ++c) {
         const int pp = 8 * c + 2 * t4;
         if (pp >= cols_p) continue;
-        const bool two = pp + 1 < cols_p;
         float f0 = fac[e2], f1 = fac[e2];
         if (zrow != nullptr) {
           f0 *= Silu(__bfloat162float(zrow[pp]));
-          if (two) f1 *= Silu(__bfloat162float(zrow[pp + 1]));
+          if (pp + 1 < cols_p) f1 *= Silu(__bfloat162float(zrow[pp + 1]));
         }
-        const float v0 = __low2float(yv[e2][c]) + f0 * acc[c][2 * e2];
-        const float v1 = __high2float(yv[e2][c]) + f1 * acc[c][2 * e2 + 1];
-        if (vec_y && two) {
-          *reinterpret_cast<uint32_t*>(yrow + pp) = PackBf16(v0, v1);
-        } else {
-          yrow[pp] = __float2bfloat16_rn(v0);
-          if (two) yrow[pp + 1] = __float2bfloat16_rn(v1);
-        }
+        const bf162_t yv = *reinterpret_cast<const bf162_t*>(&ys[r * kPitchX + pp]);
+        *reinterpret_cast<uint32_t*>(&ys[r * kPitchX + pp]) = PackBf16(
+            __low2float(yv) + f0 * acc[c][2 * e2], __high2float(yv) + f1 * acc[c][2 * e2 + 1]);
       }
     }
-    // Boundary states after positions in (span, span + rows]: + exp(cum) S_in, in fp32.
-    if (p.block_size > 0) {
-      const int64_t first = ((q.off + span) / p.block_size + 1) * p.block_size;
-      for (int64_t a = first; a <= q.off + span + rows; a += p.block_size) {
-        const int32_t bb = BoundaryBlock(p, q, a);
-        if (bb == 0) continue;
-        const float f = decay[a - q.off - 1];
-        const int64_t sbase = bb * p.state_block_stride + hd * hstride + p0 * N;
-        for (int idx = tid; idx < cols_p * cols_n; idx += kCorrThreads) {
-          const int64_t off = sbase + idx;  // (pp, n) at pp * N + n, as s_in
-          StoreF(p.state, p.state_dtype, off, LoadF(p.state, p.state_dtype, off) + f * s_in[idx]);
+    __syncwarp();
+    if (vec_y) {
+#pragma unroll
+      for (int idx = lane; idx < kCorrRows * kP / 8; idx += 32) {
+        const int r = idx / (kP / 8), c8 = (idx % (kP / 8)) * 8;
+        if (r < rows && c8 < cols_p) {
+          *reinterpret_cast<uint4*>(yg + (r0 + r) * p.y_token_stride + c8) =
+              *reinterpret_cast<const uint4*>(&ys[r * kPitchX + c8]);
         }
       }
+    } else {
+      for (int idx = lane; idx < kCorrRows * kP; idx += 32) {
+        const int r = idx / kP, c = idx % kP;
+        if (r < rows && c < cols_p) yg[(r0 + r) * p.y_token_stride + c] = ys[r * kPitchX + c];
+      }
     }
-    __syncthreads();  // every read of sm.c done before the next span refills it
+    __syncwarp();  // the stage is refilled by issue(i + kCorrStages)
   }
 }
 
@@ -840,15 +886,15 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const bool vec_y16 = Aligned16(p.y) && p.y_token_stride % 8 == 0 && p.y_head_stride % 8 == 0 &&
                          p.head_dim % 8 == 0;
     const int y_mode = vec_y16 ? 2 : (vec_y ? 1 : 0);
-    const int cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     const size_t smem = sizeof(tc::Smem);
     auto* kernel = &tc::SsdTensorCoreKernel;
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
-    // Segments only when asked for (tests, bench --segs): with the combine and correction passes
-    // they were still slower end to end than one CTA per head at b = 1 (bench/RESULTS_ssd.md).
-    const int num_segs = p.cuda_num_segments > 0 ? p.cuda_num_segments : 1;
+    const int64_t ctas = p.num_seqs * p.num_heads * ptiles;
+    int num_segs = p.cuda_num_segments > 0
+                       ? p.cuda_num_segments
+                       : SsdAutoSegments(ctas, p.num_tokens / p.num_seqs, SmCount());
     MS_CHECK_ARG(p.num_seqs * num_segs * 64 <= 0x7fffffff, "ssd cuda: too many segments");
     // Profiling switch (never set in production): MS_SSD_PROFILE_SKIP is a bit mask of stages
     // to leave out (2 CB/Ch mma, 4 GX mma, 8 state mma, 16 y stores, 32 tile loads, 64 the
@@ -857,21 +903,30 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const char* skip_env = std::getenv("MS_SSD_PROFILE_SKIP");
     const int skip = skip_env ? std::atoi(skip_env) : 0;
     // Segments' workspace (stream-ordered allocation, freed after the kernels on the same
-    // stream).
+    // stream). Automatic segments only make the call faster: without room for the workspace the
+    // sequences run whole instead of failing the call.
     const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
     const int64_t decay_floats = p.num_heads * p.num_tokens;
     void* ws = nullptr;
     if (num_segs > 1) {
-      CUDA_RETURN_IF_ERROR(
-          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st));
+      RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));
+      const cudaError_t e =
+          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st);
+      if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
+        (void)cudaGetLastError();
+        num_segs = 1;
+      } else {
+        CUDA_RETURN_IF_ERROR(e);
+      }
     }
     const dim3 grid(static_cast<unsigned>(p.num_seqs * num_segs),
                     static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
     tc::SegArgs sa;
     sa.num_segs = num_segs;
+    sa.cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     if (num_segs == 1) {
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, vec_in, y_mode, skip, sa);
       CUDA_RETURN_IF_LAUNCH_ERROR();
       return absl::OkStatus();
     }
@@ -880,32 +935,42 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
         CudaStatus(cudaFuncSetAttribute(&tc::SsdCorrectKernel,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
                    "ssd correction smem", __FILE__, __LINE__);
+    // [E, then S_in (fp32)][log decays][exp(cum)]
     sa.ws = static_cast<float*>(ws);
     sa.ws_logdec = sa.ws + ws_floats;
     sa.decay = sa.ws_logdec + ld_floats;
     if (launch.ok()) {
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, cut_len, vec_in, y_mode, skip, sa);
+      kernel<<<grid, tc::kThreads, smem, st>>>(p, vec_in, y_mode, skip, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
-      const int64_t spans = (p.head_dim * p.d_state + tc::kCombineSpan - 1) / tc::kCombineSpan;
+      const int64_t spans =
+          (p.head_dim * p.d_state + tc::kCombineThreads - 1) / tc::kCombineThreads;
       tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
                                   static_cast<unsigned>(p.num_heads), static_cast<unsigned>(spans)),
                              tc::kCombineThreads, 0, st>>>(p, sa);
       launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
-      // Parts per segment: about eight CTAs per SM in all, each taking >= one span.
-      const int64_t items = p.num_seqs * num_segs * p.num_heads * ptiles;
-      const int64_t spans = std::max<int64_t>(
-          1, (p.num_tokens / p.num_seqs / num_segs + tc::kCorrSpan - 1) / tc::kCorrSpan);
-      const int parts =
-          static_cast<int>(std::clamp<int64_t>((8 * SmCount() + items - 1) / items, 1, spans));
-      const dim3 cgrid(static_cast<unsigned>(p.num_seqs * num_segs * parts),
+      // Pieces per segment: about four waves of resident CTAs in all (the last wave's idle
+      // tail is then short), each piece >= 8 steps so S_in's conversion stays a small part.
+      int per_sm = 0;
+      launch.Update(CudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                                   &per_sm, &tc::SsdCorrectKernel, tc::kCorrThreads, corr_smem),
+                               "ssd correction occupancy", __FILE__, __LINE__));
+      const int64_t items = p.num_seqs * (num_segs - 1) * p.num_heads * ptiles;
+      const int64_t seg_steps =
+          std::max<int64_t>(1, p.num_tokens / p.num_seqs / num_segs / (8 * tc::kCorrRows));
+      const int parts = static_cast<int>(
+          std::clamp<int64_t>((4 * std::max(per_sm, 1) * SmCount() + items - 1) / items, 1,
+                              std::min<int64_t>(seg_steps, 4096)));
+      const dim3 cgrid(static_cast<unsigned>(p.num_seqs * (num_segs - 1) * parts),
                        static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
-      tc::SsdCorrectKernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in,
-                                                                       y_mode >= 1, sa);
-      launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
+      if (launch.ok()) {
+        tc::SsdCorrectKernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in,
+                                                                         y_mode == 2, sa);
+        launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
+      }
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
     return launch;

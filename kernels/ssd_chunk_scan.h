@@ -132,8 +132,8 @@ struct SsdChunkScanParams {
   const int32_t* boundary_state_offsets = nullptr;  // (num_seqs + 1)
 
   SsdCudaImpl cuda_impl = SsdCudaImpl::kAuto;
-  // Tensor-core path: segments per sequence (0 = auto, which at present means 1: measured
-  // slower end to end, see bench/RESULTS_ssd.md). With k > 1 each sequence is cut into k segments
+  // Tensor-core path: segments per sequence (0 = auto: more than 1 only when sequences x heads
+  // leave SMs idle, e.g. a single long prompt). With k > 1 each sequence is cut into k segments
   // that run in parallel, each from a zero state but the first; a combine of the segment end
   // states and a correction pass then add each segment's incoming state to its y and boundary
   // states. This needs a workspace of num_seqs * k * H * (P * N + 1) + H * num_tokens floats,
@@ -153,6 +153,11 @@ absl::Status RunSsdChunkScanCpu(const SsdChunkScanParams& p);
 #if MAMBASERVE_HAS_CUDA
 absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stream);
 #endif
+
+// Segments per sequence that the tensor-core path picks for cuda_num_segments = 0: `ctas`
+// sequences x heads x 64-channel tiles (one CTA of each is resident per SM), `mean_len` tokens
+// per sequence, `sms` SMs. 1 unless SMs would sit idle; segments of >= 256 tokens.
+int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms);
 
 // Validation shared by both backends (sizes, strides, dtypes, flags).
 absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p);

@@ -170,6 +170,28 @@ TEST(SsdChunkScanCpu, PrefillThenContinueEqualsWholePrefill) {
   }
 }
 
+// The CUDA path's automatic segment count (a host-side cost model; the GPU test checks the
+// segmented results themselves). H = 80 heads of P = 64 on a 132-SM H100.
+TEST(SsdChunkScan, AutoSegmentsOnlyWhenSmsWouldIdle) {
+  constexpr int kSms = 132;
+  // Enough sequences x heads for the GPU: never segmented, however long the sequences.
+  EXPECT_EQ(SsdAutoSegments(8 * 80, 4096, kSms), 1);
+  EXPECT_EQ(SsdAutoSegments(2 * kSms, 65536, kSms), 1);
+  // Short sequences stay whole (segments are >= 256 tokens).
+  EXPECT_EQ(SsdAutoSegments(80, 300, kSms), 1);
+  // Degenerate inputs.
+  EXPECT_EQ(SsdAutoSegments(0, 4096, kSms), 1);
+  EXPECT_EQ(SsdAutoSegments(80, 4096, 0), 1);
+  // One long sequence: 80 CTAs would leave 52 SMs idle, so it is cut, into segments of at least
+  // 256 tokens, and into enough that at least the SMs are all busy.
+  for (int64_t len : {4096, 16384, 65536}) {
+    const int segs = SsdAutoSegments(80, len, kSms);
+    EXPECT_GT(segs, 1) << len;
+    EXPECT_GE(len / segs, 256 - 64) << len;
+    EXPECT_GE(80 * segs, kSms) << len;
+  }
+}
+
 TEST(SsdChunkScanCpu, RejectsBadParams) {
   Case c;
   c.seqlens = {10};
