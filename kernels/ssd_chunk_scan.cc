@@ -70,12 +70,15 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
   return absl::OkStatus();
 }
 
-// The cost model: waves x (segment length + a fixed cost per CTA, in token-steps of one SM) plus
-// the correction pass (about kCorrectionCost of a token-step per token and CTA, spread over every
-// SM). The constants come from bench_ssd_prefill's segment sweep (bench/RESULTS_ssd.md).
+// The cost model, in token-steps of one SM (the main kernel's time for one token of one CTA,
+// ~84 ns on an H100): the main kernel takes waves x (segment length + a fixed cost per CTA);
+// segments add a fixed cost per call (the combine and the correction's start) and the
+// correction, about kCorrectionCost per corrected token (those of segments >= 1) and CTA,
+// spread over every SM. The constants come from bench_ssd_prefill --segs (bench/RESULTS_ssd.md).
 int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms) {
   constexpr double kCtaOverheadTokens = 45.0;
-  constexpr double kCorrectionCost = 0.12;
+  constexpr double kSegmentsFixedCost = 870.0;
+  constexpr double kCorrectionCost = 0.32;
   constexpr int64_t kMinSegmentTokens = 256;
   if (ctas <= 0 || sms <= 0 || mean_len <= 0) return 1;
   int best = 1;
@@ -85,7 +88,10 @@ int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms) {
     if (segs > 1 && seg_len < kMinSegmentTokens) break;
     const int64_t waves = (segs * ctas + sms - 1) / sms;
     double cost = static_cast<double>(waves) * (static_cast<double>(seg_len) + kCtaOverheadTokens);
-    if (segs > 1) cost += kCorrectionCost * static_cast<double>(mean_len * ctas) / sms;
+    if (segs > 1) {
+      const double corrected = static_cast<double>(mean_len) * (segs - 1) / segs;
+      cost += kSegmentsFixedCost + kCorrectionCost * corrected * static_cast<double>(ctas) / sms;
+    }
     if (segs == 1 || cost < best_cost) {
       best = segs;
       best_cost = cost;
