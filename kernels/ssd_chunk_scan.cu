@@ -228,10 +228,10 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
 // a zero state. Their y and boundary states then lack the incoming state's term
 // C_t exp(cum_t) S_in (cum_t: dt*A summed from the segment's first token through t). The main
 // kernel writes each segment's end state E_k, its total log decay and exp(cum_t) of its tokens
-// to the workspace; SsdCombineKernel turns E into every segment's incoming state S_in (and
-// writes the final state); SsdCorrectKernel adds the missing term to y and the boundary states
-// (one (tokens x N) x (N x P) mma per head and segment, plus a read and write of y). Nothing is
-// computed twice. num_segs == 1: the main kernel only, no workspace.
+// to the workspace; SsdCombineKernel turns E into every segment's incoming state S_in, adds
+// its term to the segment's boundary states and writes the final state; SsdCorrectKernel adds
+// the missing term to y (one (tokens x N) x (N x P) mma per head and segment, plus a read and
+// write of y). Nothing is computed twice. num_segs == 1: the main kernel only, no workspace.
 struct SegArgs {
   int num_segs = 1;
   float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k, then S_in

@@ -132,11 +132,12 @@ struct SsdChunkScanParams {
   const int32_t* boundary_state_offsets = nullptr;  // (num_seqs + 1)
 
   SsdCudaImpl cuda_impl = SsdCudaImpl::kAuto;
-  // Tensor-core path: segments per sequence (0 = auto: more than 1 only when sequences x heads
-  // leave SMs idle, e.g. a single long prompt). With k > 1 each sequence is cut into k segments
+  // Tensor-core path: segments per sequence (0 = auto, SsdAutoSegments: more than 1 only when
+  // sequences x heads leave SMs idle and the sequences are long enough to pay for the extra
+  // passes, e.g. a single prompt of 16K tokens). With k > 1 each sequence is cut into k segments
   // that run in parallel, each from a zero state but the first; a combine of the segment end
-  // states and a correction pass then add each segment's incoming state to its y and boundary
-  // states. This needs a workspace of num_seqs * k * H * (P * N + 1) + H * num_tokens floats,
+  // states adds each segment's incoming state to its boundary states, and a correction pass to
+  // its y. This needs a workspace of num_seqs * k * H * (P * N + 1) + H * num_tokens floats,
   // allocated stream-ordered (cudaMallocAsync) and freed on the same stream. Tests set it to
   // check the segmented path; the result differs from k = 1 only by rounding.
   int32_t cuda_num_segments = 0;
@@ -156,7 +157,8 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
 
 // Segments per sequence that the tensor-core path picks for cuda_num_segments = 0: `ctas`
 // sequences x heads x 64-channel tiles (one CTA of each is resident per SM), `mean_len` tokens
-// per sequence, `sms` SMs. 1 unless SMs would sit idle; segments of >= 256 tokens.
+// per sequence, `sms` SMs. 1 unless SMs would sit idle and the extra passes cost less than the
+// idle SMs; segments of >= 256 tokens.
 int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms);
 
 // Validation shared by both backends (sizes, strides, dtypes, flags).
