@@ -202,19 +202,21 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
 }
 
 // Loads a (kRows x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
-// zero elsewhere. vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
+// zero elsewhere, by the kBlockThreads threads numbered tid (a CTA's, or one warp's lanes).
+// vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
 template <int kCols, int kPitch, int kBlockThreads = kThreads, int kRows = kT>
 __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t row_stride,
-                                         int rows_valid, int cols_valid, bool vec) {
+                                         int rows_valid, int cols_valid, bool vec, int tid) {
   if (vec) {
     constexpr int kChunks = kRows * kCols / 8;
-    for (int idx = threadIdx.x; idx < kChunks; idx += kBlockThreads) {
+#pragma unroll
+    for (int idx = tid; idx < kChunks; idx += kBlockThreads) {
       const int r = idx / (kCols / 8), c = (idx % (kCols / 8)) * 8;
       const bool v = r < rows_valid && c < cols_valid;
       CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
     }
   } else {
-    for (int idx = threadIdx.x; idx < kRows * kCols; idx += kBlockThreads) {
+    for (int idx = tid; idx < kRows * kCols; idx += kBlockThreads) {
       const int r = idx / kCols, c = idx % kCols;
       dst[r * kPitch + c] =
           (r < rows_valid && c < cols_valid) ? src[r * row_stride + c] : __float2bfloat16_rn(0.0f);
@@ -335,11 +337,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto load = [&](int buf, int64_t pos, int len_c) {
     const int64_t t = q.t0 + pos;
     LoadTile<kP, kPitchX>(sm.x[buf], xg + t * p.x_token_stride, p.x_token_stride, len_c, cols_p,
-                          vec_in);
+                          vec_in, tid);
     LoadTile<kN, kPitchBC>(sm.b[buf], bg + t * p.B_token_stride, p.B_token_stride, len_c, cols_n,
-                           vec_in);
+                           vec_in, tid);
     LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c, cols_n,
-                           vec_in);
+                           vec_in, tid);
   };
   // D for this thread's output channels pp = 16*cq + 8*j + 2*t4 + e.
   float dcoef[2][2];
@@ -697,27 +699,6 @@ struct __align__(16) CorrSmem {
   bf16_t y[kCorrWarps][kCorrStages][kCorrRows * kPitchX];  // updated in place, then stored
 };
 
-// One warp copies rows r < rows of a (kCorrRows x kCols) tile from src (row stride) to dst
-// (pitch kPitch); zero at rows >= rows or cols >= cols_valid. vec: 16-byte cp.async.
-template <int kCols, int kPitch>
-__device__ __forceinline__ void WarpLoadRows(bf16_t* dst, const bf16_t* src, int64_t row_stride,
-                                             int rows, int cols_valid, bool vec, int lane) {
-  if (vec) {
-#pragma unroll
-    for (int idx = lane; idx < kCorrRows * kCols / 8; idx += 32) {
-      const int r = idx / (kCols / 8), c = (idx % (kCols / 8)) * 8;
-      const bool v = r < rows && c < cols_valid;
-      CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
-    }
-  } else {
-    for (int idx = lane; idx < kCorrRows * kCols; idx += 32) {
-      const int r = idx / kCols, c = idx % kCols;
-      dst[r * kPitch + c] =
-          (r < rows && c < cols_valid) ? src[r * row_stride + c] : __float2bfloat16_rn(0.0f);
-    }
-  }
-}
-
 __global__ void __launch_bounds__(kCorrThreads)
     SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_c, bool vec_y, SegArgs sa) {
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
@@ -752,10 +733,10 @@ __global__ void __launch_bounds__(kCorrThreads)
     if (i < my_steps) {
       const int64_t r0 = step_row(i);
       const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
-      WarpLoadRows<kN, kPitchBC>(sm.c[warp][i % kCorrStages], cg + r0 * p.C_token_stride,
-                                 p.C_token_stride, rows, cols_n, vec_c, lane);
-      WarpLoadRows<kP, kPitchX>(sm.y[warp][i % kCorrStages], yg + r0 * p.y_token_stride,
-                                p.y_token_stride, rows, cols_p, vec_y, lane);
+      LoadTile<kN, kPitchBC, 32, kCorrRows>(sm.c[warp][i % kCorrStages], cg + r0 * p.C_token_stride,
+                                            p.C_token_stride, rows, cols_n, vec_c, lane);
+      LoadTile<kP, kPitchX, 32, kCorrRows>(sm.y[warp][i % kCorrStages], yg + r0 * p.y_token_stride,
+                                           p.y_token_stride, rows, cols_p, vec_y, lane);
     }
     CpAsyncCommit();  // empty groups keep the wait count uniform
   };
