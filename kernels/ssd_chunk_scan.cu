@@ -236,7 +236,9 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
 // write of y). Nothing is computed twice. num_segs == 1: the main kernel only, no workspace.
 struct SegArgs {
   int num_segs = 1;
-  float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k, then S_in
+  float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k
+  bf16_t* sin = nullptr;       // (num_seqs, num_segs, H, P, N): S_in of segments >= 1, the
+                               // correction's mma operand
   float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
   float* decay = nullptr;      // (H, num_tokens) exp(cum_t) for tokens of segments >= 1
   int cut_len = kT;            // sub-chunk grid of the segment starts (SegBegin)
@@ -629,7 +631,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (q.final_block != 0) store_state(q.final_block);  // one segment: E is the final state
 }
 
-// Incoming state of every segment, in place of the end states: S_in(1) = E_0 (segment 0 ran
+// Incoming state of every segment, written as bf16 to sa.sin: S_in(1) = E_0 (segment 0 ran
 // from the initial state), S_in(k) = exp(logdec[k-1]) S_in(k-1) + E_{k-1}. The sequence's final
 // state exp(logdec[last]) S_in(last) + E_last goes to its final block, and every boundary state
 // that a segment k >= 1 wrote gets its missing term exp(cum) S_in(k) here (the same element, in
@@ -646,7 +648,9 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   const SeqInfo q = GetSeq(p, s);
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : PN;
   const int64_t state_e = hd * hstride + e;  // + block * state_block_stride
-  float* slot = sa.ws + (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN + e;
+  const int64_t slot0 = (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN + e;
+  const float* slot = sa.ws + slot0;
+  bf16_t* sin = sa.sin + slot0;
   const int64_t slot_stride = p.num_heads * PN;
   const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
   const float* decay = sa.decay + hd * p.num_tokens + q.t0;
@@ -661,7 +665,7 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
     }
     for (int j = 0; j < kCombineBatch && k0 + j < sa.num_segs; ++j) {
       const int k = k0 + j;
-      slot[k * slot_stride] = h;
+      sin[k * slot_stride] = __float2bfloat16_rn(h);
       if (p.block_size > 0) {  // boundary states after positions in (begin, end] of segment k
         const int64_t begin = SegBegin(q.len, q.off, sa.num_segs, k, sa.cut_len);
         const int64_t last = q.off + SegBegin(q.len, q.off, sa.num_segs, k + 1, sa.cut_len);
@@ -686,21 +690,45 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
 // silu(z_t) with gating). Tokens are independent and the pass streams y (read and written once)
 // and C, so each warp streams its own steps of kCorrRows tokens through a kCorrStages-deep
 // cp.async ring of C rows and y rows, with no barrier after the prologue: the CTA shares only
-// S_in, converted once to bf16 (n, p) for the mma. Grid (num_seqs * (num_segs - 1) * parts, H,
-// channel tiles); a CTA takes one of `parts` contiguous pieces of its segment, and its warps
-// take that piece's steps in turn.
+// S_in, which the combine wrote as bf16 (p, n), the layout of the mma's B operand, so the
+// prologue is one more cp.async tile. Grid (num_seqs * (num_segs - 1) * parts, H, channel
+// tiles); a CTA takes one of `parts` contiguous pieces of its segment, and its warps take that
+// piece's steps in turn.
 constexpr int kCorrWarps = 4;
 constexpr int kCorrThreads = 32 * kCorrWarps;
 constexpr int kCorrRows = 16;  // tokens per warp step: one m16 row tile
 constexpr int kCorrStages = 3;
 struct __align__(16) CorrSmem {
-  bf16_t h[kN * kPitchH];  // S_in (n, p)
+  bf16_t h[kP * kPitchBC];  // S_in (p, n)
   bf16_t c[kCorrWarps][kCorrStages][kCorrRows * kPitchBC];
   bf16_t y[kCorrWarps][kCorrStages][kCorrRows * kPitchX];  // updated in place, then stored
 };
 
+// One warp's 16-byte copies of a (kCorrRows x kCols) tile, rows < rows_valid and columns <
+// cols_valid (zero elsewhere): each lane keeps one column chunk and steps its row pointer, so a
+// copy costs an add and a select rather than LoadTile's index arithmetic.
+template <int kCols, int kPitch>
+__device__ __forceinline__ void WarpCopyRows(bf16_t* dst, const bf16_t* src, int64_t row_stride,
+                                             int rows_valid, int cols_valid, int lane) {
+  constexpr int kChunksPerRow = kCols / 8;
+  constexpr int kRowStep = 32 / kChunksPerRow;
+  static_assert(32 % kChunksPerRow == 0 && kCorrRows % kRowStep == 0);
+  const int r0 = lane / kChunksPerRow, c = (lane % kChunksPerRow) * 8;
+  const bool col_ok = c < cols_valid;
+  const bf16_t* from = src + r0 * row_stride + c;
+  bf16_t* to = dst + r0 * kPitch + c;
+#pragma unroll
+  for (int k = 0; k < kCorrRows / kRowStep; ++k) {
+    const bool v = col_ok && r0 + k * kRowStep < rows_valid;
+    CpAsync16(to + k * kRowStep * kPitch, v ? from : src, v);
+    from += kRowStep * row_stride;
+  }
+}
+
+template <bool kGated>
 __global__ void __launch_bounds__(kCorrThreads)
-    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_c, bool vec_y, SegArgs sa) {
+    SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_c, bool vec_y, bool vec_s,
+                     SegArgs sa) {
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
   CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
   const int part = blockIdx.x % parts;
@@ -733,23 +761,34 @@ __global__ void __launch_bounds__(kCorrThreads)
     if (i < my_steps) {
       const int64_t r0 = step_row(i);
       const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
-      LoadTile<kN, kPitchBC, 32, kCorrRows>(sm.c[warp][i % kCorrStages], cg + r0 * p.C_token_stride,
-                                            p.C_token_stride, rows, cols_n, vec_c, lane);
-      LoadTile<kP, kPitchX, 32, kCorrRows>(sm.y[warp][i % kCorrStages], yg + r0 * p.y_token_stride,
-                                           p.y_token_stride, rows, cols_p, vec_y, lane);
+      bf16_t* c_dst = sm.c[warp][i % kCorrStages];
+      bf16_t* y_dst = sm.y[warp][i % kCorrStages];
+      if (vec_c) {
+        WarpCopyRows<kN, kPitchBC>(c_dst, cg + r0 * p.C_token_stride, p.C_token_stride, rows,
+                                   cols_n, lane);
+      } else {
+        LoadTile<kN, kPitchBC, 32, kCorrRows>(c_dst, cg + r0 * p.C_token_stride, p.C_token_stride,
+                                              rows, cols_n, false, lane);
+      }
+      if (vec_y) {
+        WarpCopyRows<kP, kPitchX>(y_dst, yg + r0 * p.y_token_stride, p.y_token_stride, rows, cols_p,
+                                  lane);
+      } else {
+        LoadTile<kP, kPitchX, 32, kCorrRows>(y_dst, yg + r0 * p.y_token_stride, p.y_token_stride,
+                                             rows, cols_p, false, lane);
+      }
     }
     CpAsyncCommit();  // empty groups keep the wait count uniform
   };
+  // S_in first (every warp needs all of it), then the ring's first stages behind it.
+  const bf16_t* s_in =
+      sa.sin + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
+      p0 * N;
+  LoadTile<kN, kPitchBC, kCorrThreads, kP>(sm.h, s_in, N, cols_p, cols_n, vec_s, tid);
+  CpAsyncCommit();
 #pragma unroll
   for (int i = 0; i < kCorrStages - 1; ++i) issue(i);
-  // S_in (p, n) fp32 from the combine -> bf16 (n, p), zero beyond the tile; overlaps the loads.
-  const float* s_in =
-      sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) + p0 * N;
-  for (int idx = tid; idx < kN * kP; idx += kCorrThreads) {
-    const int pp = idx / kN, n = idx % kN;
-    const float v = pp < cols_p && n < cols_n ? s_in[pp * N + n] : 0.0f;
-    sm.h[n * kPitchH + pp] = __float2bfloat16_rn(v);
-  }
+  CpAsyncWait<kCorrStages - 1>();  // S_in's group
   __syncthreads();
   for (int i = 0; i < my_steps; ++i) {
     issue(i + kCorrStages - 1);
@@ -778,27 +817,30 @@ __global__ void __launch_bounds__(kCorrThreads)
 #pragma unroll
       for (int cq = 0; cq < 4; ++cq) {
         uint32_t fh[4];
-        Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
-                         (lane >> 4) * 8]);
+        Ldsm4(fh, &sm.h[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
+                        ((lane >> 3) & 1) * 8]);
         Mma(acc[2 * cq], fa, fh[0], fh[1]);
         Mma(acc[2 * cq + 1], fa, fh[2], fh[3]);
       }
     }
-    // acc[c][e]: row gq + 8 (e >> 1), channel 8c + 2 t4 + (e & 1); y += fac * acc in smem.
+    // acc[c][e]: row gq + 8 (e >> 1), channel 8c + 2 t4 + (e & 1); y += fac * acc in smem. Rows
+    // and channels outside the tile hold zeros (their copies were zero-filled) and are never
+    // stored, so without the gate the update needs no bounds checks.
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
       const int r = gq + 8 * e2;
-      if (r >= rows) continue;
-      const bf16_t* zrow = p.z == nullptr
-                               ? nullptr
-                               : static_cast<const bf16_t*>(p.z) +
-                                     (q.t0 + r0 + r) * p.z_token_stride + hd * p.z_head_stride + p0;
+      [[maybe_unused]] const bf16_t* zrow = nullptr;
+      if constexpr (kGated) {
+        if (r >= rows) continue;
+        zrow = static_cast<const bf16_t*>(p.z) + (q.t0 + r0 + r) * p.z_token_stride +
+               hd * p.z_head_stride + p0;
+      }
 #pragma unroll
       for (int c = 0; c < 8; ++c) {
         const int pp = 8 * c + 2 * t4;
-        if (pp >= cols_p) continue;
         float f0 = fac[e2], f1 = fac[e2];
-        if (zrow != nullptr) {
+        if constexpr (kGated) {
+          if (pp >= cols_p) continue;
           f0 *= Silu(__bfloat162float(zrow[pp]));
           if (pp + 1 < cols_p) f1 *= Silu(__bfloat162float(zrow[pp + 1]));
         }
@@ -887,13 +929,14 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     // stream). Automatic segments only make the call faster: without room for the workspace the
     // sequences run whole instead of failing the call.
     const int64_t ws_floats = p.num_seqs * num_segs * p.num_heads * p.head_dim * p.d_state;
+    const int64_t sin_floats = (ws_floats + 1) / 2;  // S_in, bf16
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
     const int64_t decay_floats = p.num_heads * p.num_tokens;
     void* ws = nullptr;
     if (num_segs > 1) {
       RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));
-      const cudaError_t e =
-          cudaMallocAsync(&ws, (ws_floats + ld_floats + decay_floats) * sizeof(float), st);
+      const cudaError_t e = cudaMallocAsync(
+          &ws, (ws_floats + sin_floats + ld_floats + decay_floats) * sizeof(float), st);
       if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
         (void)cudaGetLastError();
         num_segs = 1;
@@ -912,13 +955,15 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       return absl::OkStatus();
     }
     const int corr_smem = static_cast<int>(sizeof(tc::CorrSmem));
-    absl::Status launch =
-        CudaStatus(cudaFuncSetAttribute(&tc::SsdCorrectKernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
-                   "ssd correction smem", __FILE__, __LINE__);
-    // [E, then S_in (fp32)][log decays][exp(cum)]
+    auto* corr_kernel = p.z != nullptr ? &tc::SsdCorrectKernel<true> : &tc::SsdCorrectKernel<false>;
+    absl::Status launch = CudaStatus(
+        cudaFuncSetAttribute(corr_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
+        "ssd correction smem", __FILE__, __LINE__);
+    // [E (fp32)][S_in (bf16)][log decays][exp(cum)]; the S_in rows are 16-byte aligned when
+    // P * N is a multiple of 8 (vec_s below).
     sa.ws = static_cast<float*>(ws);
-    sa.ws_logdec = sa.ws + ws_floats;
+    sa.sin = reinterpret_cast<bf16_t*>(sa.ws + ws_floats);
+    sa.ws_logdec = sa.ws + ws_floats + sin_floats;
     sa.decay = sa.ws_logdec + ld_floats;
     if (launch.ok()) {
       kernel<<<grid, tc::kThreads, smem, st>>>(p, vec_in, y_mode, skip, sa);
@@ -937,7 +982,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       // tail is then short), each piece >= 8 steps so S_in's conversion stays a small part.
       int per_sm = 0;
       launch.Update(CudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                                   &per_sm, &tc::SsdCorrectKernel, tc::kCorrThreads, corr_smem),
+                                   &per_sm, corr_kernel, tc::kCorrThreads, corr_smem),
                                "ssd correction occupancy", __FILE__, __LINE__));
       const int64_t items = p.num_seqs * (num_segs - 1) * p.num_heads * ptiles;
       const int64_t seg_steps =
@@ -948,8 +993,9 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       const dim3 cgrid(static_cast<unsigned>(p.num_seqs * (num_segs - 1) * parts),
                        static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
       if (launch.ok()) {
-        tc::SsdCorrectKernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in,
-                                                                         y_mode == 2, sa);
+        const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
+        corr_kernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in, y_mode == 2,
+                                                                vec_s, sa);
         launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
       }
     }

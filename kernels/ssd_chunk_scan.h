@@ -137,7 +137,8 @@ struct SsdChunkScanParams {
   // passes, e.g. a single prompt of 16K tokens). With k > 1 each sequence is cut into k segments
   // that run in parallel, each from a zero state but the first; a combine of the segment end
   // states adds each segment's incoming state to its boundary states, and a correction pass to
-  // its y. This needs a workspace of num_seqs * k * H * (P * N + 1) + H * num_tokens floats,
+  // its y. This needs a workspace of about num_seqs * k * H * (1.5 P * N + 1) + H * num_tokens
+  // floats (end states fp32, incoming states bf16, log decays, decays),
   // allocated stream-ordered (cudaMallocAsync) and freed on the same stream. Tests set it to
   // check the segmented path; the result differs from k = 1 only by rounding.
   int32_t cuda_num_segments = 0;
