@@ -77,8 +77,8 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
 // spread over every SM. The constants come from bench_ssd_prefill --segs (bench/RESULTS_ssd.md).
 int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms) {
   constexpr double kCtaOverheadTokens = 45.0;
-  constexpr double kSegmentsFixedCost = 870.0;
-  constexpr double kCorrectionCost = 0.32;
+  constexpr double kSegmentsFixedCost = 455.0;
+  constexpr double kCorrectionCost = 0.23;
   constexpr int64_t kMinSegmentTokens = 256;
   if (ctas <= 0 || sms <= 0 || mean_len <= 0) return 1;
   int best = 1;

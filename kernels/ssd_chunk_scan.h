@@ -134,7 +134,7 @@ struct SsdChunkScanParams {
   SsdCudaImpl cuda_impl = SsdCudaImpl::kAuto;
   // Tensor-core path: segments per sequence (0 = auto, SsdAutoSegments: more than 1 only when
   // sequences x heads leave SMs idle and the sequences are long enough to pay for the extra
-  // passes, e.g. a single prompt of 16K tokens). With k > 1 each sequence is cut into k segments
+  // passes, e.g. a single prompt of 4K tokens). With k > 1 each sequence is cut into k segments
   // that run in parallel, each from a zero state but the first; a combine of the segment end
   // states adds each segment's incoming state to its boundary states, and a correction pass to
   // its y. This needs a workspace of about num_seqs * k * H * (1.5 P * N + 1) + H * num_tokens

@@ -182,10 +182,9 @@ TEST(SsdChunkScan, AutoSegmentsOnlyWhenSmsWouldIdle) {
   // Degenerate inputs.
   EXPECT_EQ(SsdAutoSegments(0, 4096, kSms), 1);
   EXPECT_EQ(SsdAutoSegments(80, 4096, 0), 1);
-  // One long sequence: 80 CTAs would leave 52 SMs idle, so from 16K tokens on it is cut, into
-  // segments of at least 256 tokens, and into enough that at least the SMs are all busy. (At
-  // 4K the combine and correction cost about what the idle SMs would give.)
-  for (int64_t len : {16384, 65536}) {
+  // One long sequence: 80 CTAs would leave 52 SMs idle, so from 4K tokens on it is cut, into
+  // segments of at least 256 tokens, and into enough that at least the SMs are all busy.
+  for (int64_t len : {4096, 16384, 65536}) {
     const int segs = SsdAutoSegments(80, len, kSms);
     EXPECT_GT(segs, 1) << len;
     EXPECT_GE(len / segs, 256 - 64) << len;
