@@ -697,7 +697,9 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
 constexpr int kCorrWarps = 4;
 constexpr int kCorrThreads = 32 * kCorrWarps;
 constexpr int kCorrRows = 16;  // tokens per warp step: one m16 row tile
-constexpr int kCorrStages = 3;
+// Two stages: 70 KB of shared memory a CTA, so 3 CTAs (12 warps) share an SM; with three
+// (97 KB, 2 CTAs) the pass was ~10% slower, latency-bound at two warps a scheduler.
+constexpr int kCorrStages = 2;
 struct __align__(16) CorrSmem {
   bf16_t h[kP * kPitchBC];  // S_in (p, n)
   bf16_t c[kCorrWarps][kCorrStages][kCorrRows * kPitchBC];
@@ -757,12 +759,14 @@ __global__ void __launch_bounds__(kCorrThreads)
   auto step_row = [&](int i) {
     return first + static_cast<int64_t>(warp + kCorrWarps * i) * kCorrRows;
   };
-  auto issue = [&](int i) {  // this warp's step i into stage i % kCorrStages
+  // Ring stages are counted, not computed as i % kCorrStages (a division per step).
+  auto next_stage = [](int st) { return st + 1 == kCorrStages ? 0 : st + 1; };
+  auto issue = [&](int i, int st) {  // this warp's step i into stage st
     if (i < my_steps) {
       const int64_t r0 = step_row(i);
       const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
-      bf16_t* c_dst = sm.c[warp][i % kCorrStages];
-      bf16_t* y_dst = sm.y[warp][i % kCorrStages];
+      bf16_t* c_dst = sm.c[warp][st];
+      bf16_t* y_dst = sm.y[warp][st];
       if (vec_c) {
         WarpCopyRows<kN, kPitchBC>(c_dst, cg + r0 * p.C_token_stride, p.C_token_stride, rows,
                                    cols_n, lane);
@@ -787,11 +791,13 @@ __global__ void __launch_bounds__(kCorrThreads)
   LoadTile<kN, kPitchBC, kCorrThreads, kP>(sm.h, s_in, N, cols_p, cols_n, vec_s, tid);
   CpAsyncCommit();
 #pragma unroll
-  for (int i = 0; i < kCorrStages - 1; ++i) issue(i);
+  for (int i = 0; i < kCorrStages - 1; ++i) issue(i, i);
   CpAsyncWait<kCorrStages - 1>();  // S_in's group
   __syncthreads();
+  int stage = 0, fill_stage = kCorrStages - 1;  // step i's stage, and step i + stages - 1's
   for (int i = 0; i < my_steps; ++i) {
-    issue(i + kCorrStages - 1);
+    issue(i + kCorrStages - 1, fill_stage);
+    fill_stage = next_stage(fill_stage);
     const int64_t r0 = step_row(i);
     const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
     float fac[2];
@@ -802,15 +808,16 @@ __global__ void __launch_bounds__(kCorrThreads)
     }
     CpAsyncWait<kCorrStages - 1>();
     __syncwarp();
-    const bf16_t* sc = sm.c[warp][i % kCorrStages];
-    bf16_t* ys = sm.y[warp][i % kCorrStages];
+    const bf16_t* sc = sm.c[warp][stage];
+    bf16_t* ys = sm.y[warp][stage];
+    stage = next_stage(stage);
     float acc[8][4];
 #pragma unroll
     for (int c = 0; c < 8; ++c) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[c][e] = 0.0f;
     }
-#pragma unroll 2
+#pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) {
       uint32_t fa[4];
       Ldsm4(fa, &sc[(lane & 15) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
