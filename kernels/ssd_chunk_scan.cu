@@ -706,12 +706,18 @@ struct __align__(16) CorrSmem {
   bf16_t y[kCorrWarps][kCorrStages][kCorrRows * kPitchX];  // updated in place, then stored
 };
 
-// One warp's 16-byte copies of a (kCorrRows x kCols) tile, rows < rows_valid and columns <
-// cols_valid (zero elsewhere): each lane keeps one column chunk and steps its row pointer, so a
-// copy costs an add and a select rather than LoadTile's index arithmetic.
+// One warp's copy of a (kCorrRows x kCols) tile, rows < rows_valid and columns < cols_valid
+// (zero elsewhere). vec: 16-byte cp.async, each lane keeping one column chunk and stepping its
+// row pointer, so a copy costs an add and a select rather than LoadTile's index arithmetic;
+// otherwise LoadTile's element path.
 template <int kCols, int kPitch>
 __device__ __forceinline__ void WarpCopyRows(bf16_t* dst, const bf16_t* src, int64_t row_stride,
-                                             int rows_valid, int cols_valid, int lane) {
+                                             int rows_valid, int cols_valid, bool vec, int lane) {
+  if (!vec) {
+    LoadTile<kCols, kPitch, 32, kCorrRows>(dst, src, row_stride, rows_valid, cols_valid, false,
+                                           lane);
+    return;
+  }
   constexpr int kChunksPerRow = kCols / 8;
   constexpr int kRowStep = 32 / kChunksPerRow;
   static_assert(32 % kChunksPerRow == 0 && kCorrRows % kRowStep == 0);
@@ -765,22 +771,10 @@ __global__ void __launch_bounds__(kCorrThreads)
     if (i < my_steps) {
       const int64_t r0 = step_row(i);
       const int rows = static_cast<int>(std::min<int64_t>(kCorrRows, last - r0));
-      bf16_t* c_dst = sm.c[warp][st];
-      bf16_t* y_dst = sm.y[warp][st];
-      if (vec_c) {
-        WarpCopyRows<kN, kPitchBC>(c_dst, cg + r0 * p.C_token_stride, p.C_token_stride, rows,
-                                   cols_n, lane);
-      } else {
-        LoadTile<kN, kPitchBC, 32, kCorrRows>(c_dst, cg + r0 * p.C_token_stride, p.C_token_stride,
-                                              rows, cols_n, false, lane);
-      }
-      if (vec_y) {
-        WarpCopyRows<kP, kPitchX>(y_dst, yg + r0 * p.y_token_stride, p.y_token_stride, rows, cols_p,
-                                  lane);
-      } else {
-        LoadTile<kP, kPitchX, 32, kCorrRows>(y_dst, yg + r0 * p.y_token_stride, p.y_token_stride,
-                                             rows, cols_p, false, lane);
-      }
+      WarpCopyRows<kN, kPitchBC>(sm.c[warp][st], cg + r0 * p.C_token_stride, p.C_token_stride, rows,
+                                 cols_n, vec_c, lane);
+      WarpCopyRows<kP, kPitchX>(sm.y[warp][st], yg + r0 * p.y_token_stride, p.y_token_stride, rows,
+                                cols_p, vec_y, lane);
     }
     CpAsyncCommit();  // empty groups keep the wait count uniform
   };
@@ -967,7 +961,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
         cudaFuncSetAttribute(corr_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
         "ssd correction smem", __FILE__, __LINE__);
     // [E (fp32)][S_in (bf16)][log decays][exp(cum)]; the S_in rows are 16-byte aligned when
-    // P * N is a multiple of 8 (vec_s below).
+    // N is a multiple of 8 (vec_s below).
     sa.ws = static_cast<float*>(ws);
     sa.sin = reinterpret_cast<bf16_t*>(sa.ws + ws_floats);
     sa.ws_logdec = sa.ws + ws_floats + sin_floats;
@@ -986,7 +980,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     }
     if (launch.ok() && !(skip & 64)) {
       // Pieces per segment: about four waves of resident CTAs in all (the last wave's idle
-      // tail is then short), each piece >= 8 steps so S_in's conversion stays a small part.
+      // tail is then short), each piece >= 8 steps so S_in's load stays a small part.
       int per_sm = 0;
       launch.Update(CudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
                                    &per_sm, corr_kernel, tc::kCorrThreads, corr_smem),
