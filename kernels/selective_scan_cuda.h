@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/fast_exp.cuh"
 #include "kernels/mamba_math.h"
 
 namespace mambaserve::scan_cuda {
@@ -18,7 +19,6 @@ namespace mambaserve::scan_cuda {
 constexpr int kF32 = static_cast<int>(DType::kF32);
 constexpr int kBF16 = static_cast<int>(DType::kBF16);
 constexpr int kF16 = static_cast<int>(DType::kF16);
-constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ float LoadElem(const void* p, int dtype, int64_t i) {
   if (dtype == kBF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
@@ -34,14 +34,6 @@ __device__ __forceinline__ void StoreElem(void* p, int dtype, int64_t i, float v
   } else {
     static_cast<float*>(p)[i] = v;
   }
-}
-
-// 2^x on the special-function unit (relative error ~2^-22; results below 2^-126 flush to 0,
-// which for a decay factor is the exact limit).
-__device__ __forceinline__ float FastExp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1], with log1p(e) = e p(e) and p a
