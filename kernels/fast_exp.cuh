@@ -6,7 +6,6 @@
 namespace mambaserve {
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 // 2^x on the special-function unit (relative error ~2^-22; results below 2^-126 flush to 0,
 // which for a decay factor is the exact limit). One instruction: __expf adds a multiply and,
