@@ -30,6 +30,7 @@
 #include "core/status_macros.h"
 #include "kernels/cp_async.cuh"
 #include "kernels/cuda_dtype.cuh"
+#include "kernels/fast_exp.cuh"
 #include "kernels/mamba_math.h"
 #include "kernels/ssd_chunk_scan.h"
 
@@ -169,7 +170,7 @@ struct __align__(16) Smem {
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
-  float cum[2][kT];         // double buffered: warp kDtWarp prepares the next sub-chunk's
+  float cum[2][kT];         // log2 units (dt*A*log2 e); double buffered: warp kDtWarp prepares the next sub-chunk's
   float dt[2][kT];
   float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
   float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
@@ -275,7 +276,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
   const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
   const int64_t g = GroupOf(p, hd);
-  const float A = p.A[hd];
+  // The CTA's cumulative decays are kept in log2 units (dt * A * log2 e), so that every decay
+  // factor is one ex2 (FastExp2) rather than __expf's multiply and denormal check.
+  const float A2 = p.A[hd] * kLog2e;
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : P * N;
   const int64_t sbase = hd * hstride + p0 * N;  // + pp * N + n
 
@@ -358,8 +361,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   // dt of a sub-chunk: warp kDtWarp loads the raw values one sub-chunk ahead (registers) and turns
-  // them into dt and the inclusive cumulative sum of dt*A in sm.dt/sm.cum[buf] one sub-chunk
-  // ahead, so neither the load latency nor the scan sits on the critical path.
+  // them into dt and the inclusive cumulative sum of dt*A (log2 units) in sm.dt/sm.cum[buf] one
+  // sub-chunk ahead, so neither the load latency nor the scan sits on the critical path.
   float dt_raw[2] = {0.0f, 0.0f};
   const float dt_bias = p.dt_bias ? p.dt_bias[hd] : 0.0f;
   auto load_dt = [&](int64_t pos, int len_c) {
@@ -383,7 +386,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (p.dt_softplus) d = d > 20.0f ? d : log1pf(__expf(d));
         d = ClampDt(d, p.dt_min, p.dt_max);
       }
-      float a = d * A;
+      float a = d * A2;
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) {
         const float v = __shfl_up_sync(0xffffffffu, a, o);
@@ -399,14 +402,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int j = lane + 32 * hf;
-      sm.w[buf][j] = __expf(carry - cumv[hf]) * dv[hf];
-      sm.ecum[buf][j] = __expf(cumv[hf]);
-      if (decay_out != nullptr && j < len_c) decay_out[pos + j] = __expf(base + cumv[hf]);
+      sm.w[buf][j] = FastExp2(carry - cumv[hf]) * dv[hf];
+      sm.ecum[buf][j] = FastExp2(cumv[hf]);
+      if (decay_out != nullptr && j < len_c) decay_out[pos + j] = FastExp2(base + cumv[hf]);
     }
   };
 
   int buf = 0;
-  float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions
+  float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions (log2 units)
   if (pos_begin < pos_end) {
     const int l0 = sub_len(pos_begin);
     load(0, pos_begin, l0);
@@ -508,10 +511,12 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int c0 = 16 * cq + 8 * j + 2 * t4, c1 = c0 + 1;
           const float w0 = dtv[c0], w1 = dtv[c1];
           const float cc0 = cum[c0], cc1 = cum[c1];
-          const float g00 = c0 <= i0 ? cb[j][0] * __expf(ci0 - cc0) * w0 : 0.0f;
-          const float g01 = c1 <= i0 ? cb[j][1] * __expf(ci0 - cc1) * w1 : 0.0f;
-          const float g10 = c0 <= i1 ? cb[j][2] * __expf(ci1 - cc0) * w0 : 0.0f;
-          const float g11 = c1 <= i1 ? cb[j][3] * __expf(ci1 - cc1) * w1 : 0.0f;
+          // Branch-free: the exponent is clamped to <= 0 (it is, on and below the diagonal;
+          // above it the value is discarded), so every lane takes the same path.
+          const float g00 = c0 <= i0 ? cb[j][0] * FastExp2(fminf(ci0 - cc0, 0.0f)) * w0 : 0.0f;
+          const float g01 = c1 <= i0 ? cb[j][1] * FastExp2(fminf(ci0 - cc1, 0.0f)) * w1 : 0.0f;
+          const float g10 = c0 <= i1 ? cb[j][2] * FastExp2(fminf(ci1 - cc0, 0.0f)) * w0 : 0.0f;
+          const float g11 = c1 <= i1 ? cb[j][3] * FastExp2(fminf(ci1 - cc1, 0.0f)) * w1 : 0.0f;
           *reinterpret_cast<uint32_t*>(&sm.g[i0 * kPitchG + c0]) = PackBf16(g00, g01);
           *reinterpret_cast<uint32_t*>(&sm.g[i1 * kPitchG + c0]) = PackBf16(g10, g11);
         }
@@ -624,7 +629,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     if (tid == 0 && blockIdx.z == 0) {
-      sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] = seg_logdec;
+      sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] =
+          seg_logdec * kLn2;  // natural log for the combine
     }
     return;
   }
