@@ -209,12 +209,30 @@ template <int kCols, int kPitch, int kBlockThreads = kThreads, int kRows = kT>
 __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t row_stride,
                                          int rows_valid, int cols_valid, bool vec, int tid) {
   if (vec) {
-    constexpr int kChunks = kRows * kCols / 8;
+    constexpr int kChunksPerRow = kCols / 8;
+    constexpr int kChunks = kRows * kChunksPerRow;
+    if constexpr (kChunks % kBlockThreads == 0 && kBlockThreads % kChunksPerRow == 0) {
+      // Each thread (tid < kBlockThreads) copies a fixed column of rows kRowStep apart: its row
+      // pointer is computed once and stepped, where the general loop below paid a 64-bit row
+      // product, a runtime trip count and spilled offsets for every chunk.
+      constexpr int kRowStep = kBlockThreads / kChunksPerRow;
+      const int r0 = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
+      const bool col_ok = c < cols_valid;
+      const bf16_t* s = src + r0 * row_stride + c;
+      const int64_t step = kRowStep * row_stride;
+      bf16_t* d = dst + r0 * kPitch + c;
 #pragma unroll
-    for (int idx = tid; idx < kChunks; idx += kBlockThreads) {
-      const int r = idx / (kCols / 8), c = (idx % (kCols / 8)) * 8;
-      const bool v = r < rows_valid && c < cols_valid;
-      CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
+      for (int k = 0; k < kChunks / kBlockThreads; ++k, s += step) {
+        const bool v = col_ok && r0 + k * kRowStep < rows_valid;
+        CpAsync16(d + k * kRowStep * kPitch, v ? s : src, v);
+      }
+    } else {
+#pragma unroll
+      for (int idx = tid; idx < kChunks; idx += kBlockThreads) {
+        const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+        const bool v = r < rows_valid && c < cols_valid;
+        CpAsync16(dst + r * kPitch + c, v ? src + r * row_stride + c : src, v);
+      }
     }
   } else {
     for (int idx = tid; idx < kRows * kCols; idx += kBlockThreads) {
