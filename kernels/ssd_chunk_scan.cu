@@ -426,6 +426,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
+  // The next block boundary after pos_begin, as a sequence-local end position: the walk compares
+  // each sub-chunk end with it and divides only when it passes one, where BoundaryBlock at every
+  // sub-chunk end took a 64-bit modulo (a called subroutine) per thread.
+  int64_t bnd_end = INT64_MAX;
+  if (p.block_size > 0) bnd_end = ((q.off + pos_begin) / p.block_size + 1) * p.block_size - q.off;
   int buf = 0;
   float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions (log2 units)
   if (pos_begin < pos_end) {
@@ -627,8 +632,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
       write_sh();
-      const int32_t bb = BoundaryBlock(p, q, q.off + next);
-      if (bb != 0) store_state(bb);
+      if (next >= bnd_end) {
+        if (next == bnd_end) {
+          const int32_t bb = BoundaryBlock(p, q, q.off + next);
+          if (bb != 0) store_state(bb);
+        }
+        bnd_end += ((next - bnd_end) / p.block_size + 1) * p.block_size;
+      }
     }
     __syncthreads();  // S3: this sub-chunk's buffers may be overwritten
     pos = next;
