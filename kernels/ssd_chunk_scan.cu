@@ -658,7 +658,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (tid == 0 && blockIdx.z == 0) {
       sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] =
-          seg_logdec * kLn2;  // natural log for the combine
+          seg_logdec * 0.6931471805599453f;  // ln 2: natural log for the combine
     }
     return;
   }
