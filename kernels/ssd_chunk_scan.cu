@@ -502,22 +502,27 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int e = 0; e < 4; ++e) cb[j][e] = ya[j][e] = 0.0f;
     }
     if (!(skip & 2)) {
-#pragma unroll 1
+      uint32_t fa[2][4], fb[2][4], fh[2][4];
+      auto load1 = [&](int kk, int sl) {
+        Ldsm4(fa[sl], &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+        if (do_cb) {
+          Ldsm4(fb[sl], &sB[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
+                            ((lane >> 3) & 1) * 8]);
+        }
+        Ldsm4T(fh[sl], &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
+                             (lane >> 4) * 8]);
+      };
+      load1(0, 0);
+#pragma unroll
       for (int kk = 0; kk < kN / 16; ++kk) {
-        uint32_t fa[4], fb[4], fh[4];
-        Ldsm4(fa, &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
+        const int sl = kk & 1;
+        if (kk + 1 < kN / 16) load1(kk + 1, sl ^ 1);
         if (do_cb) {
-          Ldsm4(fb, &sB[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
-                        ((lane >> 3) & 1) * 8]);
+          Mma(cb[0], fa[sl], fb[sl][0], fb[sl][1]);
+          Mma(cb[1], fa[sl], fb[sl][2], fb[sl][3]);
         }
-        Ldsm4T(fh, &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
-                         (lane >> 4) * 8]);
-        if (do_cb) {
-          Mma(cb[0], fa, fb[0], fb[1]);
-          Mma(cb[1], fa, fb[2], fb[3]);
-        }
-        Mma(ya[0], fa, fh[0], fh[1]);
-        Mma(ya[1], fa, fh[2], fh[3]);
+        Mma(ya[0], fa[sl], fh[sl][0], fh[sl][1]);
+        Mma(ya[1], fa[sl], fh[sl][2], fh[sl][3]);
       }
     }
     {
