@@ -205,6 +205,9 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
 // Loads a (kRows x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
 // zero elsewhere, by the kBlockThreads threads numbered tid (a CTA's, or one warp's lanes).
 // vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
+// Token strides below this keep a tile's row offsets in 32 bits (LoadTile's 16-byte path).
+constexpr int64_t kVecStrideLimit = (int64_t{1} << 31) / 256;
+
 template <int kCols, int kPitch, int kBlockThreads = kThreads, int kRows = kT>
 __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t row_stride,
                                          int rows_valid, int cols_valid, bool vec, int tid) {
@@ -216,15 +219,16 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
       // pointer is computed once and stepped, where the general loop below paid a 64-bit row
       // product, a runtime trip count and spilled offsets for every chunk.
       constexpr int kRowStep = kBlockThreads / kChunksPerRow;
+      // 32-bit offsets: vec callers guarantee kRows * row_stride < 2^31 (kVecStrideLimit).
       const int r0 = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
+      const int rs = static_cast<int>(row_stride);
       const bool col_ok = c < cols_valid;
-      const bf16_t* s = src + r0 * row_stride + c;
-      const int64_t step = kRowStep * row_stride;
+      const bf16_t* s = src + (r0 * rs + c);
       bf16_t* d = dst + r0 * kPitch + c;
 #pragma unroll
-      for (int k = 0; k < kChunks / kBlockThreads; ++k, s += step) {
+      for (int k = 0; k < kChunks / kBlockThreads; ++k) {
         const bool v = col_ok && r0 + k * kRowStep < rows_valid;
-        CpAsync16(d + k * kRowStep * kPitch, v ? s : src, v);
+        CpAsync16(d + k * kRowStep * kPitch, v ? s + k * kRowStep * rs : src, v);
       }
     } else {
 #pragma unroll
@@ -943,7 +947,9 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                         p.x_token_stride % 8 == 0 && p.x_head_stride % 8 == 0 &&
                         p.B_token_stride % 8 == 0 && p.B_group_stride % 8 == 0 &&
                         p.C_token_stride % 8 == 0 && p.C_group_stride % 8 == 0 &&
-                        p.head_dim % 8 == 0 && p.d_state % 8 == 0;
+                        p.head_dim % 8 == 0 && p.d_state % 8 == 0 &&
+                        p.x_token_stride < tc::kVecStrideLimit && p.B_token_stride < tc::kVecStrideLimit &&
+                        p.C_token_stride < tc::kVecStrideLimit;
     const bool vec_y = (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0 && p.y_token_stride % 2 == 0 &&
                        p.y_head_stride % 2 == 0;
     const bool vec_y16 = Aligned16(p.y) && p.y_token_stride % 8 == 0 && p.y_head_stride % 8 == 0 &&
