@@ -280,9 +280,15 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
   return pos < len ? pos : len;
 }
 
+// kFast: the common case (16-byte loads, y_mode 2) compiled without the other paths, which
+// frees registers in the loop.
+template <bool kFast>
 __global__ void __launch_bounds__(kThreads, 1)
-    SsdTensorCoreKernel(SsdChunkScanParams p, bool vec_in, int y_mode, int skip, SegArgs sa) {
+    SsdTensorCoreKernel(SsdChunkScanParams p, bool vec_in_arg, int y_mode_arg, int skip,
+                        SegArgs sa) {
   // y_mode: 0 scalar stores, 1 4-byte stores, 2 staged in smem and stored 16 bytes per thread.
+  const bool vec_in = kFast || vec_in_arg;
+  const int y_mode = kFast ? 2 : y_mode_arg;
   extern __shared__ __align__(16) uint8_t tc_smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(tc_smem_raw);
   const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
@@ -956,7 +962,8 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                          p.head_dim % 8 == 0;
     const int y_mode = vec_y16 ? 2 : (vec_y ? 1 : 0);
     const size_t smem = sizeof(tc::Smem);
-    auto* kernel = &tc::SsdTensorCoreKernel;
+    auto* kernel = vec_in && y_mode == 2 ? &tc::SsdTensorCoreKernel<true>
+                                         : &tc::SsdTensorCoreKernel<false>;
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
