@@ -55,8 +55,10 @@ __device__ __forceinline__ float DevSoftplus(float x) {
 }
 
 // silu(x) = x / (1 + exp(-x)) with the SFU exp and reciprocal (relative error ~1e-6; tends to 0
-// for x -> -inf and to x for x -> inf).
-__device__ __forceinline__ float DevSilu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+// for x -> -inf and to x for x -> inf). FastExp2, not __expf: no denormal range check.
+__device__ __forceinline__ float DevSilu(float x) {
+  return __fdividef(x, 1.0f + FastExp2(-x * kLog2e));
+}
 
 // Modes whose decay is exp(dt_decay * A) and whose input term is a per-(token, channel) scalar
 // times B: those take the fast path below (one ex2 per element, A pre-scaled by log2(e)).
