@@ -280,8 +280,8 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
   return pos < len ? pos : len;
 }
 
-// kFast: the common case (16-byte loads, y_mode 2) compiled without the other paths, which
-// frees registers in the loop.
+// kFast: the common case (16-byte loads, y_mode 2, token strides under kVecStrideLimit)
+// compiled without the other paths, which frees registers in the loop.
 template <bool kFast>
 __global__ void __launch_bounds__(kThreads, 1)
     SsdTensorCoreKernel(SsdChunkScanParams p, bool vec_in_arg, int y_mode_arg, int skip,
@@ -301,8 +301,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int cols_n = static_cast<int>(N);
   const SeqInfo q = GetSeq(p, s);
   const int cut_len = sa.cut_len;
-  const int64_t pos_begin = SegBegin(q.len, q.off, sa.num_segs, seg, cut_len);
-  const int64_t pos_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len);
+  // Sequence-local positions and token indices fit 32 bits (cu_seqlens is int32).
+  const int pos_begin = static_cast<int>(SegBegin(q.len, q.off, sa.num_segs, seg, cut_len));
+  const int pos_end = static_cast<int>(SegBegin(q.len, q.off, sa.num_segs, seg + 1, cut_len));
+  const int t0 = static_cast<int>(q.t0);
+  // Element offset of token t's row: one 32 x 32 -> 64-bit multiply when kFast guarantees the
+  // stride fits 32 bits (kVecStrideLimit), where the general form multiplies 64-bit values.
+  auto row_off = [](int t, int64_t stride) -> int64_t {
+    if constexpr (kFast) return static_cast<int64_t>(t) * static_cast<int>(stride);
+    return t * stride;
+  };
   const int64_t g = GroupOf(p, hd);
   // The CTA's cumulative decays are kept in log2 units (dt * A * log2 e), so that every decay
   // factor is one ex2 (FastExp2) rather than __expf's multiply and denormal check.
@@ -362,19 +370,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   write_sh();
 
   // cut_len is a power of two.
-  auto sub_len = [&](int64_t pos) -> int {
-    const int64_t a = q.off + pos;
-    const int64_t l = cut_len - (a & (cut_len - 1));
-    return static_cast<int>(pos_end - pos < l ? pos_end - pos : l);
+  auto sub_len = [&](int pos) -> int {
+    const int l = cut_len - ((static_cast<int>(q.off) + pos) & (cut_len - 1));  // low bits only
+    return pos_end - pos < l ? pos_end - pos : l;
   };
-  auto load = [&](int buf, int64_t pos, int len_c) {
-    const int64_t t = q.t0 + pos;
-    LoadTile<kP, kPitchX>(sm.x[buf], xg + t * p.x_token_stride, p.x_token_stride, len_c, cols_p,
-                          vec_in, tid);
-    LoadTile<kN, kPitchBC>(sm.b[buf], bg + t * p.B_token_stride, p.B_token_stride, len_c, cols_n,
-                           vec_in, tid);
-    LoadTile<kN, kPitchBC>(sm.c[buf], cg + t * p.C_token_stride, p.C_token_stride, len_c, cols_n,
-                           vec_in, tid);
+  auto load = [&](int buf, int pos, int len_c) {
+    const int t = t0 + pos;
+    LoadTile<kP, kPitchX>(sm.x[buf], xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
+                          cols_p, vec_in, tid);
+    LoadTile<kN, kPitchBC>(sm.b[buf], bg + row_off(t, p.B_token_stride), p.B_token_stride, len_c,
+                           cols_n, vec_in, tid);
+    LoadTile<kN, kPitchBC>(sm.c[buf], cg + row_off(t, p.C_token_stride), p.C_token_stride, len_c,
+                           cols_n, vec_in, tid);
   };
   // D for this thread's output channels pp = 16*cq + 8*j + 2*t4 + e.
   float dcoef[2][2];
@@ -393,7 +400,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // sub-chunk ahead, so neither the load latency nor the scan sits on the critical path.
   float dt_raw[2] = {0.0f, 0.0f};
   const float dt_bias = p.dt_bias ? p.dt_bias[hd] : 0.0f;
-  auto load_dt = [&](int64_t pos, int len_c) {
+  auto load_dt = [&](int pos, int len_c) {
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int j = lane + 32 * hf;
@@ -403,7 +410,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   // base: dt*A summed over this segment's earlier sub-chunks (for the segment decay output).
   float* decay_out = sa.decay != nullptr && seg > 0 ? sa.decay + hd * p.num_tokens + q.t0 : nullptr;
-  auto scan_dt = [&](int buf, int64_t pos, int len_c, float base) {
+  auto scan_dt = [&](int buf, int pos, int len_c, float base) {
     float carry = 0.0f, cumv[2], dv[2];
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
@@ -455,20 +462,20 @@ __global__ void __launch_bounds__(kThreads, 1)
   CpAsyncCommit();
   // y_mode 2: the y tile of the previous sub-chunk, staged in sm.ys, goes out with one 16-byte
   // store per thread (64 rows x 8 chunks of 8 channels = 512 chunks) after the S3 barrier.
-  int64_t y_pos = -1;
+  int y_pos = -1;
   int y_len = 0;
   auto flush_y = [&]() {
     if (y_mode != 2 || y_pos < 0 || (skip & 16)) return;
     const int r = tid >> 3, c8 = (tid & 7) * 8;
     if (r < y_len && c8 < cols_p) {
-      bf16_t* dst = static_cast<bf16_t*>(p.y) + (q.t0 + y_pos + r) * p.y_token_stride +
+      bf16_t* dst = static_cast<bf16_t*>(p.y) + row_off(t0 + y_pos + r, p.y_token_stride) +
                     hd * p.y_head_stride + p0 + c8;
       *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(&sm.ys[r * kPitchX + c8]);
     }
   };
-  for (int64_t pos = pos_begin; pos < pos_end;) {
+  for (int pos = pos_begin; pos < pos_end;) {
     const int len_c = sub_len(pos);
-    const int64_t next = pos + len_c;
+    const int next = pos + len_c;
     const int len_next = next < pos_end ? sub_len(next) : 0;
     if (next < pos_end && !(skip & 32)) load(buf ^ 1, next, len_next);
     CpAsyncCommit();
@@ -489,7 +496,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // dt of the one after.
     if (warp == kDtWarp && next < pos_end) {
       scan_dt(buf ^ 1, next, len_next, seg_logdec);
-      const int64_t after = next + len_next;
+      const int after = next + len_next;
       if (after < pos_end) load_dt(after, sub_len(after));
     }
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j.
@@ -587,7 +594,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int e2 = 0; e2 < 2; ++e2) {
         const int i = 16 * rb + gq + 8 * e2;
         if (i < len_c) {
-          const int64_t t = q.t0 + pos + i;
+          const int t = t0 + pos + i;
           bf16_t* yrow =
               static_cast<bf16_t*>(p.y) + t * p.y_token_stride + hd * p.y_head_stride + p0;
 #pragma unroll
@@ -962,8 +969,8 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                          p.head_dim % 8 == 0;
     const int y_mode = vec_y16 ? 2 : (vec_y ? 1 : 0);
     const size_t smem = sizeof(tc::Smem);
-    auto* kernel = vec_in && y_mode == 2 ? &tc::SsdTensorCoreKernel<true>
-                                         : &tc::SsdTensorCoreKernel<false>;
+    const bool fast = vec_in && y_mode == 2 && p.y_token_stride < tc::kVecStrideLimit;
+    auto* kernel = fast ? &tc::SsdTensorCoreKernel<true> : &tc::SsdTensorCoreKernel<false>;
     CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t ptiles = (p.head_dim + tc::kP - 1) / tc::kP;
