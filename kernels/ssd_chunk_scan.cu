@@ -499,15 +499,20 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int after = next + len_next;
       if (after < pos_end) load_dt(after, sub_len(after));
     }
-    // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j.
-#pragma unroll
-    for (int it = 0; it < kT * kP / 2 / kThreads; ++it) {
-      const int idx = tid + it * kThreads;
-      const int r = idx / (kP / 2), c = (idx % (kP / 2)) * 2;
-      const float w = sm.w[buf][r];
-      const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
-      *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
-          PackBf16(__low2float(v) * w, __high2float(v) * w);
+    // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j, by the
+    // five warps with no C B^T tile (cq > rb) and
+    // no dt scan, which would otherwise wait at S2 for the C B^T warps.
+    if (cq > rb && warp != kDtWarp) {
+      // (rb, cq) = (0,1) (0,2) (1,2) (1,3) (2,3) -> 0..4; (0,3) is kDtWarp.
+      static_assert(kDtWarp == 0 + 4 * 3, "the xw ranks assume kDtWarp is (rb 0, cq 3)");
+      const int rank = cq * (cq - 1) / 2 + rb - (cq == 3 ? 1 : 0);
+      for (int k = rank * 32 + lane; k < kT * kP / 2; k += 5 * 32) {
+        const int r = k / (kP / 2), c = (k % (kP / 2)) * 2;
+        const float w = sm.w[buf][r];
+        const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
+        *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
+            PackBf16(__low2float(v) * w, __high2float(v) * w);
+      }
     }
     // C B^T (tile rb, cq; only cq <= rb is causal) and C h_in (rows rb, channels cq), sharing
     // the C fragments. Fragments of step kk+1 are loaded before the mma of step kk.
