@@ -79,9 +79,12 @@ __device__ __forceinline__ int32_t BoundaryBlock(const SsdChunkScanParams& p, co
   return p.boundary_state_blocks[q.bnd_begin + i];
 }
 
+// 32-bit: head and group counts are small (the grid's y dimension holds the heads), and a
+// 64-bit division is a called subroutine.
 __device__ __forceinline__ int64_t GroupOf(const SsdChunkScanParams& p, int hd) {
-  const int64_t hpg = p.heads_per_group > 0 ? p.heads_per_group : p.num_heads / p.num_groups;
-  return (p.first_head + hd) / hpg - p.first_group;
+  const int hpg = static_cast<int>(p.heads_per_group > 0 ? p.heads_per_group
+                                                         : p.num_heads / p.num_groups);
+  return (static_cast<int>(p.first_head) + hd) / hpg - static_cast<int>(p.first_group);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -174,6 +177,7 @@ struct __align__(16) Smem {
   float dt[2][kT];
   float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
   float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
+  float d[kP];        // D of the CTA's channels (read by the epilogue; saves 4 registers)
 };
 
 __device__ __forceinline__ void Ldsm4(uint32_t (&r)[4], const void* ptr) {
@@ -268,14 +272,14 @@ struct SegArgs {
 };
 
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
+// len and off come from int32 arrays; cut_len is a power of two (chunk_size is validated as one).
 __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_segs, int k,
                                             int cut_len) {
   if (k <= 0) return 0;
   if (k >= num_segs) return len;
-  int64_t seg = (len + num_segs - 1) / num_segs;
-  seg = (seg + 63) / 64 * 64;
-  int64_t a = off + k * seg;                  // absolute position
-  a = (a + cut_len - 1) / cut_len * cut_len;  // on the sub-chunk grid
+  const int seg = ((static_cast<int>(len) + num_segs - 1) / num_segs + 63) & ~63;
+  int64_t a = off + static_cast<int64_t>(k) * seg;  // absolute position
+  a = (a + cut_len - 1) & ~static_cast<int64_t>(cut_len - 1);  // on the sub-chunk grid
   const int64_t pos = a - off;
   return pos < len ? pos : len;
 }
@@ -383,17 +387,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     LoadTile<kN, kPitchBC>(sm.c[buf], cg + row_off(t, p.C_token_stride), p.C_token_stride, len_c,
                            cols_n, vec_in, tid);
   };
-  // D for this thread's output channels pp = 16*cq + 8*j + 2*t4 + e.
-  float dcoef[2][2];
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int pp = 16 * cq + 8 * j + 2 * t4 + e;
-      dcoef[j][e] = p.D == nullptr    ? 0.0f
-                    : p.D_per_channel ? (pp < cols_p ? p.D[hd * P + p0 + pp] : 0.0f)
-                                      : p.D[hd];
-    }
+  // D of the CTA's channels, visible to the epilogue after the first S1.
+  if (tid < kP) {
+    sm.d[tid] = p.D == nullptr    ? 0.0f
+                : p.D_per_channel ? (tid < cols_p ? p.D[hd * P + p0 + tid] : 0.0f)
+                                  : p.D[hd];
   }
   // dt of a sub-chunk: warp kDtWarp loads the raw values one sub-chunk ahead (registers) and turns
   // them into dt and the inclusive cumulative sum of dt*A (log2 units) in sm.dt/sm.cum[buf] one
@@ -607,8 +605,9 @@ __global__ void __launch_bounds__(kThreads, 1)
             const int pp = 16 * cq + 8 * j + 2 * t4;
             if (pp >= cols_p) continue;
             const bf162_t xv = *reinterpret_cast<const bf162_t*>(&sX[i * kPitchX + pp]);
-            float v0 = ya[j][2 * e2] + dcoef[j][0] * __low2float(xv);
-            float v1 = ya[j][2 * e2 + 1] + dcoef[j][1] * __high2float(xv);
+            const float2 dc = *reinterpret_cast<const float2*>(&sm.d[pp]);
+            float v0 = ya[j][2 * e2] + dc.x * __low2float(xv);
+            float v1 = ya[j][2 * e2 + 1] + dc.y * __high2float(xv);
             if (p.z) {
               const bf16_t* zr = static_cast<const bf16_t*>(p.z) + t * p.z_token_stride +
                                  hd * p.z_head_stride + p0 + pp;
@@ -673,14 +672,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   flush_y();
   if (sa.num_segs > 1) {  // end state E_seg -> workspace slot seg, and the segment's log decay
-    float* out =
-        sa.ws + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N);
+    // This thread's first element (pp = 32*ph + 2*t4, n = 16*nb + gq); the others are 32-bit
+    // offsets from it (a head's P x N fits 32 bits).
+    const int n0 = 16 * nb + gq, pp0 = 32 * ph + 2 * t4, ni = cols_n;
+    float* out = sa.ws +
+                 ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
+                 (p0 + pp0) * N + n0;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int n = 16 * nb + gq + 8 * (e >> 1), pp = 32 * ph + 8 * j + 2 * t4 + (e & 1);
-        if (n < cols_n && pp < cols_p) out[(p0 + pp) * N + n] = hacc[j][e];
+        const int dn = 8 * (e >> 1), dp = 8 * j + (e & 1);
+        if (n0 + dn < cols_n && pp0 + dp < cols_p) out[dp * ni + dn] = hacc[j][e];
       }
     }
     if (tid == 0 && blockIdx.z == 0) {
@@ -959,6 +962,8 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     impl = tc_ok ? SsdCudaImpl::kTensorCore : SsdCudaImpl::kSequential;
   MS_CHECK_ARG(p.num_seqs <= 0x7fffffff && p.num_heads <= 65535,
                "ssd cuda: num_seqs or num_heads too large for the grid");
+  MS_CHECK_ARG(p.first_head <= 0x7fffffff - p.num_heads,
+               "ssd cuda: first_head too large (head indices are 32-bit on the GPU)");
   if (impl == SsdCudaImpl::kTensorCore) {
     MS_CHECK_ARG(tc_ok, "ssd cuda: the tensor-core path needs bf16 inputs and d_state <= ", tc::kN);
     const bool vec_in = Aligned16(p.x) && Aligned16(p.B) && Aligned16(p.C) &&
