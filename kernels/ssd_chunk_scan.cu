@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/buffer.h"
 #include "core/cuda_status.h"
+#include "core/dependent_launch.cuh"
 #include "core/status_macros.h"
 #include "kernels/cp_async.cuh"
 #include "kernels/cuda_dtype.cuh"
@@ -293,6 +294,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // y_mode: 0 scalar stores, 1 4-byte stores, 2 staged in smem and stored 16 bytes per thread.
   const bool vec_in = kFast || vec_in_arg;
   const int y_mode = kFast ? 2 : y_mode_arg;
+  // Launched as a dependent (core/dependent_launch.h): the combine and correction after it
+  // launch while its last wave runs and wait there, so their launches leave the critical path.
+  WaitForPreviousKernels();
+  AllowNextKernelLaunch();
   extern __shared__ __align__(16) uint8_t tc_smem_raw[];
   Smem& sm = *reinterpret_cast<Smem*>(tc_smem_raw);
   const int s = blockIdx.x / sa.num_segs, seg = blockIdx.x % sa.num_segs;
@@ -705,6 +710,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 constexpr int kCombineThreads = 256;
 constexpr int kCombineBatch = 8;
 __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
+  WaitForPreviousKernels();
+  AllowNextKernelLaunch();
   const int s = blockIdx.x, hd = blockIdx.y;
   const int64_t PN = p.head_dim * p.d_state;
   const int64_t e = static_cast<int64_t>(blockIdx.z) * kCombineThreads + threadIdx.x;
@@ -801,6 +808,8 @@ template <bool kGated>
 __global__ void __launch_bounds__(kCorrThreads)
     SsdCorrectKernel(SsdChunkScanParams p, int parts, bool vec_c, bool vec_y, bool vec_s,
                      SegArgs sa) {
+  WaitForPreviousKernels();
+  AllowNextKernelLaunch();
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
   CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
   const int part = blockIdx.x % parts;
@@ -1020,8 +1029,8 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     sa.num_segs = num_segs;
     sa.cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     if (num_segs == 1) {
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, vec_in, y_mode, skip, sa);
-      CUDA_RETURN_IF_LAUNCH_ERROR();
+      CUDA_RETURN_IF_ERROR(
+          LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa));
       return absl::OkStatus();
     }
     const int corr_smem = static_cast<int>(sizeof(tc::CorrSmem));
@@ -1036,16 +1045,18 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     sa.ws_logdec = sa.ws + ws_floats + sin_floats;
     sa.decay = sa.ws_logdec + ld_floats;
     if (launch.ok()) {
-      kernel<<<grid, tc::kThreads, smem, st>>>(p, vec_in, y_mode, skip, sa);
-      launch.Update(CudaStatus(cudaGetLastError(), "ssd segments", __FILE__, __LINE__));
+      launch.Update(CudaStatus(
+          LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa),
+          "ssd segments", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
       const int64_t spans =
           (p.head_dim * p.d_state + tc::kCombineThreads - 1) / tc::kCombineThreads;
-      tc::SsdCombineKernel<<<dim3(static_cast<unsigned>(p.num_seqs),
-                                  static_cast<unsigned>(p.num_heads), static_cast<unsigned>(spans)),
-                             tc::kCombineThreads, 0, st>>>(p, sa);
-      launch.Update(CudaStatus(cudaGetLastError(), "ssd combine", __FILE__, __LINE__));
+      const dim3 grid_c(static_cast<unsigned>(p.num_seqs), static_cast<unsigned>(p.num_heads),
+                        static_cast<unsigned>(spans));
+      launch.Update(CudaStatus(LaunchDependent(tc::SsdCombineKernel, grid_c,
+                                               dim3(tc::kCombineThreads), 0, st, p, sa),
+                               "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
       // Pieces per segment: about four waves of resident CTAs in all (the last wave's idle
@@ -1064,9 +1075,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                        static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
       if (launch.ok()) {
         const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
-        corr_kernel<<<cgrid, tc::kCorrThreads, corr_smem, st>>>(p, parts, vec_in, y_mode == 2,
-                                                                vec_s, sa);
-        launch.Update(CudaStatus(cudaGetLastError(), "ssd correction", __FILE__, __LINE__));
+        launch.Update(CudaStatus(LaunchDependent(corr_kernel, cgrid, dim3(tc::kCorrThreads),
+                                                 corr_smem, st, p, parts, vec_in, y_mode == 2,
+                                                 vec_s, sa),
+                                 "ssd correction", __FILE__, __LINE__));
       }
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
