@@ -812,10 +812,14 @@ __global__ void __launch_bounds__(kCorrThreads)
   AllowNextKernelLaunch();
   extern __shared__ __align__(16) uint8_t corr_smem_raw[];
   CorrSmem& sm = *reinterpret_cast<CorrSmem*>(corr_smem_raw);
-  const int part = blockIdx.x % parts;
-  const int s = blockIdx.x / parts / (sa.num_segs - 1);
-  const int seg = 1 + blockIdx.x / parts % (sa.num_segs - 1);
-  const int hd = blockIdx.y;
+  // Heads vary fastest along x: the CTAs resident at a time then read the same C rows (one
+  // group's, shared by its heads) from L2, where (segment, part) fastest re-read them from DRAM
+  // once per head.
+  const int hd = static_cast<int>(blockIdx.x % p.num_heads);
+  const int item = static_cast<int>(blockIdx.x / p.num_heads);
+  const int part = item % parts;
+  const int s = item / parts / (sa.num_segs - 1);
+  const int seg = 1 + item / parts % (sa.num_segs - 1);
   const int64_t p0 = static_cast<int64_t>(blockIdx.z) * kP;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int gq = lane >> 2, t4 = lane & 3;
@@ -1071,8 +1075,11 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       const int parts = static_cast<int>(
           std::clamp<int64_t>((4 * std::max(per_sm, 1) * SmCount() + items - 1) / items, 1,
                               std::min<int64_t>(seg_steps, 4096)));
-      const dim3 cgrid(static_cast<unsigned>(p.num_seqs * (num_segs - 1) * parts),
-                       static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
+      const int64_t corr_ctas = p.num_seqs * (num_segs - 1) * parts * p.num_heads;
+      if (corr_ctas > 0x7fffffff) {
+        launch.Update(absl::InvalidArgumentError("ssd cuda: too many correction blocks"));
+      }
+      const dim3 cgrid(static_cast<unsigned>(corr_ctas), 1, static_cast<unsigned>(ptiles));
       if (launch.ok()) {
         const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
         launch.Update(CudaStatus(LaunchDependent(corr_kernel, cgrid, dim3(tc::kCorrThreads),
