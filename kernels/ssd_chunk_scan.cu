@@ -278,7 +278,8 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
                                             int cut_len) {
   if (k <= 0) return 0;
   if (k >= num_segs) return len;
-  const int seg = ((static_cast<int>(len) + num_segs - 1) / num_segs + 63) & ~63;
+  const int seg = static_cast<int>(
+      ((static_cast<unsigned>(len) + num_segs - 1) / static_cast<unsigned>(num_segs) + 63) & ~63u);
   int64_t a = off + static_cast<int64_t>(k) * seg;  // absolute position
   a = (a + cut_len - 1) & ~static_cast<int64_t>(cut_len - 1);  // on the sub-chunk grid
   const int64_t pos = a - off;
@@ -380,7 +381,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // cut_len is a power of two.
   auto sub_len = [&](int pos) -> int {
-    const int l = cut_len - ((static_cast<int>(q.off) + pos) & (cut_len - 1));  // low bits only
+    // Low bits only (unsigned: the absolute position may pass 2^31).
+    const int l = cut_len - static_cast<int>((static_cast<unsigned>(q.off) + pos) & (cut_len - 1));
     return pos_end - pos < l ? pos_end - pos : l;
   };
   auto load = [&](int buf, int pos, int len_c) {
@@ -503,8 +505,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (after < pos_end) load_dt(after, sub_len(after));
     }
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j, by the
-    // five warps with no C B^T tile (cq > rb) and
-    // no dt scan, which would otherwise wait at S2 for the C B^T warps.
+    // five warps with no C B^T tile (cq > rb) and no dt scan, which would otherwise wait at S2
+    // for the C B^T warps.
     if (cq > rb && warp != kDtWarp) {
       // (rb, cq) = (0,1) (0,2) (1,2) (1,3) (2,3) -> 0..4; (0,3) is kDtWarp.
       static_assert(kDtWarp == 0 + 4 * 3, "the xw ranks assume kDtWarp is (rb 0, cq 3)");
