@@ -4,7 +4,8 @@
 H=80, P=64, G=1, N=128, Q=256, bf16 inputs, fp32 decode state, dt_softplus, D per head.
 
 The Triton files are NOT part of this repository: fetch state-spaces/mamba and extract only
-mamba_ssm/ops/triton/*.py into .fetched/mamba_ssm_triton/ (git-ignored), then
+mamba_ssm/ops/triton/*.py, keeping that path, under .fetched/mamba_ssm_triton/ (git-ignored:
+.fetched/mamba_ssm_triton/mamba_ssm/ops/triton/ssd_combined.py and so on), then
     python3 bench/mamba_ssm_anchor.py [--root .fetched/mamba_ssm_triton] [--out anchor.txt]
 The few helpers those files import from elsewhere in mamba_ssm (utils.determinism, utils.torch)
 and einops (if it is not installed) are replaced here by minimal stand-ins that cover the
