@@ -40,7 +40,8 @@ __device__ __forceinline__ void StoreElem(void* p, int dtype, int64_t i, float v
 // degree-8 polynomial fitted to log1p(e) / e on [0, 1] for relative error (2.1e-7 evaluated in
 // float32; the division-based series before it: 1e-7): one special-function operation (the
 // exponential) and ~12 others where that series took two, and the prefill is bound by the
-// special-function unit as much as by issue. One formula for the prefill and the decode kernels, so the two agree.
+// special-function unit as much as by issue. One formula for the prefill and the decode kernels,
+// so the two agree.
 __device__ __forceinline__ float DevSoftplus(float x) {
   const float e = FastExp2(-fabsf(x) * kLog2e);
   float p = fmaf(e, 0.005232694558799267f, -0.02950524166226387f);

@@ -80,11 +80,11 @@ __device__ __forceinline__ int32_t BoundaryBlock(const SsdChunkScanParams& p, co
   return p.boundary_state_blocks[q.bnd_begin + i];
 }
 
-// 32-bit: head and group counts are small (the grid's y dimension holds the heads), and a
+// 32-bit: head indices are checked at launch to fit (num_heads <= 65535, first_head), and a
 // 64-bit division is a called subroutine.
 __device__ __forceinline__ int64_t GroupOf(const SsdChunkScanParams& p, int hd) {
-  const int hpg = static_cast<int>(p.heads_per_group > 0 ? p.heads_per_group
-                                                         : p.num_heads / p.num_groups);
+  const int hpg =
+      static_cast<int>(p.heads_per_group > 0 ? p.heads_per_group : p.num_heads / p.num_groups);
   return (static_cast<int>(p.first_head) + hd) / hpg - static_cast<int>(p.first_group);
 }
 
@@ -174,7 +174,8 @@ struct __align__(16) Smem {
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
-  float cum[2][kT];         // log2 units (dt*A*log2 e); double buffered: warp kDtWarp prepares the next sub-chunk's
+  // log2 units (dt*A*log2 e); double buffered: warp kDtWarp prepares the next sub-chunk's.
+  float cum[2][kT];
   float dt[2][kT];
   float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
   float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
@@ -207,12 +208,12 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// Loads a (kRows x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
-// zero elsewhere, by the kBlockThreads threads numbered tid (a CTA's, or one warp's lanes).
-// vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
 // Token strides below this keep a tile's row offsets in 32 bits (LoadTile's 16-byte path).
 constexpr int64_t kVecStrideLimit = (int64_t{1} << 31) / 256;
 
+// Loads a (kRows x cols) tile: rows r < rows_valid from src + r * row_stride, cols < cols_valid,
+// zero elsewhere, by the kBlockThreads threads numbered tid (a CTA's, or one warp's lanes).
+// vec: 16-byte cp.async (cols_valid % 8 == 0, aligned rows).
 template <int kCols, int kPitch, int kBlockThreads = kThreads, int kRows = kT>
 __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t row_stride,
                                          int rows_valid, int cols_valid, bool vec, int tid) {
@@ -280,7 +281,7 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
   if (k >= num_segs) return len;
   const int seg = static_cast<int>(
       ((static_cast<unsigned>(len) + num_segs - 1) / static_cast<unsigned>(num_segs) + 63) & ~63u);
-  int64_t a = off + static_cast<int64_t>(k) * seg;  // absolute position
+  int64_t a = off + static_cast<int64_t>(k) * seg;             // absolute position
   a = (a + cut_len - 1) & ~static_cast<int64_t>(cut_len - 1);  // on the sub-chunk grid
   const int64_t pos = a - off;
   return pos < len ? pos : len;
@@ -681,7 +682,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (sa.num_segs > 1) {  // end state E_seg -> workspace slot seg, and the segment's log decay
     // This thread's first element (pp = 32*ph + 2*t4, n = 16*nb + gq); the others are 32-bit
     // offsets from it (a head's P x N fits 32 bits).
-    const int n0 = 16 * nb + gq, pp0 = 32 * ph + 2 * t4, ni = cols_n;
+    const int n0 = 16 * nb + gq, pp0 = 32 * ph + 2 * t4;
     float* out = sa.ws +
                  ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
                  (p0 + pp0) * N + n0;
@@ -690,7 +691,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int dn = 8 * (e >> 1), dp = 8 * j + (e & 1);
-        if (n0 + dn < cols_n && pp0 + dp < cols_p) out[dp * ni + dn] = hacc[j][e];
+        if (n0 + dn < cols_n && pp0 + dp < cols_p) out[dp * cols_n + dn] = hacc[j][e];
       }
     }
     if (tid == 0 && blockIdx.z == 0) {
@@ -981,13 +982,12 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                "ssd cuda: first_head too large (head indices are 32-bit on the GPU)");
   if (impl == SsdCudaImpl::kTensorCore) {
     MS_CHECK_ARG(tc_ok, "ssd cuda: the tensor-core path needs bf16 inputs and d_state <= ", tc::kN);
-    const bool vec_in = Aligned16(p.x) && Aligned16(p.B) && Aligned16(p.C) &&
-                        p.x_token_stride % 8 == 0 && p.x_head_stride % 8 == 0 &&
-                        p.B_token_stride % 8 == 0 && p.B_group_stride % 8 == 0 &&
-                        p.C_token_stride % 8 == 0 && p.C_group_stride % 8 == 0 &&
-                        p.head_dim % 8 == 0 && p.d_state % 8 == 0 &&
-                        p.x_token_stride < tc::kVecStrideLimit && p.B_token_stride < tc::kVecStrideLimit &&
-                        p.C_token_stride < tc::kVecStrideLimit;
+    const bool vec_in =
+        Aligned16(p.x) && Aligned16(p.B) && Aligned16(p.C) && p.x_token_stride % 8 == 0 &&
+        p.x_head_stride % 8 == 0 && p.B_token_stride % 8 == 0 && p.B_group_stride % 8 == 0 &&
+        p.C_token_stride % 8 == 0 && p.C_group_stride % 8 == 0 && p.head_dim % 8 == 0 &&
+        p.d_state % 8 == 0 && p.x_token_stride < tc::kVecStrideLimit &&
+        p.B_token_stride < tc::kVecStrideLimit && p.C_token_stride < tc::kVecStrideLimit;
     const bool vec_y = (reinterpret_cast<uintptr_t>(p.y) & 3u) == 0 && p.y_token_stride % 2 == 0 &&
                        p.y_head_stride % 2 == 0;
     const bool vec_y16 = Aligned16(p.y) && p.y_token_stride % 8 == 0 && p.y_head_stride % 8 == 0 &&
@@ -1060,9 +1060,9 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
           (p.head_dim * p.d_state + tc::kCombineThreads - 1) / tc::kCombineThreads;
       const dim3 grid_c(static_cast<unsigned>(p.num_seqs), static_cast<unsigned>(p.num_heads),
                         static_cast<unsigned>(spans));
-      launch.Update(CudaStatus(LaunchDependent(tc::SsdCombineKernel, grid_c,
-                                               dim3(tc::kCombineThreads), 0, st, p, sa),
-                               "ssd combine", __FILE__, __LINE__));
+      launch.Update(CudaStatus(
+          LaunchDependent(tc::SsdCombineKernel, grid_c, dim3(tc::kCombineThreads), 0, st, p, sa),
+          "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
       // Pieces per segment: about four waves of resident CTAs in all (the last wave's idle
@@ -1084,10 +1084,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       const dim3 cgrid(static_cast<unsigned>(corr_ctas), 1, static_cast<unsigned>(ptiles));
       if (launch.ok()) {
         const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
-        launch.Update(CudaStatus(LaunchDependent(corr_kernel, cgrid, dim3(tc::kCorrThreads),
-                                                 corr_smem, st, p, parts, vec_in, y_mode == 2,
-                                                 vec_s, sa),
-                                 "ssd correction", __FILE__, __LINE__));
+        launch.Update(
+            CudaStatus(LaunchDependent(corr_kernel, cgrid, dim3(tc::kCorrThreads), corr_smem, st, p,
+                                       parts, vec_in, y_mode == 2, vec_s, sa),
+                       "ssd correction", __FILE__, __LINE__));
       }
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
