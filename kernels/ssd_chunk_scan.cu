@@ -226,11 +226,25 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
       // product, a runtime trip count and spilled offsets for every chunk.
       constexpr int kRowStep = kBlockThreads / kChunksPerRow;
       // 32-bit offsets: vec callers guarantee kRows * row_stride < 2^31 (kVecStrideLimit).
-      const int r0 = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
+      // Unsigned: tid >= 0, and a signed division by a power of two costs a sign fix-up.
+      const int r0 = static_cast<int>(static_cast<unsigned>(tid) / kChunksPerRow);
+      const int c = static_cast<int>(static_cast<unsigned>(tid) % kChunksPerRow) * 8;
       const int rs = static_cast<int>(row_stride);
       const bool col_ok = c < cols_valid;
-      const bf16_t* s = src + (r0 * rs + c);
       bf16_t* d = dst + r0 * kPitch + c;
+      if (rows_valid >= kRows) {
+        // A full tile (every sub-chunk but a sequence's or segment's last): no row checks, and
+        // the source steps by whole rows from one pointer, where the general form below pays
+        // a 64-bit select and add per chunk.
+        const bf16_t* s = col_ok ? src + (r0 * rs + c) : src;
+#pragma unroll
+        for (int k = 0; k < kChunks / kBlockThreads; ++k) {
+          CpAsync16(d + k * kRowStep * kPitch, s, col_ok);
+          s += kRowStep * rs;
+        }
+        return;
+      }
+      const bf16_t* s = src + (r0 * rs + c);
 #pragma unroll
       for (int k = 0; k < kChunks / kBlockThreads; ++k) {
         const bool v = col_ok && r0 + k * kRowStep < rows_valid;
@@ -319,7 +333,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Element offset of token t's row: one 32 x 32 -> 64-bit multiply when kFast guarantees the
   // stride fits 32 bits (kVecStrideLimit), where the general form multiplies 64-bit values.
   auto row_off = [](int t, int64_t stride) -> int64_t {
-    if constexpr (kFast) return static_cast<int64_t>(t) * static_cast<int>(stride);
+    // Unsigned (t and the stride are >= 0): one IMAD.WIDE.U32, where the signed product
+    // needs two more multiplies for the sign.
+    if constexpr (kFast) {
+      return static_cast<int64_t>(static_cast<uint64_t>(static_cast<uint32_t>(t)) *
+                                  static_cast<uint32_t>(stride));
+    }
     return t * stride;
   };
   const int64_t g = GroupOf(p, hd);
@@ -386,6 +405,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int l = cut_len - static_cast<int>((static_cast<unsigned>(q.off) + pos) & (cut_len - 1));
     return pos_end - pos < l ? pos_end - pos : l;
   };
+  // The same for a position on the sub-chunk grid (every sub-chunk start after the first):
+  // no alignment term. <= 0 at or past pos_end.
+  auto grid_len = [&](int pos) -> int { return min(cut_len, pos_end - pos); };
   auto load = [&](int buf, int pos, int len_c) {
     const int t = t0 + pos;
     LoadTile<kP, kPitchX>(sm.x[buf], xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
@@ -455,19 +477,20 @@ __global__ void __launch_bounds__(kThreads, 1)
   int64_t bnd_end = INT64_MAX;
   if (p.block_size > 0) bnd_end = ((q.off + pos_begin) / p.block_size + 1) * p.block_size - q.off;
   int buf = 0;
+  int len_c = 0;            // the current sub-chunk's length, carried from the iteration before
   float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions (log2 units)
   if (pos_begin < pos_end) {
-    const int l0 = sub_len(pos_begin);
-    load(0, pos_begin, l0);
+    len_c = sub_len(pos_begin);
+    load(0, pos_begin, len_c);
     if (warp == kDtWarp) {
-      load_dt(pos_begin, l0);
-      scan_dt(0, pos_begin, l0, 0.0f);
-      if (pos_begin + l0 < pos_end) load_dt(pos_begin + l0, sub_len(pos_begin + l0));
+      load_dt(pos_begin, len_c);
+      scan_dt(0, pos_begin, len_c, 0.0f);
+      if (pos_begin + len_c < pos_end) load_dt(pos_begin + len_c, grid_len(pos_begin + len_c));
     }
   }
   CpAsyncCommit();
   // y_mode 2: the y tile of the previous sub-chunk, staged in sm.ys, goes out with one 16-byte
-  // store per thread (64 rows x 8 chunks of 8 channels = 512 chunks) after the S3 barrier.
+  // store per thread (64 rows x 8 chunks of 8 channels = 512 chunks) after the next S1.
   int y_pos = -1;
   int y_len = 0;
   auto flush_y = [&]() {
@@ -480,16 +503,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   for (int pos = pos_begin; pos < pos_end;) {
-    const int len_c = sub_len(pos);
     const int next = pos + len_c;
-    const int len_next = next < pos_end ? sub_len(next) : 0;
+    const int len_next = grid_len(next);  // used only when next < pos_end
+    CpAsyncWait<0>();
+    // S1: this sub-chunk's tiles, dt and cum are visible, and every warp is done with the
+    // previous sub-chunk - its tiles (the buffer the next loads overwrite), sm.g, sm.xw, the
+    // reads and writes of sm.h, and the y tile staged in sm.ys. It is the sub-chunk's only
+    // barrier besides S2: the loads and the y flush that sat before a third one now follow it.
+    __syncthreads();
     if (next < pos_end && !(skip & 32)) load(buf ^ 1, next, len_next);
     CpAsyncCommit();
-    flush_y();  // previous sub-chunk's y (its epilogue ran before the last S3)
+    flush_y();  // previous sub-chunk's y
     y_pos = pos;
     y_len = len_c;
-    CpAsyncWait<1>();
-    __syncthreads();  // S1: tiles, dt, cum of this sub-chunk visible
 
     const bf16_t* sX = sm.x[buf];
     const bf16_t* sB = sm.b[buf];
@@ -503,7 +529,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (warp == kDtWarp && next < pos_end) {
       scan_dt(buf ^ 1, next, len_next, seg_logdec);
       const int after = next + len_next;
-      if (after < pos_end) load_dt(after, sub_len(after));
+      if (after < pos_end) load_dt(after, grid_len(after));
     }
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j, by the
     // five warps with no C B^T tile (cq > rb) and no dt scan, which would otherwise wait at S2
@@ -512,8 +538,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       // (rb, cq) = (0,1) (0,2) (1,2) (1,3) (2,3) -> 0..4; (0,3) is kDtWarp.
       static_assert(kDtWarp == 0 + 4 * 3, "the xw ranks assume kDtWarp is (rb 0, cq 3)");
       const int rank = cq * (cq - 1) / 2 + rb - (cq == 3 ? 1 : 0);
-      for (int k = rank * 32 + lane; k < kT * kP / 2; k += 5 * 32) {
-        const int r = k / (kP / 2), c = (k % (kP / 2)) * 2;
+      static_assert(kP == 64, "a lane takes one channel pair of every row");
+      const int c = 2 * lane;
+#pragma unroll 2
+      for (int r = rank; r < kT; r += 5) {
         const float w = sm.w[buf][r];
         const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
         *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
@@ -674,10 +702,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         bnd_end += ((next - bnd_end) / p.block_size + 1) * p.block_size;
       }
     }
-    __syncthreads();  // S3: this sub-chunk's buffers may be overwritten
     pos = next;
+    len_c = len_next;
     buf ^= 1;
   }
+  __syncthreads();  // the last sub-chunk's y tile, staged by every warp
   flush_y();
   if (sa.num_segs > 1) {  // end state E_seg -> workspace slot seg, and the segment's log decay
     // This thread's first element (pp = 32*ph + 2*t4, n = 16*nb + gq); the others are 32-bit
