@@ -157,10 +157,10 @@ constexpr int kN = 128;        // padded d_state
 constexpr int kP = 64;         // channels per CTA
 constexpr int kThreads = 512;  // 16 warps
 // The warp that prepares the next sub-chunk's dt, cum and weights, right after the sub-chunk's
-// first barrier: warp 12 (row block 0, column quarter 3) has no C B^T tile and no G to compute
+// first barrier: warp 3 (row block 0, column quarter 3) has no C B^T tile and no G to compute
 // before the second barrier, so its dt scan fills that slack instead of delaying the last
 // barrier (warp 0 did it there before).
-constexpr int kDtWarp = 12;
+constexpr int kDtWarp = 3;
 constexpr int kPitchX = kP + 8;  // bf16 elements per smem row (16 B pad: conflict-free ldmatrix)
 constexpr int kPitchBC = kN + 8;
 constexpr int kPitchG = kT + 8;
@@ -352,10 +352,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bf16_t* bg = static_cast<const bf16_t*>(p.B) + g * p.B_group_stride;
   const bf16_t* cg = static_cast<const bf16_t*>(p.C) + g * p.C_group_stride;
 
-  // Warp roles. Outputs (64 tokens x 64 channels) and C B^T (64 x 64): row block rb = warp & 3
-  // (rows 16*rb..), column quarter cq = warp >> 2 (columns 16*cq..). State (128 x 64): row
-  // block nb = warp & 7 (n = 16*nb..), column half ph = warp >> 3 (p = 32*ph..).
-  const int rb = warp & 3, cq = warp >> 2;
+  // Warp roles. Outputs (64 tokens x 64 channels) and C B^T (64 x 64): row block rb = warp >> 2
+  // (rows 16*rb..), column quarter cq = warp & 3 (columns 16*cq..). State (128 x 64): row
+  // block nb = warp & 7 (n = 16*nb..), column half ph = warp >> 3 (p = 32*ph..). A scheduler
+  // runs the warps of one warp % 4 = cq, so each holds all four row blocks and the causal G X
+  // (rb + 1 k-steps) is the same work on every scheduler, where rb = warp & 3 gave one
+  // scheduler 16 steps and another 4.
+  const int rb = warp >> 2, cq = warp & 3;
   const int nb = warp & 7, ph = warp >> 3;
 
   // hacc[j][e]: n = 16*nb + gq + 8*(e>>1), pp = 32*ph + 8*j + 2*t4 + (e&1).
@@ -536,7 +539,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // for the C B^T warps.
     if (cq > rb && warp != kDtWarp) {
       // (rb, cq) = (0,1) (0,2) (1,2) (1,3) (2,3) -> 0..4; (0,3) is kDtWarp.
-      static_assert(kDtWarp == 0 + 4 * 3, "the xw ranks assume kDtWarp is (rb 0, cq 3)");
+      static_assert(kDtWarp == 4 * 0 + 3, "the xw ranks assume kDtWarp is (rb 0, cq 3)");
       const int rank = cq * (cq - 1) / 2 + rb - (cq == 3 ? 1 : 0);
       static_assert(kP == 64, "a lane takes one channel pair of every row");
       const int c = 2 * lane;
