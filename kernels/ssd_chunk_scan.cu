@@ -233,9 +233,9 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
       const bool col_ok = c < cols_valid;
       bf16_t* d = dst + r0 * kPitch + c;
       if (rows_valid >= kRows) {
-        // A full tile (every sub-chunk but a sequence's or segment's last): no row checks, and
-        // the source steps by whole rows from one pointer, where the general form below pays
-        // a 64-bit select and add per chunk.
+        // A full tile (every sub-chunk but a segment's last, and its first when unaligned): no
+        // row checks, and the source steps by whole rows from one pointer, where the general
+        // form below pays a 64-bit select and add per chunk.
         const bf16_t* s = col_ok ? src + (r0 * rs + c) : src;
 #pragma unroll
         for (int k = 0; k < kChunks / kBlockThreads; ++k) {
