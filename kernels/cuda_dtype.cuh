@@ -23,6 +23,24 @@ __device__ __forceinline__ float LoadF(const void* p, DType t, int64_t i) {
   }
 }
 
+// LoadF in two halves, for a load whose value is needed later: LoadBits only loads (f32: all 32
+// bits; bf16 and f16: the low 16), so the load stays in flight until BitsToF converts it, where
+// LoadF's conversion waits for the load at once.
+__device__ __forceinline__ uint32_t LoadBits(const void* p, DType t, int64_t i) {
+  if (t == DType::kF32) return static_cast<const uint32_t*>(p)[i];
+  return static_cast<const uint16_t*>(p)[i];
+}
+__device__ __forceinline__ float BitsToF(uint32_t b, DType t) {
+  switch (t) {
+    case DType::kF32:
+      return __uint_as_float(b);
+    case DType::kBF16:
+      return __uint_as_float(b << 16);
+    default:
+      return __half2float(__ushort_as_half(static_cast<unsigned short>(b)));
+  }
+}
+
 __device__ __forceinline__ void StoreF(void* p, DType t, int64_t i, float v) {
   switch (t) {
     case DType::kF32:

@@ -428,15 +428,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   // dt of a sub-chunk: warp kDtWarp loads the raw values one sub-chunk ahead (registers) and turns
   // them into dt and the inclusive cumulative sum of dt*A (log2 units) in sm.dt/sm.cum[buf] one
-  // sub-chunk ahead, so neither the load latency nor the scan sits on the critical path.
-  float dt_raw[2] = {0.0f, 0.0f};
+  // sub-chunk ahead, so neither the load latency nor the scan sits on the critical path. The
+  // loads keep the raw bits (LoadBits): with LoadF the conversion waited for each load as soon
+  // as it was issued, and that wait - two global loads in a row each sub-chunk, on the warp
+  // that every other warp then waits for at S2 - was the kernel's largest stall.
+  uint32_t dt_bits[2] = {0, 0};
   const float dt_bias = p.dt_bias ? p.dt_bias[hd] : 0.0f;
   auto load_dt = [&](int pos, int len_c) {
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int j = lane + 32 * hf;
-      dt_raw[hf] =
-          j < len_c ? LoadF(p.dt, p.dt_dtype, (q.t0 + pos + j) * p.dt_token_stride + hd) : 0.0f;
+      dt_bits[hf] =
+          j < len_c ? LoadBits(p.dt, p.dt_dtype, (q.t0 + pos + j) * p.dt_token_stride + hd) : 0u;
     }
   };
   // base: dt*A summed over this segment's earlier sub-chunks (for the segment decay output).
@@ -448,7 +451,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int j = lane + 32 * hf;
       float d = 0.0f;
       if (j < len_c) {
-        d = dt_raw[hf] + dt_bias;
+        d = BitsToF(dt_bits[hf], p.dt_dtype) + dt_bias;
         if (p.dt_softplus) d = d > 20.0f ? d : log1pf(__expf(d));
         d = ClampDt(d, p.dt_min, p.dt_max);
       }
