@@ -352,6 +352,33 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bf16_t* bg = static_cast<const bf16_t*>(p.B) + g * p.B_group_stride;
   const bf16_t* cg = static_cast<const bf16_t*>(p.C) + g * p.C_group_stride;
 
+  // cut_len is a power of two.
+  auto sub_len = [&](int pos) -> int {
+    // Low bits only (unsigned: the absolute position may pass 2^31).
+    const int l = cut_len - static_cast<int>((static_cast<unsigned>(q.off) + pos) & (cut_len - 1));
+    return pos_end - pos < l ? pos_end - pos : l;
+  };
+  // The same for a position on the sub-chunk grid (every sub-chunk start after the first):
+  // no alignment term. <= 0 at or past pos_end.
+  auto grid_len = [&](int pos) -> int { return min(cut_len, pos_end - pos); };
+  auto load = [&](int buf, int pos, int len_c) {
+    const int t = t0 + pos;
+    LoadTile<kP, kPitchX>(sm.x[buf], xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
+                          cols_p, vec_in, tid);
+    LoadTile<kN, kPitchBC>(sm.b[buf], bg + row_off(t, p.B_token_stride), p.B_token_stride, len_c,
+                           cols_n, vec_in, tid);
+    LoadTile<kN, kPitchBC>(sm.c[buf], cg + row_off(t, p.C_token_stride), p.C_token_stride, len_c,
+                           cols_n, vec_in, tid);
+  };
+  // The first sub-chunk's tiles go out before the rest of the prologue, which then hides part of
+  // their latency (at 8 sub-chunks a CTA the first wait was a visible share of the stalls).
+  int len_c = 0;  // the current sub-chunk's length, carried from one iteration to the next
+  if (pos_begin < pos_end) {
+    len_c = sub_len(pos_begin);
+    load(0, pos_begin, len_c);
+  }
+  CpAsyncCommit();
+
   // Warp roles. Outputs (64 tokens x 64 channels) and C B^T (64 x 64): row block rb = warp >> 2
   // (rows 16*rb..), column quarter cq = warp & 3 (columns 16*cq..). State (128 x 64): row
   // block nb = warp & 7 (n = 16*nb..), column half ph = warp >> 3 (p = 32*ph..). A scheduler
@@ -402,24 +429,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   write_sh();
 
-  // cut_len is a power of two.
-  auto sub_len = [&](int pos) -> int {
-    // Low bits only (unsigned: the absolute position may pass 2^31).
-    const int l = cut_len - static_cast<int>((static_cast<unsigned>(q.off) + pos) & (cut_len - 1));
-    return pos_end - pos < l ? pos_end - pos : l;
-  };
-  // The same for a position on the sub-chunk grid (every sub-chunk start after the first):
-  // no alignment term. <= 0 at or past pos_end.
-  auto grid_len = [&](int pos) -> int { return min(cut_len, pos_end - pos); };
-  auto load = [&](int buf, int pos, int len_c) {
-    const int t = t0 + pos;
-    LoadTile<kP, kPitchX>(sm.x[buf], xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
-                          cols_p, vec_in, tid);
-    LoadTile<kN, kPitchBC>(sm.b[buf], bg + row_off(t, p.B_token_stride), p.B_token_stride, len_c,
-                           cols_n, vec_in, tid);
-    LoadTile<kN, kPitchBC>(sm.c[buf], cg + row_off(t, p.C_token_stride), p.C_token_stride, len_c,
-                           cols_n, vec_in, tid);
-  };
   // D of the CTA's channels, visible to the epilogue after the first S1.
   if (tid < kP) {
     sm.d[tid] = p.D == nullptr    ? 0.0f
@@ -483,18 +492,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   int64_t bnd_end = INT64_MAX;
   if (p.block_size > 0) bnd_end = ((q.off + pos_begin) / p.block_size + 1) * p.block_size - q.off;
   int buf = 0;
-  int len_c = 0;            // the current sub-chunk's length, carried from the iteration before
   float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions (log2 units)
-  if (pos_begin < pos_end) {
-    len_c = sub_len(pos_begin);
-    load(0, pos_begin, len_c);
-    if (warp == kDtWarp) {
-      load_dt(pos_begin, len_c);
-      scan_dt(0, pos_begin, len_c, 0.0f);
-      if (pos_begin + len_c < pos_end) load_dt(pos_begin + len_c, grid_len(pos_begin + len_c));
-    }
+  if (pos_begin < pos_end && warp == kDtWarp) {
+    load_dt(pos_begin, len_c);
+    scan_dt(0, pos_begin, len_c, 0.0f);
+    if (pos_begin + len_c < pos_end) load_dt(pos_begin + len_c, grid_len(pos_begin + len_c));
   }
-  CpAsyncCommit();
   // y_mode 2: the y tile of the previous sub-chunk, staged in sm.ys, goes out with one 16-byte
   // store per thread (64 rows x 8 chunks of 8 channels = 512 chunks) after the next S1.
   int y_pos = -1;
