@@ -36,31 +36,6 @@ __device__ __forceinline__ void StoreElem(void* p, int dtype, int64_t i, float v
   }
 }
 
-// softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1], with log1p(e) = e p(e) and p a
-// degree-8 polynomial fitted to log1p(e) / e on [0, 1] for relative error (2.1e-7 evaluated in
-// float32; the division-based series before it: 1e-7): one special-function operation (the
-// exponential) and ~12 others where that series took two, and the prefill is bound by the
-// special-function unit as much as by issue. One formula for the prefill and the decode kernels,
-// so the two agree.
-__device__ __forceinline__ float DevSoftplus(float x) {
-  const float e = FastExp2(-fabsf(x) * kLog2e);
-  float p = fmaf(e, 0.005232694558799267f, -0.02950524166226387f);
-  p = fmaf(e, p, 0.07822595536708832f);
-  p = fmaf(e, p, -0.13663245737552643f);
-  p = fmaf(e, p, 0.19106006622314453f);
-  p = fmaf(e, p, -0.2484298199415207f);
-  p = fmaf(e, p, 0.3331909775733948f);
-  p = fmaf(e, p, -0.4999949336051941f);
-  p = fmaf(e, p, 0.9999999403953552f);
-  return fmaf(e, p, fmaxf(x, 0.0f));
-}
-
-// silu(x) = x / (1 + exp(-x)) with the SFU exp and reciprocal (relative error ~1e-6; tends to 0
-// for x -> -inf and to x for x -> inf). FastExp2, not __expf: no denormal range check.
-__device__ __forceinline__ float DevSilu(float x) {
-  return __fdividef(x, 1.0f + FastExp2(-x * kLog2e));
-}
-
 // Modes whose decay is exp(dt_decay * A) and whose input term is a per-(token, channel) scalar
 // times B: those take the fast path below (one ex2 per element, A pre-scaled by log2(e)).
 template <Discretization kMode>
