@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/buffer.h"
 #include "core/cuda_status.h"
@@ -1003,6 +1004,38 @@ int SmCount() {
   return sms;
 }
 
+// The correction's launch: the gated or plain kernel, its shared memory, and `parts` pieces per
+// segment - about four waves of resident CTAs in all (the last wave's idle tail is then short),
+// each piece >= 8 steps so S_in's load stays a small part.
+struct CorrPlan {
+  void (*kernel)(SsdChunkScanParams, int, bool, bool, bool, tc::SegArgs) = nullptr;
+  int smem = 0;
+  int parts = 1;
+  dim3 grid;
+};
+
+absl::StatusOr<CorrPlan> PlanCorrection(const SsdChunkScanParams& p, int num_segs,
+                                        int64_t ptiles) {
+  CorrPlan plan;
+  plan.smem = static_cast<int>(sizeof(tc::CorrSmem));
+  plan.kernel = p.z != nullptr ? &tc::SsdCorrectKernel<true> : &tc::SsdCorrectKernel<false>;
+  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      plan.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem));
+  int per_sm = 0;
+  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &per_sm, plan.kernel, tc::kCorrThreads, plan.smem));
+  const int64_t items = p.num_seqs * (num_segs - 1) * p.num_heads * ptiles;
+  const int64_t seg_steps =
+      std::max<int64_t>(1, p.num_tokens / p.num_seqs / num_segs / (8 * tc::kCorrRows));
+  plan.parts = static_cast<int>(std::clamp<int64_t>(
+      (4 * std::max(per_sm, 1) * SmCount() + items - 1) / items, 1,
+      std::min<int64_t>(seg_steps, 4096)));
+  const int64_t ctas = p.num_seqs * (num_segs - 1) * plan.parts * p.num_heads;
+  MS_CHECK_ARG(ctas <= 0x7fffffff, "ssd cuda: too many correction blocks (", ctas, ")");
+  plan.grid = dim3(static_cast<unsigned>(ctas), 1, static_cast<unsigned>(ptiles));
+  return plan;
+}
+
 }  // namespace
 
 absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stream) {
@@ -1054,8 +1087,12 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const int64_t sin_floats = (ws_floats + 1) / 2;  // S_in, bf16
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
     const int64_t decay_floats = p.num_heads * p.num_tokens;
+    // The correction's launch shape is settled before anything is allocated or launched, so a
+    // shape it cannot take fails the call with nothing run.
+    CorrPlan corr;
     void* ws = nullptr;
     if (num_segs > 1) {
+      ASSIGN_OR_RETURN(corr, PlanCorrection(p, num_segs, ptiles));
       RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));
       const cudaError_t e = cudaMallocAsync(
           &ws, (ws_floats + sin_floats + ld_floats + decay_floats) * sizeof(float), st);
@@ -1076,22 +1113,15 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
           LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa));
       return absl::OkStatus();
     }
-    const int corr_smem = static_cast<int>(sizeof(tc::CorrSmem));
-    auto* corr_kernel = p.z != nullptr ? &tc::SsdCorrectKernel<true> : &tc::SsdCorrectKernel<false>;
-    absl::Status launch = CudaStatus(
-        cudaFuncSetAttribute(corr_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, corr_smem),
-        "ssd correction smem", __FILE__, __LINE__);
     // [E (fp32)][S_in (bf16)][log decays][exp(cum)]; the S_in rows are 16-byte aligned when
     // N is a multiple of 8 (vec_s below).
     sa.ws = static_cast<float*>(ws);
     sa.sin = reinterpret_cast<bf16_t*>(sa.ws + ws_floats);
     sa.ws_logdec = sa.ws + ws_floats + sin_floats;
     sa.decay = sa.ws_logdec + ld_floats;
-    if (launch.ok()) {
-      launch.Update(CudaStatus(
-          LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa),
-          "ssd segments", __FILE__, __LINE__));
-    }
+    absl::Status launch = CudaStatus(
+        LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa),
+        "ssd segments", __FILE__, __LINE__);
     if (launch.ok() && !(skip & 64)) {
       const int64_t spans =
           (p.head_dim * p.d_state + tc::kCombineThreads - 1) / tc::kCombineThreads;
@@ -1102,30 +1132,11 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
           "ssd combine", __FILE__, __LINE__));
     }
     if (launch.ok() && !(skip & 64)) {
-      // Pieces per segment: about four waves of resident CTAs in all (the last wave's idle
-      // tail is then short), each piece >= 8 steps so S_in's load stays a small part.
-      int per_sm = 0;
-      launch.Update(CudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                                   &per_sm, corr_kernel, tc::kCorrThreads, corr_smem),
-                               "ssd correction occupancy", __FILE__, __LINE__));
-      const int64_t items = p.num_seqs * (num_segs - 1) * p.num_heads * ptiles;
-      const int64_t seg_steps =
-          std::max<int64_t>(1, p.num_tokens / p.num_seqs / num_segs / (8 * tc::kCorrRows));
-      const int parts = static_cast<int>(
-          std::clamp<int64_t>((4 * std::max(per_sm, 1) * SmCount() + items - 1) / items, 1,
-                              std::min<int64_t>(seg_steps, 4096)));
-      const int64_t corr_ctas = p.num_seqs * (num_segs - 1) * parts * p.num_heads;
-      if (corr_ctas > 0x7fffffff) {
-        launch.Update(absl::InvalidArgumentError("ssd cuda: too many correction blocks"));
-      }
-      const dim3 cgrid(static_cast<unsigned>(corr_ctas), 1, static_cast<unsigned>(ptiles));
-      if (launch.ok()) {
-        const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
-        launch.Update(
-            CudaStatus(LaunchDependent(corr_kernel, cgrid, dim3(tc::kCorrThreads), corr_smem, st, p,
-                                       parts, vec_in, y_mode == 2, vec_s, sa),
-                       "ssd correction", __FILE__, __LINE__));
-      }
+      const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
+      launch.Update(CudaStatus(
+          LaunchDependent(corr.kernel, corr.grid, dim3(tc::kCorrThreads), corr.smem, st, p,
+                          corr.parts, vec_in, y_mode == 2, vec_s, sa),
+          "ssd correction", __FILE__, __LINE__));
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
     return launch;
