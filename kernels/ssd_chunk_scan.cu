@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -166,32 +167,42 @@ constexpr int kPitchBC = kN + 8;
 constexpr int kPitchG = kT + 8;
 constexpr int kPitchH = kP + 8;
 
+// One sub-chunk's tiles and decays. The kernel double-buffers whole stages, so a thread's
+// shared-memory addresses into the current stage are its stage-0 addresses plus one offset.
+struct __align__(16) Stage {
+  bf16_t x[kT * kPitchX];
+  bf16_t b[kT * kPitchBC];
+  bf16_t c[kT * kPitchBC];
+  // log2 units (dt*A*log2 e); warp kDtWarp prepares the next stage's.
+  float cum[kT];
+  float dt[kT];
+  float w[kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
+  float ecum[kT];  // exp(cum_j): decay of the incoming state at token j
+};
+
 struct __align__(16) Smem {
-  bf16_t x[2][kT * kPitchX];
-  bf16_t b[2][kT * kPitchBC];
-  bf16_t c[2][kT * kPitchBC];
+  Stage st[2];
   bf16_t xw[kT * kPitchX];
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
-  // log2 units (dt*A*log2 e); double buffered: warp kDtWarp prepares the next sub-chunk's.
-  float cum[2][kT];
-  float dt[2][kT];
-  float w[2][kT];     // exp(cum_last - cum_j) * dt_j: weight of token j in the chunk state
-  float ecum[2][kT];  // exp(cum_j): decay of the incoming state at token j
   float d[kP];        // D of the CTA's channels (read by the epilogue; saves 4 registers)
 };
 
-__device__ __forceinline__ void Ldsm4(uint32_t (&r)[4], const void* ptr) {
+__device__ __forceinline__ void Ldsm4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SharedAddress(ptr)));
+               : "r"(addr));
 }
 
-__device__ __forceinline__ void Ldsm4T(uint32_t (&r)[4], const void* ptr) {
+__device__ __forceinline__ void Ldsm4(uint32_t (&r)[4], const void* ptr) {
+  Ldsm4(r, SharedAddress(ptr));
+}
+
+__device__ __forceinline__ void Ldsm4T(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SharedAddress(ptr)));
+               : "r"(addr));
 }
 
 __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -363,11 +374,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto grid_len = [&](int pos) -> int { return min(cut_len, pos_end - pos); };
   auto load = [&](int buf, int pos, int len_c) {
     const int t = t0 + pos;
-    LoadTile<kP, kPitchX>(sm.x[buf], xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
+    LoadTile<kP, kPitchX>(sm.st[buf].x, xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
                           cols_p, vec_in, tid);
-    LoadTile<kN, kPitchBC>(sm.b[buf], bg + row_off(t, p.B_token_stride), p.B_token_stride, len_c,
+    LoadTile<kN, kPitchBC>(sm.st[buf].b, bg + row_off(t, p.B_token_stride), p.B_token_stride, len_c,
                            cols_n, vec_in, tid);
-    LoadTile<kN, kPitchBC>(sm.c[buf], cg + row_off(t, p.C_token_stride), p.C_token_stride, len_c,
+    LoadTile<kN, kPitchBC>(sm.st[buf].c, cg + row_off(t, p.C_token_stride), p.C_token_stride, len_c,
                            cols_n, vec_in, tid);
   };
   // The first sub-chunk's tiles go out before the rest of the prologue, which then hides part of
@@ -387,6 +398,28 @@ __global__ void __launch_bounds__(kThreads, 1)
   // scheduler 16 steps and another 4.
   const int rb = warp >> 2, cq = warp & 3;
   const int nb = warp & 7, ph = warp >> 3;
+
+  // The thread's ldmatrix addresses (shared-memory bytes) in stage 0 at k-step 0. The loops add
+  // the stage's offset and a constant a k-step, so no address is rebuilt from lane bits inside
+  // the loop: at the 128-register cap the compiler recomputed them, ~90 instructions a warp a
+  // sub-chunk. x shares h's lane offsets (same pitch), at a constant distance.
+  static_assert(kPitchH == kPitchX, "x tiles are addressed from h's offsets");
+  constexpr uint32_t kHToX = static_cast<uint32_t>(offsetof(Smem, st) + offsetof(Stage, x)) -
+                             static_cast<uint32_t>(offsetof(Smem, h));
+  struct {
+    uint32_t c, b, h, g, bt, xw;
+  } lds;
+  {
+    const int row16 = lane & 15, col8 = (lane >> 4) * 8;  // row-major operand, x4
+    const int row_t = (lane & 7) + ((lane >> 3) & 1) * 8;  // transposed operand
+    const int row_b = (lane & 7) + ((lane >> 4) << 3), col_b = ((lane >> 3) & 1) * 8;
+    lds.c = SharedAddress(&sm.st[0].c[(16 * rb + row16) * kPitchBC + col8]);
+    lds.b = SharedAddress(&sm.st[0].b[(16 * cq + row_b) * kPitchBC + col_b]);
+    lds.h = SharedAddress(&sm.h[row_t * kPitchH + 16 * cq + col8]);
+    lds.g = SharedAddress(&sm.g[(16 * rb + row16) * kPitchG + col8]);
+    lds.bt = SharedAddress(&sm.st[0].b[row_b * kPitchBC + 16 * nb + col_b]);
+    lds.xw = SharedAddress(&sm.xw[row_t * kPitchX + 32 * ph + col8]);
+  }
 
   // hacc[j][e]: n = 16*nb + gq + 8*(e>>1), pp = 32*ph + 8*j + 2*t4 + (e&1).
   float hacc[4][4];
@@ -436,7 +469,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                   : p.D[hd];
   }
   // dt of a sub-chunk: warp kDtWarp loads the raw values one sub-chunk ahead (registers) and turns
-  // them into dt and the inclusive cumulative sum of dt*A (log2 units) in sm.dt/sm.cum[buf] one
+  // them into dt and the inclusive cumulative sum of dt*A (log2 units) in sm.st[buf].dt/cum one
   // sub-chunk ahead, so neither the load latency nor the scan sits on the critical path. The
   // loads keep the raw bits (LoadBits): with LoadF the conversion waited for each load as soon
   // as it was issued, and that wait - two global loads in a row each sub-chunk, on the warp
@@ -470,8 +503,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         const float v = __shfl_up_sync(0xffffffffu, a, o);
         if (lane >= o) a += v;
       }
-      sm.dt[buf][j] = d;
-      sm.cum[buf][j] = a + carry;
+      sm.st[buf].dt[j] = d;
+      sm.st[buf].cum[j] = a + carry;
       cumv[hf] = a + carry;
       dv[hf] = d;
       carry += __shfl_sync(0xffffffffu, a, 31);
@@ -480,8 +513,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int j = lane + 32 * hf;
-      sm.w[buf][j] = FastExp2(carry - cumv[hf]) * dv[hf];
-      sm.ecum[buf][j] = FastExp2(cumv[hf]);
+      sm.st[buf].w[j] = FastExp2(carry - cumv[hf]) * dv[hf];
+      sm.st[buf].ecum[j] = FastExp2(cumv[hf]);
       if (decay_out != nullptr && j < len_c) decay_out[pos + j] = FastExp2(base + cumv[hf]);
     }
   };
@@ -526,11 +559,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     y_pos = pos;
     y_len = len_c;
 
-    const bf16_t* sX = sm.x[buf];
-    const bf16_t* sB = sm.b[buf];
-    const bf16_t* sC = sm.c[buf];
-    const float* cum = sm.cum[buf];
-    const float* dtv = sm.dt[buf];
+    const Stage& cur = sm.st[buf];
+    const uint32_t stage_off = buf * static_cast<uint32_t>(sizeof(Stage));
+    const bf16_t* sX = cur.x;
+    const float* cum = cur.cum;
+    const float* dtv = cur.dt;
     const float cum_last = cum[kT - 1];  // padded tokens add 0
     seg_logdec += cum_last;
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j, by the
@@ -543,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int c = 2 * lane;
 #pragma unroll 2
       for (int r = rank; r < kT; r += 6) {
-        const float w = sm.w[buf][r];
+        const float w = cur.w[r];
         const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
         *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
             PackBf16(__low2float(v) * w, __high2float(v) * w);
@@ -558,34 +591,40 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) cb[j][e] = ya[j][e] = 0.0f;
     }
-    if (!(skip & 2)) {
+    // The loop is compiled once with C B^T and once without (kCb), so the B fragments' loads
+    // are not predicated one by one: predicated, each rebuilt its address from lane bits.
+    auto cb_ch_loop = [&](auto cb_tag) {
+      constexpr bool kCb = decltype(cb_tag)::value;
       uint32_t fa[2][4], fb[2][4], fh[2][4];
       auto load1 = [&](int kk, int sl) {
-        Ldsm4(fa[sl], &sC[(16 * rb + (lane & 15)) * kPitchBC + 16 * kk + (lane >> 4) * 8]);
-        if (do_cb) {
-          Ldsm4(fb[sl], &sB[(16 * cq + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * kk +
-                            ((lane >> 3) & 1) * 8]);
-        }
-        Ldsm4T(fh[sl], &sm.h[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchH + 16 * cq +
-                             (lane >> 4) * 8]);
+        Ldsm4(fa[sl], lds.c + stage_off + 32 * kk);
+        if constexpr (kCb) Ldsm4(fb[sl], lds.b + stage_off + 32 * kk);
+        Ldsm4T(fh[sl], lds.h + 32 * kk * kPitchH);
       };
       load1(0, 0);
 #pragma unroll
       for (int kk = 0; kk < kN / 16; ++kk) {
         const int sl = kk & 1;
         if (kk + 1 < kN / 16) load1(kk + 1, sl ^ 1);
-        if (do_cb) {
+        if constexpr (kCb) {
           Mma(cb[0], fa[sl], fb[sl][0], fb[sl][1]);
           Mma(cb[1], fa[sl], fb[sl][2], fb[sl][3]);
         }
         Mma(ya[0], fa[sl], fh[sl][0], fh[sl][1]);
         Mma(ya[1], fa[sl], fh[sl][2], fh[sl][3]);
       }
+    };
+    if (!(skip & 2)) {
+      if (do_cb) {
+        cb_ch_loop(std::true_type{});
+      } else {
+        cb_ch_loop(std::false_type{});
+      }
     }
     {
       const int i0 = 16 * rb + gq, i1 = i0 + 8;
       const float ci0 = cum[i0], ci1 = cum[i1];
-      const float s0 = sm.ecum[buf][i0], s1 = sm.ecum[buf][i1];
+      const float s0 = cur.ecum[i0], s1 = cur.ecum[i1];
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         ya[j][0] *= s0;
@@ -613,9 +652,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (!(skip & 4)) {
       uint32_t fa[2][4], fx[2][4];
       auto load2 = [&](int kk, int sl) {
-        Ldsm4(fa[sl], &sm.g[(16 * rb + (lane & 15)) * kPitchG + 16 * kk + (lane >> 4) * 8]);
-        Ldsm4T(fx[sl], &sX[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchX + 16 * cq +
-                           (lane >> 4) * 8]);
+        Ldsm4(fa[sl], lds.g + 32 * kk);
+        Ldsm4T(fx[sl], lds.h + kHToX + stage_off + 32 * kk * kPitchX);
       };
       load2(0, 0);
 #pragma unroll
@@ -665,7 +703,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     // State update: h = exp(cum_last) h + B^T xw (rows n = 16*nb.., channels 32*ph..).
     {
-      const float dec = sm.ecum[buf][kT - 1];  // exp(cum_last)
+      const float dec = cur.ecum[kT - 1];  // exp(cum_last)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -674,12 +712,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (16 * nb < cols_n && !(skip & 8)) {
         uint32_t fa[2][4], fx[2][2][4];
         auto load3 = [&](int kk, int sl) {
-          Ldsm4T(fa[sl], &sB[(16 * kk + (lane & 7) + ((lane >> 4) << 3)) * kPitchBC + 16 * nb +
-                             ((lane >> 3) & 1) * 8]);
+          Ldsm4T(fa[sl], lds.bt + stage_off + 32 * kk * kPitchBC);
 #pragma unroll
           for (int pr = 0; pr < 2; ++pr) {
-            Ldsm4T(fx[sl][pr], &sm.xw[(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * kPitchX +
-                                      32 * ph + 16 * pr + (lane >> 4) * 8]);
+            Ldsm4T(fx[sl][pr], lds.xw + 32 * kk * kPitchX + 32 * pr);
           }
         };
         load3(0, 0);
