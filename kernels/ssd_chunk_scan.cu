@@ -667,7 +667,24 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     // Epilogue: + D x, * silu(z), store y.
-    if (!(skip & 16)) {
+    if (!(skip & 16) && y_mode == 2 && p.z == nullptr) {
+      // The common case (the model gates in the norm): y is staged for the flush, which writes
+      // only rows < len_c and columns < cols_p, so the other rows and columns are staged
+      // unchecked. x and the staged y share a pitch: one offset serves both.
+      const int off = (16 * rb + gq) * kPitchX + 16 * cq + 2 * t4;
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const float2 dc = *reinterpret_cast<const float2*>(&sm.d[16 * cq + 8 * j + 2 * t4]);
+#pragma unroll
+        for (int e2 = 0; e2 < 2; ++e2) {
+          const int o = off + 8 * e2 * kPitchX + 8 * j;
+          const bf162_t xv = *reinterpret_cast<const bf162_t*>(&sX[o]);
+          *reinterpret_cast<uint32_t*>(&sm.ys[o]) =
+              PackBf16(ya[j][2 * e2] + dc.x * __low2float(xv),
+                       ya[j][2 * e2 + 1] + dc.y * __high2float(xv));
+        }
+      }
+    } else if (!(skip & 16)) {
 #pragma unroll
       for (int e2 = 0; e2 < 2; ++e2) {
         const int i = 16 * rb + gq + 8 * e2;
