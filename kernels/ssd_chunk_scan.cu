@@ -187,7 +187,7 @@ struct __align__(16) Smem {
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
-  float d[kP];        // D of the CTA's channels (read by the epilogue; saves 4 registers)
+  float d[kP];              // D of the CTA's channels (read by the epilogue; saves 4 registers)
 };
 
 __device__ __forceinline__ void Ldsm4(uint32_t (&r)[4], uint32_t addr) {
@@ -411,7 +411,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t c, b, h, g, bt, xw;
   } lds;
   {
-    const int row16 = lane & 15, col8 = (lane >> 4) * 8;  // row-major operand, x4
+    const int row16 = lane & 15, col8 = (lane >> 4) * 8;   // row-major operand, x4
     const int row_t = (lane & 7) + ((lane >> 3) & 1) * 8;  // transposed operand
     const int row_b = (lane & 7) + ((lane >> 4) << 3), col_b = ((lane >> 3) & 1) * 8;
     lds.c = SharedAddress(&sm.st[0].c[(16 * rb + row16) * kPitchBC + col8]);
@@ -680,9 +680,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int e2 = 0; e2 < 2; ++e2) {
           const int o = off + 8 * e2 * kPitchX + 8 * j;
           const bf162_t xv = *reinterpret_cast<const bf162_t*>(&sX[o]);
-          *reinterpret_cast<uint32_t*>(&sm.ys[o]) =
-              PackBf16(ya[j][2 * e2] + dc.x * __low2float(xv),
-                       ya[j][2 * e2 + 1] + dc.y * __high2float(xv));
+          *reinterpret_cast<uint32_t*>(&sm.ys[o]) = PackBf16(
+              ya[j][2 * e2] + dc.x * __low2float(xv), ya[j][2 * e2 + 1] + dc.y * __high2float(xv));
         }
       }
     } else if (!(skip & 16)) {
@@ -1068,22 +1067,21 @@ struct CorrPlan {
   dim3 grid;
 };
 
-absl::StatusOr<CorrPlan> PlanCorrection(const SsdChunkScanParams& p, int num_segs,
-                                        int64_t ptiles) {
+absl::StatusOr<CorrPlan> PlanCorrection(const SsdChunkScanParams& p, int num_segs, int64_t ptiles) {
   CorrPlan plan;
   plan.smem = static_cast<int>(sizeof(tc::CorrSmem));
   plan.kernel = p.z != nullptr ? &tc::SsdCorrectKernel<true> : &tc::SsdCorrectKernel<false>;
-  CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      plan.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem));
+  CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(plan.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem));
   int per_sm = 0;
-  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &per_sm, plan.kernel, tc::kCorrThreads, plan.smem));
+  CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, plan.kernel,
+                                                                     tc::kCorrThreads, plan.smem));
   const int64_t items = p.num_seqs * (num_segs - 1) * p.num_heads * ptiles;
   const int64_t seg_steps =
       std::max<int64_t>(1, p.num_tokens / p.num_seqs / num_segs / (8 * tc::kCorrRows));
-  plan.parts = static_cast<int>(std::clamp<int64_t>(
-      (4 * std::max(per_sm, 1) * SmCount() + items - 1) / items, 1,
-      std::min<int64_t>(seg_steps, 4096)));
+  plan.parts = static_cast<int>(
+      std::clamp<int64_t>((4 * std::max(per_sm, 1) * SmCount() + items - 1) / items, 1,
+                          std::min<int64_t>(seg_steps, 4096)));
   const int64_t ctas = p.num_seqs * (num_segs - 1) * plan.parts * p.num_heads;
   MS_CHECK_ARG(ctas <= 0x7fffffff, "ssd cuda: too many correction blocks (", ctas, ")");
   plan.grid = dim3(static_cast<unsigned>(ctas), 1, static_cast<unsigned>(ptiles));
@@ -1187,10 +1185,10 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     }
     if (launch.ok() && !(skip & 64)) {
       const bool vec_s = p.head_dim % 8 == 0 && p.d_state % 8 == 0;
-      launch.Update(CudaStatus(
-          LaunchDependent(corr.kernel, corr.grid, dim3(tc::kCorrThreads), corr.smem, st, p,
-                          corr.parts, vec_in, y_mode == 2, vec_s, sa),
-          "ssd correction", __FILE__, __LINE__));
+      launch.Update(
+          CudaStatus(LaunchDependent(corr.kernel, corr.grid, dim3(tc::kCorrThreads), corr.smem, st,
+                                     p, corr.parts, vec_in, y_mode == 2, vec_s, sa),
+                     "ssd correction", __FILE__, __LINE__));
     }
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(ws, st));
     return launch;
