@@ -159,9 +159,10 @@ constexpr int kT = 64;         // tokens per sub-chunk (padded)
 constexpr int kN = 128;        // padded d_state
 constexpr int kP = 64;         // channels per CTA
 constexpr int kThreads = 512;  // 16 warps
-// The warp that prepares the next sub-chunk's dt, cum and weights, after the sub-chunk's
-// second barrier: warp 3 (row block 0, column quarter 3) has no C B^T tile and the fewest G X
-// k-steps (one), so its dt scan fills that slack.
+// The warp that prepares the next sub-chunk's dt, cum and weights, right after the sub-chunk's
+// first barrier: warp 3 (row block 0, column quarter 3) has no C B^T tile and no G to compute
+// before the second barrier, so its dt scan fills that slack instead of delaying the last
+// barrier (warp 0 did it there before).
 constexpr int kDtWarp = 3;
 constexpr int kPitchX = kP + 8;  // bf16 elements per smem row (16 B pad: conflict-free ldmatrix)
 constexpr int kPitchBC = kN + 8;
@@ -567,16 +568,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float* dtv = cur.dt;
     const float cum_last = cum[kT - 1];  // padded tokens add 0
     seg_logdec += cum_last;
+    // dt and cum of the next sub-chunk into the other buffer (last read before S1), then the raw
+    // dt of the one after.
+    if (warp == kDtWarp && next < pos_end) {
+      scan_dt(buf ^ 1, next, len_next, seg_logdec);
+      const int after = next + len_next;
+      if (after < pos_end) load_dt(after, grid_len(after));
+    }
     // Weighted inputs for the state update: xw[j] = x[j] * exp(cum_last - cum_j) * dt_j, by the
-    // six warps with no C B^T tile (cq > rb), which would otherwise wait at S2 for the C B^T
-    // warps.
-    if (cq > rb) {
-      // (rb, cq) = (0,1) (0,2) (1,2) (0,3) (1,3) (2,3) -> 0..5.
-      const int rank = cq * (cq - 1) / 2 + rb;
+    // five warps with no C B^T tile (cq > rb) and no dt scan, which would otherwise wait at S2
+    // for the C B^T warps.
+    if (cq > rb && warp != kDtWarp) {
+      // (rb, cq) = (0,1) (0,2) (1,2) (1,3) (2,3) -> 0..4; (0,3) is kDtWarp.
+      static_assert(kDtWarp == 4 * 0 + 3, "the xw ranks assume kDtWarp is (rb 0, cq 3)");
+      const int rank = cq * (cq - 1) / 2 + rb - (cq == 3 ? 1 : 0);
       static_assert(kP == 64, "a lane takes one channel pair of every row");
       const int c = 2 * lane;
 #pragma unroll 2
-      for (int r = rank; r < kT; r += 6) {
+      for (int r = rank; r < kT; r += 5) {
         const float w = cur.w[r];
         const bf162_t v = *reinterpret_cast<const bf162_t*>(&sX[r * kPitchX + c]);
         *reinterpret_cast<uint32_t*>(&sm.xw[r * kPitchX + c]) =
@@ -755,14 +764,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         bnd_end += ((next - bnd_end) / p.block_size + 1) * p.block_size;
       }
-    }
-    // dt and cum of the next sub-chunk into the other buffer (last read before this sub-chunk's
-    // S1), then the raw dt of the one after. After S2, where warp kDtWarp (row block 0: one G X
-    // k-step) has the least work; before S2 it takes a share of xw instead.
-    if (warp == kDtWarp && next < pos_end) {
-      scan_dt(buf ^ 1, next, len_next, seg_logdec);
-      const int after = next + len_next;
-      if (after < pos_end) load_dt(after, grid_len(after));
     }
     pos = next;
     len_c = len_next;
