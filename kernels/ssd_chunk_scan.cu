@@ -16,6 +16,8 @@
 // kSequential (any dtype, any N): the plain recurrence, one warp per (sequence, head, channel p),
 // lanes over the state index n, fp32. Slow; it is the accuracy reference on the GPU and the
 // fallback for f32/f16 inputs and N > 128.
+#include <cuda.h>          // CUtensorMap
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -32,6 +34,7 @@
 #include "core/cuda_status.h"
 #include "core/dependent_launch.cuh"
 #include "core/status_macros.h"
+#include "kernels/bulk_copy.cuh"
 #include "kernels/cp_async.cuh"
 #include "kernels/cuda_dtype.cuh"
 #include "kernels/fast_exp.cuh"
@@ -168,10 +171,16 @@ constexpr int kPitchX = kP + 8;  // bf16 elements per smem row (16 B pad: confli
 constexpr int kPitchBC = kN + 8;
 constexpr int kPitchG = kT + 8;
 constexpr int kPitchH = kP + 8;
+// The warp whose lane 0 issues a full stage's tensor copies (row block 0, column quarter 1: no
+// C B^T tile).
+constexpr int kLoadWarp = 1;
+// A stage's x, B and C boxes: kT rows of a whole smem pitch each (the pad columns take the
+// next head's or group's first channels, or zeros past the map's end; nothing reads them).
+constexpr uint32_t kStageBytes = kT * (kPitchX + 2 * kPitchBC) * sizeof(bf16_t);
 
 // One sub-chunk's tiles and decays. The kernel double-buffers whole stages, so a thread's
 // shared-memory addresses into the current stage are its stage-0 addresses plus one offset.
-struct __align__(16) Stage {
+struct __align__(128) Stage {  // 128: tensor-copy destinations (x, b, c)
   bf16_t x[kT * kPitchX];
   bf16_t b[kT * kPitchBC];
   bf16_t c[kT * kPitchBC];
@@ -182,13 +191,23 @@ struct __align__(16) Stage {
   float ecum[kT];  // exp(cum_j): decay of the incoming state at token j
 };
 
-struct __align__(16) Smem {
+struct __align__(128) Smem {
   Stage st[2];
   bf16_t xw[kT * kPitchX];
   bf16_t g[kT * kPitchG];
   bf16_t h[kN * kPitchH];
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
   float d[kP];              // D of the CTA's channels (read by the epilogue; saves 4 registers)
+  uint64_t full[2];         // mbarriers: stage st[i]'s tensor-copied tiles have landed
+};
+static_assert(offsetof(Stage, b) % 128 == 0 && offsetof(Stage, c) % 128 == 0 &&
+                  sizeof(Stage) % 128 == 0,
+              "tensor copies land on 128-byte boundaries");
+
+// Tensor maps of x, B and C (2D: tokens x elements of a token's row) for the full tiles'
+// copies; set only when SegArgs::tma.
+struct TileMaps {
+  CUtensorMap x, b, c;
 };
 
 __device__ __forceinline__ void Ldsm4(uint32_t (&r)[4], uint32_t addr) {
@@ -298,6 +317,7 @@ struct SegArgs {
   float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
   float* decay = nullptr;      // (H, num_tokens) exp(cum_t) for tokens of segments >= 1
   int cut_len = kT;            // sub-chunk grid of the segment starts (SegBegin)
+  bool tma = false;            // TileMaps are set: full tiles arrive as tensor copies
 };
 
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
@@ -318,8 +338,8 @@ __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_se
 // compiled without the other paths, which frees registers in the loop.
 template <bool kFast>
 __global__ void __launch_bounds__(kThreads, 1)
-    SsdTensorCoreKernel(SsdChunkScanParams p, bool vec_in_arg, int y_mode_arg, int skip,
-                        SegArgs sa) {
+    SsdTensorCoreKernel(SsdChunkScanParams p, bool vec_in_arg, int y_mode_arg, int skip, SegArgs sa,
+                        const __grid_constant__ TileMaps maps) {
   // y_mode: 0 scalar stores, 1 4-byte stores, 2 staged in smem and stored 16 bytes per thread.
   const bool vec_in = kFast || vec_in_arg;
   const int y_mode = kFast ? 2 : y_mode_arg;
@@ -374,8 +394,37 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The same for a position on the sub-chunk grid (every sub-chunk start after the first):
   // no alignment term. <= 0 at or past pos_end.
   auto grid_len = [&](int pos) -> int { return min(cut_len, pos_end - pos); };
+  // Full tiles of the common shape (64 channels, N = 128) arrive as three tensor copies (x, B,
+  // C boxes of kT rows) that one thread issues and the stage's mbarrier counts, where every
+  // thread's cp.async took ~60 instructions a warp a sub-chunk. Partial tiles (whose missing
+  // rows must be zeros) and other shapes keep LoadTile. bulk_bits: the stages with tensor copies
+  // in flight; parity_bits: the phase each stage's mbarrier waits for next.
+  const bool bulk = kFast && sa.tma && cols_p == kP && cols_n == kN;
+  uint32_t bulk_bits = 0, parity_bits = 0;
+  if (bulk) {
+    if (tid == 0) {
+      MbarrierInit(SharedAddress(&sm.full[0]), 1);
+      MbarrierInit(SharedAddress(&sm.full[1]), 1);
+      FenceMbarrierInit();
+    }
+    __syncthreads();
+  }
+  const int x_col = static_cast<int>(hd * p.x_head_stride + p0);
+  const int bc_col = static_cast<int>(g * p.B_group_stride);
+  const int c_col = static_cast<int>(g * p.C_group_stride);
   auto load = [&](int buf, int pos, int len_c) {
     const int t = t0 + pos;
+    if (bulk && len_c == kT) {
+      bulk_bits |= 1u << buf;
+      if (tid == 32 * kLoadWarp) {
+        const uint32_t bar = SharedAddress(&sm.full[buf]);
+        MbarrierArriveExpectTx(bar, kStageBytes);
+        TmaLoad2d(SharedAddress(sm.st[buf].x), &maps.x, x_col, t, bar);
+        TmaLoad2d(SharedAddress(sm.st[buf].b), &maps.b, bc_col, t, bar);
+        TmaLoad2d(SharedAddress(sm.st[buf].c), &maps.c, c_col, t, bar);
+      }
+      return;
+    }
     LoadTile<kP, kPitchX>(sm.st[buf].x, xg + row_off(t, p.x_token_stride), p.x_token_stride, len_c,
                           cols_p, vec_in, tid);
     LoadTile<kN, kPitchBC>(sm.st[buf].b, bg + row_off(t, p.B_token_stride), p.B_token_stride, len_c,
@@ -550,6 +599,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int next = pos + len_c;
     const int len_next = grid_len(next);  // used only when next < pos_end
     CpAsyncWait<0>();
+    if ((bulk_bits >> buf) & 1u) {
+      MbarrierWait(SharedAddress(&sm.full[buf]), (parity_bits >> buf) & 1u);
+      parity_bits ^= 1u << buf;
+      bulk_bits &= ~(1u << buf);
+    }
     // S1: this sub-chunk's tiles, dt and cum are visible, and every warp is done with the
     // previous sub-chunk - its tiles (the buffer the next loads overwrite), sm.g, sm.xw, the
     // reads and writes of sm.h, and the y tile staged in sm.ys. It is the sub-chunk's only
@@ -1068,6 +1122,45 @@ struct CorrPlan {
   dim3 grid;
 };
 
+// Tensor maps for the main kernel's full tiles: x, B and C, each as 2D (a token's elements from
+// the first head's or group's start x tokens), with boxes of kT rows and a whole smem pitch of
+// elements. The extent ends at the last head's or group's last element, so the boxes' pad
+// columns past it read zeros. False where the driver or the shape does not allow them (the
+// kernel then loads every tile with cp.async).
+bool EncodeTileMaps(const SsdChunkScanParams& p, tc::TileMaps* maps) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  if (encode == nullptr || p.head_dim % tc::kP != 0 || p.d_state != tc::kN) return false;
+  auto one = [&](CUtensorMap* map, const void* base, int64_t cols, int64_t stride, int box_cols) {
+    // Coordinates are 32-bit; strides are 16-byte multiples (vec_in).
+    if (cols + box_cols >= (int64_t{1} << 31) || p.num_tokens >= (int64_t{1} << 31)) return false;
+    const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols),
+                                static_cast<cuuint64_t>(p.num_tokens)};
+    const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride) * sizeof(bf16_t)};
+    const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), tc::kT};
+    const cuuint32_t unit[2] = {1, 1};
+    return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims, strides,
+                  box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  return one(&maps->x, p.x, (p.num_heads - 1) * p.x_head_stride + p.head_dim, p.x_token_stride,
+             tc::kPitchX) &&
+         one(&maps->b, p.B, (p.num_groups - 1) * p.B_group_stride + p.d_state, p.B_token_stride,
+             tc::kPitchBC) &&
+         one(&maps->c, p.C, (p.num_groups - 1) * p.C_group_stride + p.d_state, p.C_token_stride,
+             tc::kPitchBC);
+}
+
 absl::StatusOr<CorrPlan> PlanCorrection(const SsdChunkScanParams& p, int num_segs, int64_t ptiles) {
   CorrPlan plan;
   plan.smem = static_cast<int>(sizeof(tc::CorrSmem));
@@ -1159,11 +1252,13 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const dim3 grid(static_cast<unsigned>(p.num_seqs * num_segs),
                     static_cast<unsigned>(p.num_heads), static_cast<unsigned>(ptiles));
     tc::SegArgs sa;
+    tc::TileMaps maps{};
+    sa.tma = fast && EncodeTileMaps(p, &maps);
     sa.num_segs = num_segs;
     sa.cut_len = static_cast<int>(p.chunk_size < tc::kT ? p.chunk_size : tc::kT);
     if (num_segs == 1) {
-      CUDA_RETURN_IF_ERROR(
-          LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa));
+      CUDA_RETURN_IF_ERROR(LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in,
+                                           y_mode, skip, sa, maps));
       return absl::OkStatus();
     }
     // [E (fp32)][S_in (bf16)][log decays][exp(cum)]; the S_in rows are 16-byte aligned when
@@ -1172,9 +1267,9 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     sa.sin = reinterpret_cast<bf16_t*>(sa.ws + ws_floats);
     sa.ws_logdec = sa.ws + ws_floats + sin_floats;
     sa.decay = sa.ws_logdec + ld_floats;
-    absl::Status launch = CudaStatus(
-        LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p, vec_in, y_mode, skip, sa),
-        "ssd segments", __FILE__, __LINE__);
+    absl::Status launch = CudaStatus(LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p,
+                                                     vec_in, y_mode, skip, sa, maps),
+                                     "ssd segments", __FILE__, __LINE__);
     if (launch.ok() && !(skip & 64)) {
       const int64_t spans =
           (p.head_dim * p.d_state + tc::kCombineThreads - 1) / tc::kCombineThreads;
