@@ -1,6 +1,6 @@
 // CUDA implementations of the SSD chunked scan (see ssd_chunk_scan.h).
 //
-// kTensorCore (bf16 inputs, N <= 128): one fused kernel, one CTA of 8 warps per (sequence, head,
+// kTensorCore (bf16 inputs, N <= 128): one fused kernel, one CTA of 16 warps per (sequence, head,
 // tile of 64 channels p). The CTA walks its sequence in sub-chunks of up to 64 tokens (cut at
 // absolute multiples of min(Q, 64), so every chunk and block boundary of the public chunking is a
 // sub-chunk boundary), carrying the (N, 64) state in fp32 registers across sub-chunks; the
@@ -9,9 +9,9 @@
 //   CB = C B^T (causal tiles only), G = CB o exp(cum_i - cum_j) dt_j (j <= i)     -> smem, bf16
 //   Y  = exp(cum_i) C h_in + G X + D x, optional * silu(z)                       -> y
 //   h  = exp(cum_last) h + B^T (exp(cum_last - cum_j) dt_j x_j)                  -> registers
-// The next sub-chunk's x, B, C tiles are prefetched with cp.async (double buffer) while the
-// current one is computed. The chunk size Q only fixes where block-boundary states can sit;
-// the result does not depend on it beyond rounding.
+// The next sub-chunk's x, B, C tiles are prefetched (double buffer; TMA copies for full tiles of
+// the common shape, cp.async otherwise) while the current one is computed. The chunk size Q only
+// fixes where block-boundary states can sit; the result does not depend on it beyond rounding.
 //
 // kSequential (any dtype, any N): the plain recurrence, one warp per (sequence, head, channel p),
 // lanes over the state index n, fp32. Slow; it is the accuracy reference on the GPU and the
