@@ -46,6 +46,9 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
                "ssd: z_head_stride < head_dim");
   MS_CHECK_ARG(!(p.dt_min > p.dt_max) && !std::isnan(p.dt_min) && !std::isnan(p.dt_max),
                "ssd: dt_limit must satisfy dt_min <= dt_max");
+  // dt is a step size; with A <= 0 every decay exp(dt A) is then at most 1, which the CUDA
+  // tensor-core path relies on (it clamps exp(cum_i - cum_j) at 1).
+  MS_CHECK_ARG(p.dt_min >= 0.0f, "ssd: dt_min must be >= 0, got ", p.dt_min);
   MS_CHECK_ARG(p.state_dtype == DType::kF32 || p.state_dtype == DType::kBF16,
                "ssd: state_dtype must be f32 or bf16, got ", DTypeName(p.state_dtype));
   const bool uses_pool = p.initial_state_block || p.final_state_block || p.block_size > 0;

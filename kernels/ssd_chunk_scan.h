@@ -88,7 +88,7 @@ struct SsdChunkScanParams {
   bool dt_softplus = true;
   float dt_min = 0.0f;  // dt_limit
   float dt_max = std::numeric_limits<float>::infinity();
-  const float* A = nullptr;  // (H), already -exp(A_log)
+  const float* A = nullptr;  // (H), already -exp(A_log): <= 0 (not checked: device memory)
   // B[t, g, n] at B[t * B_token_stride + g * B_group_stride + n]; likewise C.
   const void* B = nullptr;
   int64_t B_token_stride = 0;

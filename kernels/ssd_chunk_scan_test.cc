@@ -220,6 +220,9 @@ TEST(SsdChunkScanCpu, RejectsBadParams) {
   int32_t cu_bad[2] = {0, static_cast<int32_t>(p.num_tokens + 1)};
   p.cu_seqlens = cu_bad;
   EXPECT_EQ(RunSsdChunkScan(p, Stream()).code(), absl::StatusCode::kInvalidArgument);
+  p = pr.p;
+  p.dt_min = -0.1f;  // a negative step would make decays grow
+  EXPECT_EQ(RunSsdChunkScan(p, Stream()).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
