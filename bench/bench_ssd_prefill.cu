@@ -2,7 +2,8 @@
 // N=128, Q=256, bf16 inputs, fp32 state pool (final states written), dt_softplus, D per head,
 // no z. Shapes: b=1 L=4096, 16384, 65536 and b=8 L=4096 (packed varlen).
 //   bench_ssd_prefill [--anchor_run=ms1,ms2,ms3,ms4] [--iters=N] [--impl=tc|seq] [--profile]
-//                     [--segs]
+//                     [--segs] [--shape=K]
+// --shape=K: only the K-th shape (0-3), e.g. to profile one shape's kernels under ncu.
 // --profile: also time with stages left out (MS_SSD_PROFILE_SKIP; wrong output).
 // --segs: also time every shape at forced segment counts (calibrates SsdAutoSegments).
 // --anchor_run: mamba_ssm Triton times measured in the same run (bench/mamba_ssm_anchor.py),
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   int iters = 20;
   bool profile = false;
   bool sweep_segs = false;
+  int only_shape = -1;
   SsdCudaImpl impl = SsdCudaImpl::kTensorCore;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -71,6 +73,8 @@ int main(int argc, char** argv) {
       profile = true;
     } else if (a == "--segs") {
       sweep_segs = true;
+    } else if (a.rfind("--shape=", 0) == 0) {
+      only_shape = std::atoi(a.c_str() + 8);
     } else if (a == "--impl=seq") {
       impl = SsdCudaImpl::kSequential;
     }
@@ -163,6 +167,10 @@ int main(int argc, char** argv) {
   int si = 0;
   std::vector<std::string> profile_lines;
   for (const Shape& sh : shapes) {
+    if (only_shape >= 0 && si != only_shape) {
+      ++si;
+      continue;
+    }
     const int64_t T = sh.b * sh.L;
     std::vector<int32_t> hcu(sh.b + 1), hfin(sh.b);
     for (int s = 0; s <= sh.b; ++s) hcu[s] = static_cast<int32_t>(s * sh.L);
