@@ -9,9 +9,13 @@ mamba_ssm/ops/triton/*.py, keeping that path, under .fetched/mamba_ssm_triton/ (
     python3 bench/mamba_ssm_anchor.py [--root .fetched/mamba_ssm_triton] [--out anchor.txt]
 The few helpers those files import from elsewhere in mamba_ssm (utils.determinism, utils.torch)
 and einops (if it is not installed) are replaced here by minimal stand-ins that cover the
-forward path only. Prints one line per shape: "anchor <label> <median ms>"; decode lines also give GB/s. Decode
-rotates over enough state slots (state_batch_indices) that consecutive calls touch >= 256 MiB,
-as bench_mamba2_decode does, so neither side runs from L2. --decode_only skips the prefill.
+forward path only. Prints per shape "anchor <label> <ms>", the time of one call replayed from a
+CUDA graph (the GPU work alone: no Python launch overhead, which at b=1 L=4K and in decode is
+larger than the kernels), and "anchor_eager <label> <ms>", the median of calls launched one by
+one from Python (the only form before 2026-12-07's twenty-fourth session; if the capture fails,
+"anchor" falls back to it and says so). Decode lines also give GB/s. Decode rotates over enough
+state slots (state_batch_indices) that consecutive calls touch >= 256 MiB, as
+bench_mamba2_decode does, so neither side runs from L2. --decode_only skips the prefill.
 """
 import argparse
 import os
@@ -67,6 +71,40 @@ def install_shims():
         sys.modules["einops"] = ein
 
 
+def event_ms(torch, fn):
+    """Milliseconds of fn() between two CUDA events on the current stream."""
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    e.synchronize()
+    return s.elapsed_time(e)
+
+
+def graph_ms(torch, calls, iters):
+    """Median milliseconds per call of the list `calls` captured as one CUDA graph and replayed
+    iters times, or None (with the reason printed) when the capture fails."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up on a side stream before capture, as torch asks
+            for c in calls:
+                c()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for c in calls:
+                c()
+        graph.replay()
+        torch.cuda.synchronize()
+        times = [event_ms(torch, graph.replay) / len(calls) for _ in range(iters)]
+        return statistics.median(times)
+    except Exception as ex:  # noqa: BLE001 - any capture failure falls back to eager timing
+        print(f"CUDA graph capture failed ({type(ex).__name__}: {ex}); eager timing only",
+              flush=True)
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=os.path.join(os.path.dirname(__file__), "..", ".fetched",
@@ -113,18 +151,13 @@ def main():
             for _ in range(3):  # warmup (includes Triton autotuning)
                 run()
             torch.cuda.synchronize()
-            times = []
-            for _ in range(args.iters):
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record()
-                run()
-                e.record()
-                e.synchronize()
-                times.append(s.elapsed_time(e))
-        ms = statistics.median(times)
-        line = f"anchor {label} {ms:.4f}"
-        print(line, flush=True)
-        lines.append(line)
+            eager = statistics.median(event_ms(torch, run) for _ in range(args.iters))
+            replayed = graph_ms(torch, [run], args.iters)
+        for line in (f"anchor {label} {replayed if replayed is not None else eager:.4f}"
+                     + ("" if replayed is not None else " (eager: no graph)"),
+                     f"anchor_eager {label} {eager:.4f}"):
+            print(line, flush=True)
+            lines.append(line)
         del x, dt, Bm, Cm
         torch.cuda.empty_cache()
     # Decode: one token per sequence, state updated in place in its slot.
@@ -143,26 +176,27 @@ def main():
         dt_bias = torch.rand(H, device=dev, generator=g).sub_(0.5)[:, None].expand(H, P)
         slots = [torch.arange(r * b, (r + 1) * b, device=dev, dtype=torch.int32)
                  for r in range(rounds)]
+        def step(r):
+            return lambda: selective_state_update(state, x, dt, A, Bm, Cm, D=D, dt_bias=dt_bias,
+                                                  dt_softplus=True,
+                                                  state_batch_indices=slots[r])
+
+        calls = [step(r) for r in range(rounds)]
         with torch.inference_mode():
-            for r in range(min(rounds, 3)):
-                selective_state_update(state, x, dt, A, Bm, Cm, D=D, dt_bias=dt_bias,
-                                       dt_softplus=True, state_batch_indices=slots[r])
+            for c in calls[:3]:
+                c()
             torch.cuda.synchronize()
-            times = []
-            for i in range(100):
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record()
-                selective_state_update(state, x, dt, A, Bm, Cm, D=D, dt_bias=dt_bias,
-                                       dt_softplus=True, state_batch_indices=slots[i % rounds])
-                e.record()
-                e.synchronize()
-                times.append(s.elapsed_time(e))
-        ms = statistics.median(times)
+            eager = statistics.median(event_ms(torch, calls[i % rounds]) for i in range(100))
+            # One graph holds a call per slot group, so replays still rotate over the slots.
+            replayed = graph_ms(torch, calls, 20)
         # State read + written, inputs read, output written (as bench_mamba2_decode counts).
         moved = b * (2 * slot_bytes + (2 * H * P + 2 * G * N + H) * 2)  # x, y, B, C, dt
-        line = f"anchor decode_B{b} {ms:.4f} ms {moved / ms / 1e6:.0f} GB/s"
-        print(line, flush=True)
-        lines.append(line)
+        ms = replayed if replayed is not None else eager
+        for line in (f"anchor decode_B{b} {ms:.4f} ms {moved / ms / 1e6:.0f} GB/s"
+                     + ("" if replayed is not None else " (eager: no graph)"),
+                     f"anchor_eager decode_B{b} {eager:.4f} ms {moved / eager / 1e6:.0f} GB/s"):
+            print(line, flush=True)
+            lines.append(line)
         del state
         torch.cuda.empty_cache()
     if args.out:
