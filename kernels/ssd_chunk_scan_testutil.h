@@ -34,6 +34,7 @@ struct Case {
   // Group mapping (0 = default h / (H/G)).
   int64_t first_head = 0, first_group = 0, heads_per_group = 0;
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
+  float a_max = 2.0f;  // A = -exp(U(log 0.05, log a_max)) per head
   int64_t lead_tokens = 0;  // rows before the first sequence (cu_seqlens[0] > 0)
   bool aligned = false;     // strides multiples of 8 elements (vectorised GPU loads)
   uint64_t seed = 1;
@@ -111,7 +112,7 @@ inline Problem MakeProblem(const Case& c) {
   if (c.has_z) FillRandom(pr.z, c.dtype, T * p.z_token_stride, rng, -2.0f, 2.0f);
   Poison(pr.y, c.dtype, T * p.y_token_stride);
   pr.A.resize(H);
-  for (auto& a : pr.A) a = -std::exp(rng.Uniform(std::log(0.05f), std::log(2.0f)));
+  for (auto& a : pr.A) a = -std::exp(rng.Uniform(std::log(0.05f), std::log(c.a_max)));
   if (c.has_dt_bias) pr.dt_bias = rng.UniformVector(H, -1.0f, 1.0f);
   if (c.has_D) pr.D = rng.UniformVector(c.D_per_channel ? H * P : H, -1.0f, 1.0f);
   p.x = pr.x.data();
@@ -446,6 +447,21 @@ inline std::vector<Case> StandardCases() {
     c.prefix_offsets = true;
     c.aligned = true;
     c.seed = 11;
+    cs.push_back(c);
+  }
+  {
+    // Heads from slow to very fast decay: in segments of the GPU's split runs, exp(cum) of the
+    // fast heads underflows to zero a few tokens in, where the correction pass stops.
+    Case c;
+    c.name = "bf16_aligned_fast_decay_gated";
+    c.seqlens = {1500, 640};
+    c.H = 6, c.P = 64, c.G = 2, c.N = 128, c.Q = 64;
+    c.dtype = DType::kBF16;
+    c.has_z = true;
+    c.a_max = 64.0f;
+    c.block_size = 128;
+    c.aligned = true;
+    c.seed = 12;
     cs.push_back(c);
   }
   {
