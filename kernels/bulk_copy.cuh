@@ -1,8 +1,6 @@
 // Hopper (sm_90) bulk copies: one instruction moves a tile of a tensor map (TMA) into shared
-// memory, or a contiguous run of bytes (a multiple of 16, 16-byte aligned at both ends) from
-// shared to global memory. Loads complete on an mbarrier (its transaction count), stores in bulk
-// groups. Internal header: include it only from .cu
-// files (nvcc) compiled for sm_90.
+// memory and completes on an mbarrier (its transaction count). Internal header: include it only
+// from .cu files (nvcc) compiled for sm_90.
 #ifndef MAMBASERVE_KERNELS_BULK_COPY_CUH_
 #define MAMBASERVE_KERNELS_BULK_COPY_CUH_
 
@@ -10,7 +8,7 @@
 
 namespace mambaserve {
 
-// `bar`, `dst`, `src` below are shared-memory addresses (SharedAddress in cp_async.cuh).
+// `bar` and `dst` below are shared-memory addresses (SharedAddress in cp_async.cuh).
 __device__ __forceinline__ void MbarrierInit(uint32_t bar, uint32_t arrivals) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
 }
@@ -46,29 +44,6 @@ __device__ __forceinline__ void TmaLoad2d(uint32_t dst, const void* map, int col
       "{%2, %3}], [%4];\n" ::"r"(dst),
       "l"(map), "r"(col), "r"(row), "r"(bar)
       : "memory");
-}
-// Shared -> global, in the thread's current bulk group.
-__device__ __forceinline__ void BulkStore(void* dst, uint32_t src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
-               "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void BulkCommit() {
-  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-}
-// Waits until at most kPending of the thread's bulk groups still read their shared source.
-template <int kPending>
-__device__ __forceinline__ void BulkWaitRead() {
-  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
-}
-// Waits until at most kPending of the thread's bulk groups are incomplete (writes done).
-template <int kPending>
-__device__ __forceinline__ void BulkWait() {
-  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-// Orders this thread's earlier shared-memory writes before later bulk copies that read them.
-__device__ __forceinline__ void FenceProxyAsyncShared() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 }  // namespace mambaserve

@@ -410,7 +410,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();
   }
   const int x_col = static_cast<int>(hd * p.x_head_stride + p0);
-  const int bc_col = static_cast<int>(g * p.B_group_stride);
+  const int b_col = static_cast<int>(g * p.B_group_stride);
   const int c_col = static_cast<int>(g * p.C_group_stride);
   auto load = [&](int buf, int pos, int len_c) {
     const int t = t0 + pos;
@@ -420,7 +420,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         const uint32_t bar = SharedAddress(&sm.full[buf]);
         MbarrierArriveExpectTx(bar, kStageBytes);
         TmaLoad2d(SharedAddress(sm.st[buf].x), &maps.x, x_col, t, bar);
-        TmaLoad2d(SharedAddress(sm.st[buf].b), &maps.b, bc_col, t, bar);
+        TmaLoad2d(SharedAddress(sm.st[buf].b), &maps.b, b_col, t, bar);
         TmaLoad2d(SharedAddress(sm.st[buf].c), &maps.c, c_col, t, bar);
       }
       return;

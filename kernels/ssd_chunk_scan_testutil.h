@@ -34,7 +34,7 @@ struct Case {
   // Group mapping (0 = default h / (H/G)).
   int64_t first_head = 0, first_group = 0, heads_per_group = 0;
   float dt_min = 0.0f, dt_max = std::numeric_limits<float>::infinity();
-  float a_max = 2.0f;  // A = -exp(U(log 0.05, log a_max)) per head
+  float a_max = 2.0f;       // A = -exp(U(log 0.05, log a_max)) per head
   int64_t lead_tokens = 0;  // rows before the first sequence (cu_seqlens[0] > 0)
   bool aligned = false;     // strides multiples of 8 elements (vectorised GPU loads)
   uint64_t seed = 1;
