@@ -199,6 +199,7 @@ struct __align__(128) Smem {
   bf16_t ys[kT * kPitchX];  // y tile staged for 16-byte stores (y_mode 2)
   float d[kP];              // D of the CTA's channels (read by the epilogue; saves 4 registers)
   uint64_t full[2];         // mbarriers: stage st[i]'s tensor-copied tiles have landed
+  int live_end;  // segments >= 1: 1 + the last position whose exp(cum) is not 0 (dt warp lane 0)
 };
 static_assert(offsetof(Stage, b) % 128 == 0 && offsetof(Stage, c) % 128 == 0 &&
                   sizeof(Stage) % 128 == 0,
@@ -308,7 +309,9 @@ __device__ __forceinline__ void LoadTile(bf16_t* dst, const bf16_t* src, int64_t
 // to the workspace; SsdCombineKernel turns E into every segment's incoming state S_in, adds
 // its term to the segment's boundary states and writes the final state; SsdCorrectKernel adds
 // the missing term to y (one (tokens x N) x (N x P) mma per head and segment, plus a read and
-// write of y). Nothing is computed twice. num_segs == 1: the main kernel only, no workspace.
+// write of y), up to the segment's last token whose exp(cum_t) has not underflowed to zero (past
+// it the term is exactly zero). Nothing is computed twice. num_segs == 1: the main kernel only, no
+// workspace.
 struct SegArgs {
   int num_segs = 1;
   float* ws = nullptr;         // (num_seqs, num_segs, H, P, N) fp32: E_k
@@ -316,8 +319,12 @@ struct SegArgs {
                                // correction's mma operand
   float* ws_logdec = nullptr;  // (num_seqs, num_segs, H) sum of dt*A over each segment
   float* decay = nullptr;      // (H, num_tokens) exp(cum_t) for tokens of segments >= 1
-  int cut_len = kT;            // sub-chunk grid of the segment starts (SegBegin)
-  bool tma = false;            // TileMaps are set: full tiles arrive as tensor copies
+  // (num_seqs, num_segs, H) for segments >= 1: positions from live_end on have exp(cum_t) == 0
+  // (fp32 underflow; heads that decay fast reach it a few hundred tokens into a segment), so
+  // their correction term is exactly zero and the correction skips them.
+  int* live_end = nullptr;
+  int cut_len = kT;  // sub-chunk grid of the segment starts (SegBegin)
+  bool tma = false;  // TileMaps are set: full tiles arrive as tensor copies
 };
 
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
@@ -566,7 +573,21 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int j = lane + 32 * hf;
       sm.st[buf].w[j] = FastExp2(carry - cumv[hf]) * dv[hf];
       sm.st[buf].ecum[j] = FastExp2(cumv[hf]);
-      if (decay_out != nullptr && j < len_c) decay_out[pos + j] = FastExp2(base + cumv[hf]);
+    }
+    if (decay_out != nullptr) {
+      bool nonzero[2];
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int j = lane + 32 * hf;
+        const float e = FastExp2(base + cumv[hf]);
+        if (j < len_c) decay_out[pos + j] = e;
+        nonzero[hf] = j < len_c && e != 0.0f;
+      }
+      const unsigned live0 = __ballot_sync(0xffffffffu, nonzero[0]);
+      const unsigned live1 = __ballot_sync(0xffffffffu, nonzero[1]);
+      if (lane == 0 && (live0 | live1) != 0) {
+        sm.live_end = pos + (live1 != 0 ? 64 - __clz(live1) : 32 - __clz(live0));
+      }
     }
   };
 
@@ -577,6 +598,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (p.block_size > 0) bnd_end = ((q.off + pos_begin) / p.block_size + 1) * p.block_size - q.off;
   int buf = 0;
   float seg_logdec = 0.0f;  // sum of dt*A over this CTA's positions (log2 units)
+  if (tid == 32 * kDtWarp) sm.live_end = pos_begin;  // the dt warp's lane 0 moves it on
   if (pos_begin < pos_end && warp == kDtWarp) {
     load_dt(pos_begin, len_c);
     scan_dt(0, pos_begin, len_c, 0.0f);
@@ -840,10 +862,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (n0 + dn < cols_n && pp0 + dp < cols_p) out[dp * cols_n + dn] = hacc[j][e];
       }
     }
+    const int64_t slot = (static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd;
     if (tid == 0 && blockIdx.z == 0) {
-      sa.ws_logdec[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd] =
-          seg_logdec * 0.6931471805599453f;  // ln 2: natural log for the combine
+      sa.ws_logdec[slot] = seg_logdec * 0.6931471805599453f;  // ln 2: natural log for the combine
     }
+    if (tid == 32 * kDtWarp && blockIdx.z == 0) sa.live_end[slot] = sm.live_end;
     return;
   }
   if (q.final_block != 0) store_state(q.final_block);  // one segment: E is the final state
@@ -977,7 +1000,9 @@ __global__ void __launch_bounds__(kCorrThreads)
   const int cols_n = static_cast<int>(N);
   const SeqInfo q = GetSeq(p, s);
   const int64_t seg_begin = SegBegin(q.len, q.off, sa.num_segs, seg, sa.cut_len);
-  const int64_t seg_end = SegBegin(q.len, q.off, sa.num_segs, seg + 1, sa.cut_len);
+  const int64_t seg_end = std::min<int64_t>(
+      SegBegin(q.len, q.off, sa.num_segs, seg + 1, sa.cut_len),
+      sa.live_end[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd]);
   const int64_t per_part = ((seg_end - seg_begin + kCorrRows - 1) / kCorrRows + parts - 1) / parts;
   const int64_t first = seg_begin + part * per_part * kCorrRows;
   const int64_t last = std::min<int64_t>(seg_end, first + per_part * kCorrRows);
@@ -1241,7 +1266,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       ASSIGN_OR_RETURN(corr, PlanCorrection(p, num_segs, ptiles));
       RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));
       const cudaError_t e = cudaMallocAsync(
-          &ws, (ws_floats + sin_floats + ld_floats + decay_floats) * sizeof(float), st);
+          &ws, (ws_floats + sin_floats + 2 * ld_floats + decay_floats) * sizeof(float), st);
       if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
         (void)cudaGetLastError();
         num_segs = 1;
@@ -1261,12 +1286,13 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
                                            y_mode, skip, sa, maps));
       return absl::OkStatus();
     }
-    // [E (fp32)][S_in (bf16)][log decays][exp(cum)]; the S_in rows are 16-byte aligned when
-    // N is a multiple of 8 (vec_s below).
+    // [E (fp32)][S_in (bf16)][log decays][exp(cum)][live ends]; the S_in rows are 16-byte aligned
+    // when N is a multiple of 8 (vec_s below).
     sa.ws = static_cast<float*>(ws);
     sa.sin = reinterpret_cast<bf16_t*>(sa.ws + ws_floats);
     sa.ws_logdec = sa.ws + ws_floats + sin_floats;
     sa.decay = sa.ws_logdec + ld_floats;
+    sa.live_end = reinterpret_cast<int*>(sa.decay + decay_floats);
     absl::Status launch = CudaStatus(LaunchDependent(kernel, grid, dim3(tc::kThreads), smem, st, p,
                                                      vec_in, y_mode, skip, sa, maps),
                                      "ssd segments", __FILE__, __LINE__);
