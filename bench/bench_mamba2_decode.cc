@@ -84,6 +84,22 @@ double MedianUs(cudaStream_t s, int warmup, int iters, const std::function<void(
   return t[iters / 2];
 }
 
+// Microseconds per call of f(0) .. f(calls - 1) captured in one CUDA graph and replayed (median
+// of `iters` replays / calls): the GPU time without the host's launch cost or the events between
+// calls, as a model step's graph runs it and as bench/mamba_ssm_anchor.py times the anchor.
+double GraphUs(cudaStream_t s, int calls, int iters, const std::function<void(int)>& f) {
+  cudaGraph_t graph;
+  CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls; ++i) f(i);
+  CHECK_CUDA(cudaStreamEndCapture(s, &graph));
+  cudaGraphExec_t exec;
+  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  const double us = MedianUs(s, 2, iters, [&](int) { CHECK_CUDA(cudaGraphLaunch(exec, s)); });
+  CHECK_CUDA(cudaGraphExecDestroy(exec));
+  CHECK_CUDA(cudaGraphDestroy(graph));
+  return us / calls;
+}
+
 int Main(int argc, char** argv) {
   // --dependent_launch 0: every kernel launched plainly (programmatic dependent launch off).
   for (int i = 1; i + 1 < argc; ++i) {
@@ -115,8 +131,9 @@ int Main(int argc, char** argv) {
   }
   std::printf("device: %s\n", prop.name);
   std::printf("copy bandwidth (cudaMemcpy D2D, 1 GiB, read+write): %.1f GB/s\n\n", copy_gbs);
-  std::printf("| kernel | shape | time (us) | GB/s | %% of copy BW |\n");
-  std::printf("|---|---|---:|---:|---:|\n");
+  std::printf(
+      "| kernel | shape | time (us) | GB/s | %% of copy BW | in a graph (us) | %% of copy BW |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
 
   // Mamba-2 state update.
   std::vector<std::string> sweep;
@@ -173,34 +190,41 @@ int Main(int argc, char** argv) {
       // The same state bytes moved by cudaMemcpy (every element read and written once, the
       // source rotated like the kernel's): what a plain copy of this size reaches, for scale.
       Buffer dst = Alloc(set_bytes);
-      const double us = MedianUs(s, 10, 100, [&](int i) {
+      auto copy = [&](int i) {
         const char* src =
             static_cast<const char*>(state.data()) + (1 + (i % sets) * B) * state_elems * 4;
         CHECK_CUDA(cudaMemcpyAsync(dst.data(), src, set_bytes, cudaMemcpyDeviceToDevice, s));
-      });
+      };
+      const double us = MedianUs(s, 10, 100, copy);
+      const double gus = GraphUs(s, static_cast<int>(sets), 20, copy);
       sweep.push_back(std::to_string(B) + " cudaMemcpy of the state (" +
                       std::to_string(set_bytes >> 20) + " MiB): " + std::to_string(us) + " us, " +
                       std::to_string(100.0 * 2.0 * set_bytes / (us * 1e-6) / 1e9 / copy_gbs) +
-                      "% of copy");
+                      "% of copy; in a graph " + std::to_string(gus) + " us");
     }
     // rows = 0: the default policy (the table); 2, 4, 8, 16: tuning variants (sweep lines).
     for (int rows : {0, 2, 4, 8, 16}) {
-      const double us = MedianUs(s, 10, 100, [&](int i) {
+      auto call = [&](int i) {
         Mamba2StateUpdateParams q = p;
         q.state_block_in = static_cast<const int32_t*>(dblocks.data()) + (i % sets) * B;
         CHECK_OK(rows == 0 ? RunMamba2StateUpdate(q, stream)
                            : RunMamba2StateUpdateCudaRows(q, stream, rows));
-      });
+      };
+      const double us = MedianUs(s, 10, 100, call);
       const double gbs = bytes / (us * 1e-6) / 1e9;
+      const double gus = GraphUs(s, static_cast<int>(sets), 20, call);
+      const double ggbs = bytes / (gus * 1e-6) / 1e9;
       if (rows == 0) {
         std::printf(
             "| mamba2_state_update | B=%lld H=80 P=64 G=1 N=128, bf16 in, f32 state | "
-            "%.2f | %.0f | %.1f%% |\n",
-            static_cast<long long>(B), us, gbs, 100.0 * gbs / copy_gbs);
+            "%.2f | %.0f | %.1f%% | %.2f | %.1f%% |\n",
+            static_cast<long long>(B), us, gbs, 100.0 * gbs / copy_gbs, gus,
+            100.0 * ggbs / copy_gbs);
       } else {
         sweep.push_back(std::to_string(B) + " rows=" + std::to_string(rows) + ": " +
                         std::to_string(us) + " us, " + std::to_string(100.0 * gbs / copy_gbs) +
-                        "% of copy");
+                        "% of copy; in a graph " + std::to_string(gus) + " us, " +
+                        std::to_string(100.0 * ggbs / copy_gbs) + "%");
       }
     }
   }
@@ -232,8 +256,9 @@ int Main(int argc, char** argv) {
     const double us = MedianUs(s, 10, 50, [&](int) { CHECK_OK(RunCausalConv1d(p, stream)); });
     const double bytes = 2.0 * T * dim * 2 + S * (W - 1) * dim * 2;
     const double gbs = bytes / (us * 1e-6) / 1e9;
-    std::printf("| causal_conv1d prefill | T=8x4096 dim=5376 W=4 bf16 | %.2f | %.0f | %.1f%% |\n",
-                us, gbs, 100.0 * gbs / copy_gbs);
+    std::printf(
+        "| causal_conv1d prefill | T=8x4096 dim=5376 W=4 bf16 | %.2f | %.0f | %.1f%% | - | - |\n",
+        us, gbs, 100.0 * gbs / copy_gbs);
   }
 
   // Gated RMSNorm, fused: T = 8 x 4096, I = 5120, G = 1 (per-rank size of the 2.7B layer).
@@ -251,8 +276,9 @@ int Main(int argc, char** argv) {
     const double us = MedianUs(s, 10, 50, [&](int) { CHECK_OK(RunGatedRmsNorm(p, stream)); });
     const double bytes = 3.0 * T * I * 2;
     const double gbs = bytes / (us * 1e-6) / 1e9;
-    std::printf("| gated_rmsnorm fused | T=8x4096 I=5120 G=1 bf16 | %.2f | %.0f | %.1f%% |\n", us,
-                gbs, 100.0 * gbs / copy_gbs);
+    std::printf(
+        "| gated_rmsnorm fused | T=8x4096 I=5120 G=1 bf16 | %.2f | %.0f | %.1f%% | - | - |\n", us,
+        gbs, 100.0 * gbs / copy_gbs);
   }
   CHECK_CUDA(cudaDeviceSynchronize());
   std::printf(
