@@ -77,11 +77,12 @@ absl::Status ValidateSsdChunkScanParams(const SsdChunkScanParams& p) {
 // ~84 ns on an H100): the main kernel takes waves x (segment length + a fixed cost per CTA);
 // segments add a fixed cost per call (the combine and the correction's start) and the
 // correction, about kCorrectionCost per corrected token (those of segments >= 1) and CTA,
-// spread over every SM. The constants come from bench_ssd_prefill --segs (bench/RESULTS_ssd.md).
+// spread over every SM. The constants come from bench_ssd_prefill --segs (bench/RESULTS_ssd.md;
+// refitted in the twenty-fifth session, when 3 segments beat 8 at b=1 L=16K and 64K).
 int SsdAutoSegments(int64_t ctas, int64_t mean_len, int sms) {
-  constexpr double kCtaOverheadTokens = 45.0;
+  constexpr double kCtaOverheadTokens = 120.0;
   constexpr double kSegmentsFixedCost = 455.0;
-  constexpr double kCorrectionCost = 0.23;
+  constexpr double kCorrectionCost = 0.30;
   constexpr int64_t kMinSegmentTokens = 256;
   if (ctas <= 0 || sms <= 0 || mean_len <= 0) return 1;
   int best = 1;
