@@ -102,9 +102,12 @@ double GraphUs(cudaStream_t s, int calls, int iters, const std::function<void(in
 
 int Main(int argc, char** argv) {
   // --dependent_launch 0: every kernel launched plainly (programmatic dependent launch off).
+  // --batch B: the state update at batch B only (e.g. under a profiler; 0 = all four).
+  int64_t only_batch = 0;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--dependent_launch")
       SetDependentLaunch(std::atoi(argv[i + 1]) != 0);
+    if (std::string(argv[i]) == "--batch") only_batch = std::atoll(argv[i + 1]);
   }
   std::printf("dependent launch: %s\n", DependentLaunchEnabled() ? "on" : "off");
   if (!CudaAvailable()) {
@@ -140,6 +143,7 @@ int Main(int argc, char** argv) {
   const int64_t H = 80, P = 64, G = 1, N = 128;
   const DType in_t = DType::kBF16;
   for (int64_t B : {1, 16, 64, 256}) {
+    if (only_batch > 0 && B != only_batch) continue;
     const int64_t state_elems = H * P * N;  // per block
     const int64_t set_bytes = B * state_elems * 4;
     const int64_t sets = std::max<int64_t>(1, ((int64_t{256} << 20) + set_bytes - 1) / set_bytes);

@@ -112,6 +112,8 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--decode_only", action="store_true")
+    ap.add_argument("--decode_batches", default="1,16,64,256",
+                    help="decode batch sizes, comma-separated (one, e.g. for a profiler)")
     args = ap.parse_args()
     import torch
 
@@ -162,7 +164,7 @@ def main():
         torch.cuda.empty_cache()
     # Decode: one token per sequence, state updated in place in its slot.
     slot_bytes = H * P * N * 4
-    for b in (1, 16, 64, 256):
+    for b in (int(v) for v in args.decode_batches.split(",")):
         g = torch.Generator(device=dev).manual_seed(1)
         rounds = max(1, -(-(256 << 20) // (b * slot_bytes)))  # launches before a slot repeats
         state = torch.zeros(b * rounds, H, P, N, device=dev, dtype=torch.float32)
