@@ -327,6 +327,12 @@ struct SegArgs {
   bool tma = false;  // TileMaps are set: full tiles arrive as tensor copies
 };
 
+// Index of (sequence s, segment seg, head hd) in the segments' per-head workspace arrays.
+__device__ __forceinline__ int64_t SegSlot(const SsdChunkScanParams& p, const SegArgs& sa, int s,
+                                           int seg, int hd) {
+  return (static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd;
+}
+
 // Segment k of a sequence of length len: local positions [SegBegin(k), SegBegin(k+1)).
 // len and off come from int32 arrays; cut_len is a power of two (chunk_size is validated as one).
 __device__ __forceinline__ int64_t SegBegin(int64_t len, int64_t off, int num_segs, int k,
@@ -851,9 +857,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // This thread's first element (pp = 32*ph + 2*t4, n = 16*nb + gq); the others are 32-bit
     // offsets from it (a head's P x N fits 32 bits).
     const int n0 = 16 * nb + gq, pp0 = 32 * ph + 2 * t4;
-    float* out = sa.ws +
-                 ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
-                 (p0 + pp0) * N + n0;
+    float* out = sa.ws + SegSlot(p, sa, s, seg, hd) * (P * N) + (p0 + pp0) * N + n0;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -862,7 +866,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (n0 + dn < cols_n && pp0 + dp < cols_p) out[dp * cols_n + dn] = hacc[j][e];
       }
     }
-    const int64_t slot = (static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd;
+    const int64_t slot = SegSlot(p, sa, s, seg, hd);
     if (tid == 0 && blockIdx.z == 0) {
       sa.ws_logdec[slot] = seg_logdec * 0.6931471805599453f;  // ln 2: natural log for the combine
     }
@@ -891,11 +895,11 @@ __global__ void SsdCombineKernel(SsdChunkScanParams p, SegArgs sa) {
   const SeqInfo q = GetSeq(p, s);
   const int64_t hstride = p.state_head_stride > 0 ? p.state_head_stride : PN;
   const int64_t state_e = hd * hstride + e;  // + block * state_block_stride
-  const int64_t slot0 = (static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd) * PN + e;
+  const int64_t slot0 = SegSlot(p, sa, s, 0, hd) * PN + e;
   const float* slot = sa.ws + slot0;
   bf16_t* sin = sa.sin + slot0;
   const int64_t slot_stride = p.num_heads * PN;
-  const float* logdec = sa.ws_logdec + static_cast<int64_t>(s) * sa.num_segs * p.num_heads + hd;
+  const float* logdec = sa.ws_logdec + SegSlot(p, sa, s, 0, hd);
   const float* decay = sa.decay + hd * p.num_tokens + q.t0;
   float h = slot[0];
   for (int k0 = 1; k0 < sa.num_segs; k0 += kCombineBatch) {
@@ -1000,9 +1004,9 @@ __global__ void __launch_bounds__(kCorrThreads)
   const int cols_n = static_cast<int>(N);
   const SeqInfo q = GetSeq(p, s);
   const int64_t seg_begin = SegBegin(q.len, q.off, sa.num_segs, seg, sa.cut_len);
-  const int64_t seg_end = std::min<int64_t>(
-      SegBegin(q.len, q.off, sa.num_segs, seg + 1, sa.cut_len),
-      sa.live_end[(static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd]);
+  const int64_t seg_end =
+      std::min<int64_t>(SegBegin(q.len, q.off, sa.num_segs, seg + 1, sa.cut_len),
+                        sa.live_end[SegSlot(p, sa, s, seg, hd)]);
   const int64_t per_part = ((seg_end - seg_begin + kCorrRows - 1) / kCorrRows + parts - 1) / parts;
   const int64_t first = seg_begin + part * per_part * kCorrRows;
   const int64_t last = std::min<int64_t>(seg_end, first + per_part * kCorrRows);
@@ -1030,9 +1034,7 @@ __global__ void __launch_bounds__(kCorrThreads)
     CpAsyncCommit();  // empty groups keep the wait count uniform
   };
   // S_in first (every warp needs all of it), then the ring's first stages behind it.
-  const bf16_t* s_in =
-      sa.sin + ((static_cast<int64_t>(s) * sa.num_segs + seg) * p.num_heads + hd) * (P * N) +
-      p0 * N;
+  const bf16_t* s_in = sa.sin + SegSlot(p, sa, s, seg, hd) * (P * N) + p0 * N;
   LoadTile<kN, kPitchBC, kCorrThreads, kP>(sm.h, s_in, N, cols_p, cols_n, vec_s, tid);
   CpAsyncCommit();
 #pragma unroll
@@ -1258,6 +1260,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
     const int64_t sin_floats = (ws_floats + 1) / 2;  // S_in, bf16
     const int64_t ld_floats = p.num_seqs * num_segs * p.num_heads;
     const int64_t decay_floats = p.num_heads * p.num_tokens;
+    const int64_t live_ints = ld_floats;  // live ends, one int32 per (sequence, segment, head)
     // The correction's launch shape is settled before anything is allocated or launched, so a
     // shape it cannot take fails the call with nothing run.
     CorrPlan corr;
@@ -1266,7 +1269,7 @@ absl::Status RunSsdChunkScanCuda(const SsdChunkScanParams& p, const Stream& stre
       ASSIGN_OR_RETURN(corr, PlanCorrection(p, num_segs, ptiles));
       RETURN_IF_ERROR(KeepFreedStreamMemory(stream.device()));
       const cudaError_t e = cudaMallocAsync(
-          &ws, (ws_floats + sin_floats + 2 * ld_floats + decay_floats) * sizeof(float), st);
+          &ws, (ws_floats + sin_floats + ld_floats + decay_floats + live_ints) * sizeof(float), st);
       if (e == cudaErrorMemoryAllocation && p.cuda_num_segments <= 0) {
         (void)cudaGetLastError();
         num_segs = 1;
